@@ -9,7 +9,10 @@
 #   2. validate every rendered object against the Kubernetes OpenAPI schemas bundled in
 #      kubernetes-validate, strictly (unknown fields are errors), for the oldest supported
 #      Kubernetes (1.30: the preStop `sleep` action) and the newest bundled one;
-#   3. for the deployable overlays, run checkov's Kubernetes policies on the rendered output.
+#   3. check the promises docs/operations.md makes (deploy/k8s/invariants.py: labels, gRPC
+#      probes, grace period > preStop + drain, security context, HPA/PDB/Service per service,
+#      default-deny networking, no real secret in git);
+#   4. for the deployable overlays, run checkov's Kubernetes policies on the rendered output.
 # And lint deploy/docker/Dockerfile with hadolint.
 #
 # The Python tools are pinned and installed into a virtualenv under .local/ (gitignored) on the
@@ -139,6 +142,13 @@ check_tree() {
       ok=0
     fi
   done
+
+  if "$VENV/bin/python" deploy/k8s/invariants.py "$name" "$rendered"; then
+    echo "   invariants (deploy/k8s/invariants.py): ok"
+  else
+    fail "$name: the manifests break a promise of docs/operations.md (above)"
+    ok=0
+  fi
 
   if [[ "$policy" == policy ]]; then
     skips="$(IFS=,; echo "$*")"
