@@ -13,8 +13,9 @@ import { documentVisibility } from './visibility';
 export interface AppServices {
   store: SessionStore;
   api: Api;
-  signIn(username: string, password: string): Promise<Session>;
-  signOut(): Promise<void>;
+  signIn: (username: string, password: string) => Promise<Session>;
+  /** Stops pinging, calls Logout, and ends the session even if the call fails. */
+  signOut: () => Promise<void>;
 }
 
 export function createAppServices(baseUrl: string): AppServices {

@@ -26,7 +26,7 @@ export function reactionTo(event: UserStatusEvent): StreamReaction {
 }
 
 /** The rows with `status` replacing the row of the same user; the same array if absent. */
-export function withStatus(rows: readonly UserStatus[], status: UserStatus): readonly UserStatus[] {
+export function withStatus(rows: UserStatus[], status: UserStatus): UserStatus[] {
   const index = rows.findIndex((row) => row.userId === status.userId);
   if (index === -1) return rows;
   const updated = [...rows];

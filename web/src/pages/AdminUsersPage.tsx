@@ -1,0 +1,178 @@
+/**
+ * Who is online: one page of users with their status, counts for everyone, a filter,
+ * pagination, and live updates from the server (no refresh button, no polling).
+ */
+import { useState } from 'react';
+import { Link } from 'react-router';
+import type { StreamState } from '../admin/status-stream';
+import { useStatusPage } from '../admin/use-status-page';
+import { formatDateTime, isoDateTime, onlineLabel, sourceLabel } from '../format';
+import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
+import { paths } from '../ui/paths';
+import { usePageTitle, useServices } from '../ui/services-context';
+
+const FILTERS = [
+  { value: StatusFilter.ALL, label: 'Tous' },
+  { value: StatusFilter.ONLINE, label: 'En ligne' },
+  { value: StatusFilter.OFFLINE, label: 'Hors ligne' },
+];
+
+const STREAM_LABELS: Record<StreamState, string> = {
+  connecting: 'connexion en cours…',
+  live: 'actives',
+  reconnecting: 'interrompues, reconnexion en cours…',
+  refused: 'indisponibles',
+};
+
+const countFormat = new Intl.NumberFormat('fr-FR');
+
+export function AdminUsersPage() {
+  usePageTitle('Utilisateurs');
+  const { api } = useServices();
+  const [filter, setFilter] = useState(StatusFilter.ALL);
+  // The token of every page up to the current one; the first page's is empty.
+  const [pageTokens, setPageTokens] = useState<string[]>(['']);
+  const currentToken = pageTokens[pageTokens.length - 1] ?? '';
+  const { page, error, loading, stream } = useStatusPage(api, filter, currentToken);
+
+  const chooseFilter = (next: StatusFilter) => {
+    setFilter(next);
+    setPageTokens(['']);
+  };
+
+  return (
+    <section aria-labelledby="users-title">
+      <h1 id="users-title">Statuts des utilisateurs</h1>
+      <p>
+        <Link to={paths.adminSettings}>Modifier le seuil d'activité</Link>
+      </p>
+
+      <p className="live" role="status" data-testid="live-status" data-state={stream}>
+        Mises à jour en direct : {STREAM_LABELS[stream]}
+      </p>
+
+      {page?.degraded && (
+        <p className="notice notice--warning" role="status" data-testid="degraded-banner">
+          Mode dégradé : Redis est indisponible, statuts calculés depuis l'historique de connexion.
+        </p>
+      )}
+      {error && (
+        <p className="error" role="alert" data-testid="users-error">
+          {error}
+        </p>
+      )}
+
+      {page && (
+        <dl className="counts" aria-label="Décompte des utilisateurs">
+          <div>
+            <dt>Total</dt>
+            <dd data-testid="count-total">{countFormat.format(page.totalCount)}</dd>
+          </div>
+          <div>
+            <dt>En ligne</dt>
+            <dd data-testid="count-online">{countFormat.format(page.onlineCount)}</dd>
+          </div>
+          <div>
+            <dt>Hors ligne</dt>
+            <dd data-testid="count-offline">{countFormat.format(page.offlineCount)}</dd>
+          </div>
+          <div>
+            <dt>Seuil</dt>
+            <dd>{page.thresholdMinutes} min</dd>
+          </div>
+        </dl>
+      )}
+
+      <fieldset className="filter">
+        <legend>Afficher</legend>
+        {FILTERS.map(({ value, label }) => (
+          <label key={value}>
+            <input
+              type="radio"
+              name="status-filter"
+              value={value}
+              checked={filter === value}
+              onChange={() => {
+                chooseFilter(value);
+              }}
+            />
+            {label}
+          </label>
+        ))}
+      </fieldset>
+
+      <div className="table-wrap">
+        <table aria-describedby="users-title" aria-busy={loading}>
+          <thead>
+            <tr>
+              <th scope="col">Utilisateur</th>
+              <th scope="col">Nom affiché</th>
+              <th scope="col">Statut</th>
+              <th scope="col">Dernière activité</th>
+              <th scope="col">Dernière connexion</th>
+              <th scope="col">Source</th>
+            </tr>
+          </thead>
+          <tbody>
+            {page?.statuses.map((status) => <UserRow key={status.userId} status={status} />)}
+          </tbody>
+        </table>
+      </div>
+      {page?.statuses.length === 0 && <p>Aucun utilisateur à afficher.</p>}
+
+      <nav className="pagination" aria-label="Pagination">
+        <button
+          type="button"
+          disabled={pageTokens.length === 1}
+          onClick={() => {
+            setPageTokens((tokens) => tokens.slice(0, -1));
+          }}
+        >
+          Page précédente
+        </button>
+        <span>Page {pageTokens.length}</span>
+        <button
+          type="button"
+          disabled={!page?.nextPageToken}
+          onClick={() => {
+            const next = page?.nextPageToken;
+            if (next) setPageTokens((tokens) => [...tokens, next]);
+          }}
+        >
+          Page suivante
+        </button>
+      </nav>
+    </section>
+  );
+}
+
+function UserRow({ status }: { status: UserStatus }) {
+  return (
+    <tr data-testid={`user-row-${status.username}`} data-online={status.online}>
+      <th scope="row">{status.username}</th>
+      <td>{status.displayName}</td>
+      <td>
+        <span
+          className={status.online ? 'badge badge--online' : 'badge badge--offline'}
+          data-testid={`status-badge-${status.username}`}
+        >
+          <span className="badge__dot" aria-hidden="true" />
+          {onlineLabel(status.online)}
+        </span>
+      </td>
+      <td>
+        <DateTime value={status.lastActivityAt} />
+      </td>
+      <td>
+        <DateTime value={status.lastLoginAt} />
+      </td>
+      <td>{sourceLabel(status.source)}</td>
+    </tr>
+  );
+}
+
+function DateTime({ value }: { value: Timestamp | undefined }) {
+  const iso = isoDateTime(value);
+  return iso ? <time dateTime={iso}>{formatDateTime(value)}</time> : <>{formatDateTime(value)}</>;
+}
