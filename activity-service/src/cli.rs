@@ -1,0 +1,195 @@
+//! The command line: `serve` (the default), `migrate`, `user upsert` and
+//! `token issue`. Passwords are read from standard input, never from
+//! arguments, where `ps` and shell history would show them.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs};
+use presence_core::token::Role;
+use presence_core::{db, telemetry};
+
+use crate::config::ActivityConfig;
+use crate::error::ActivityError;
+use crate::startup::Application;
+use crate::store::Accounts;
+
+/// With no command, serves gRPC with the settings below.
+#[derive(Parser, Debug)]
+#[command(
+    name = "activity-service",
+    version,
+    about = "presence activity service: Login, Ping, Logout over gRPC",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ActivityConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the database if needed and apply pending migrations (safe to run twice).
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user, or update an existing one's password, role and name.
+    /// The password is the first line of standard input.
+    Upsert {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = ["user", "admin", "service"], default_value = "user")]
+        role: String,
+        /// Name shown to admins (defaults to the username).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Refuse this account's sign-ins.
+        #[arg(long, default_value_t = false)]
+        disabled: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Print a token for a `service` account, for back-end callers of
+    /// RecordActivity and BatchGetUserStatuses.
+    Issue {
+        #[arg(long)]
+        username: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=366))]
+        days: i64,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        jwt: JwtArgs,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> ExitCode {
+        let outcome = match self.command {
+            Some(command) => command.run().await,
+            None => serve(self.serve).await,
+        };
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("activity-service: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn serve(config: ActivityConfig) -> Result<(), ActivityError> {
+    telemetry::init(config.common.log_format);
+    tracing::info!(config = ?config, "starting activity-service");
+    let application = Application::build(config).await?;
+    application
+        .run_until(presence_core::shutdown::signal())
+        .await
+}
+
+impl Command {
+    async fn run(self) -> Result<(), ActivityError> {
+        match self {
+            Command::Migrate { common, database } => {
+                telemetry::init(common.log_format);
+                create_database_if_missing(&database).await?;
+                let pool = db::connect_lazy(&database)?;
+                db::migrate(&pool).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::User(UserCommand::Upsert {
+                username,
+                role,
+                display_name,
+                disabled,
+                common,
+                database,
+            }) => {
+                telemetry::init(common.log_format);
+                let password = read_password()?;
+                let role: Role = role.parse()?;
+                let accounts = Accounts::new(db::connect_lazy(&database)?);
+                let display_name = display_name.unwrap_or_else(|| username.clone());
+                let id = accounts
+                    .upsert_user(&username, &password, role, &display_name, disabled)
+                    .await?;
+                println!("{id}");
+                Ok(())
+            }
+            Command::Token(TokenCommand::Issue {
+                username,
+                days,
+                common,
+                database,
+                jwt,
+            }) => {
+                telemetry::init(common.log_format);
+                let accounts = Accounts::new(db::connect_lazy(&database)?);
+                let account = accounts
+                    .find_by_username(&username)
+                    .await?
+                    .filter(|account| account.role == Role::Service && !account.disabled)
+                    .ok_or_else(|| {
+                        ActivityError::NotFound(format!(
+                            "no enabled service account named {username:?}"
+                        ))
+                    })?;
+                let issuer = jwt.issuer(common.environment, days * 24 * 3600)?;
+                let issued =
+                    issuer.issue(account.id, Role::Service, chrono::Utc::now().timestamp())?;
+                println!("{}", issued.token);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn read_password() -> Result<String, ActivityError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|error| {
+            ActivityError::InvalidArgument(format!("cannot read the password from stdin: {error}"))
+        })?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    crate::grpc::check_password_shape(&password)?;
+    Ok(password)
+}
+
+async fn create_database_if_missing(database: &DatabaseArgs) -> Result<(), ActivityError> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = &database.database_url;
+    if !sqlx::Postgres::database_exists(url).await? {
+        sqlx::Postgres::create_database(url).await?;
+        tracing::info!("database created");
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The activity service: signs users in (`Login`), records that they are here
+//! (`Ping`, `RecordActivity`) and signs them out (`Logout`).
+//!
+//! - `config`: every setting, from the environment.
+//! - `cli`: the `serve`, `migrate`, `user` and `token` commands.
+//! - `startup`: builds the gRPC server from the configuration.
+//! - `grpc`: the handlers; each parses its request into domain values first.
+//! - `store`: Redis (activity keys, revocations) and PostgreSQL (accounts, login_history).
+//! - `password`: argon2id hashing, off the async threads.
+//! - `error`: the one error type and its mapping to gRPC status.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod password;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,103 @@
+//! Builds the activity service from its configuration: connections (lazy, so
+//! the process starts while Redis or PostgreSQL are still coming up), the
+//! threshold watch, the gRPC server with health and reflection, bound to its
+//! address (port 0 in tests).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
+use presence_core::redis_client::Redis;
+use presence_core::settings::ThresholdWatch;
+use presence_core::{db, proto};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::config::ActivityConfig;
+use crate::error::ActivityError;
+use crate::grpc::{ActivityHandler, LoginThrottle};
+use crate::store::{Accounts, ActivityStore};
+
+/// No call may run longer than this, whatever its client asked.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Application {
+    listener: TcpListener,
+    handler: ActivityHandler,
+}
+
+impl Application {
+    pub async fn build(config: ActivityConfig) -> Result<Self, ActivityError> {
+        let pool = db::connect_lazy(&config.database)?;
+        Self::build_with_pool(config, pool).await
+    }
+
+    /// Builds on an existing pool (tests hand in a fresh database per test).
+    pub async fn build_with_pool(
+        config: ActivityConfig,
+        pool: PgPool,
+    ) -> Result<Self, ActivityError> {
+        let environment = config.common.environment;
+        let verifier = config.jwt.verifier(environment)?;
+        let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
+        if config.migrate_on_start {
+            db::migrate(&pool).await?;
+        }
+        let redis = Redis::connect_lazy(&config.redis)?;
+        let threshold = ThresholdWatch::start(pool.clone()).await;
+        let handler = ActivityHandler {
+            store: ActivityStore::new(redis),
+            accounts: Accounts::new(pool),
+            verifier,
+            issuer,
+            threshold,
+            ping_interval_seconds: config.ping_interval_seconds,
+            throttle: LoginThrottle {
+                max_failures_per_user: config.login_max_failures_per_user,
+                max_failures_per_client: config.login_max_failures_per_client,
+                window_seconds: config.login_throttle_window_seconds,
+            },
+            trust_forwarded_for: config.trust_forwarded_for,
+        };
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|error| {
+                ActivityError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
+            })?;
+        Ok(Self { listener, handler })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight calls finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ActivityError> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<ActivityServiceServer<ActivityHandler>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|error| ActivityError::Internal(error.to_string()))?;
+        tracing::info!(address = %self.local_addr(), "activity-service listening");
+        Server::builder()
+            .timeout(CALL_TIMEOUT)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(ActivityServiceServer::new(self.handler))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .map_err(|error| ActivityError::Internal(error.to_string()))?;
+        tracing::info!("activity-service stopped");
+        Ok(())
+    }
+}

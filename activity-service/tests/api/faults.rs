@@ -1,0 +1,95 @@
+//! What the service does when its stores fail. These tests start their own
+//! Redis, or point at a closed port, and never touch the shared servers.
+
+use std::time::Duration;
+
+use presence_core::proto::activity::{LogoutRequest, PingRequest};
+use presence_core::token::Role;
+use sqlx::postgres::PgPoolOptions;
+use tonic::Code;
+
+use crate::helpers::{Options, ThrowawayRedis, authorized, spawn_app, spawn_app_with};
+
+/// The client gives up after this long: a hanging service would show up as
+/// DEADLINE_EXCEEDED instead of the UNAVAILABLE the tests expect.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) {
+    let mut redis = ThrowawayRedis::start().await;
+    let mut app = spawn_app_with(
+        pool,
+        Options {
+            redis_url: redis.url.clone(),
+            extra_args: vec!["--redis-timeout-ms=300".into()],
+        },
+    )
+    .await;
+    app.create_user("usertest1", Role::User).await;
+    let token = app.login("usertest1").await.access_token;
+    app.client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap();
+
+    redis.stop();
+    let mut request = authorized(PingRequest {}, &token);
+    request.set_timeout(CLIENT_DEADLINE);
+    let status = app.client.ping(request).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        !status.message().contains("redis://"),
+        "leaks internals: {}",
+        status.message()
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(pool: sqlx::PgPool) {
+    let mut redis = ThrowawayRedis::start().await;
+    let mut app = spawn_app_with(
+        pool,
+        Options {
+            redis_url: redis.url.clone(),
+            extra_args: vec!["--redis-timeout-ms=300".into()],
+        },
+    )
+    .await;
+    app.create_user("usertest1", Role::User).await;
+    let token = app.login("usertest1").await.access_token;
+
+    redis.stop();
+    let mut request = authorized(LogoutRequest {}, &token);
+    request.set_timeout(CLIENT_DEADLINE);
+    let status = app.client.logout(request).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::Unavailable);
+    let events: Vec<String> = app
+        .history("usertest1")
+        .await
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect();
+    assert_eq!(events, ["login_success", "logout"]);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn ping_works_while_postgresql_is_unreachable(pool: sqlx::PgPool) {
+    // Sign in against the real database, then serve from a second instance
+    // whose database is a closed port: the token stays valid, and a ping
+    // needs no SQL.
+    let mut app = spawn_app(pool).await;
+    app.create_user("usertest1", Role::User).await;
+    let login = app.login("usertest1").await;
+
+    let unreachable = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/presence")
+        .unwrap();
+    let mut cut_off = spawn_app_with(unreachable, Options::default()).await;
+    let mut request = authorized(PingRequest {}, &login.access_token);
+    request.set_timeout(CLIENT_DEADLINE);
+    cut_off.client.ping(request).await.unwrap();
+    assert!(cut_off.last_activity(&login.user_id).await.is_some());
+}

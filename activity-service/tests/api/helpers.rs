@@ -1,0 +1,238 @@
+//! `spawn_app()` and what the tests need around it.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use activity_service::config::ActivityConfig;
+use activity_service::startup::Application;
+use clap::Parser;
+use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
+use presence_core::proto::activity::{LoginRequest, LoginResponse};
+use presence_core::token::Role;
+use redis::AsyncCommands;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const PASSWORD: &str = "Test1234!";
+
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: ActivityConfig,
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestApp {
+    pub client: ActivityServiceClient<Channel>,
+    pub pool: PgPool,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub prefix: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Options {
+    pub redis_url: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            redis_url: redis_url(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Options::default()).await
+}
+
+pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
+    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let mut args = vec![
+        "activity-service".to_owned(),
+        "--listen-addr=127.0.0.1:0".into(),
+        format!("--redis-url={}", options.redis_url),
+        format!("--redis-key-prefix={prefix}"),
+        format!("--jwt-secret={SECRET}"),
+        "--environment=development".into(),
+    ];
+    args.extend(options.extra_args);
+    let config = ConfigOnly::parse_from(args).config;
+    let application = Application::build_with_pool(config, pool.clone())
+        .await
+        .expect("the service builds");
+    let address = application.local_addr();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("the service accepts connections");
+    let redis = redis::Client::open(options.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis is reachable");
+    TestApp {
+        client: ActivityServiceClient::new(channel),
+        pool,
+        redis,
+        prefix,
+        _shutdown: shutdown,
+    }
+}
+
+/// A `Request` carrying `authorization: Bearer <token>`.
+pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is valid metadata"),
+    );
+    request
+}
+
+impl TestApp {
+    /// Creates an account through the same code path as the CLI.
+    pub async fn create_user(&self, username: &str, role: Role) -> Uuid {
+        self.create_account(username, role, false).await
+    }
+
+    pub async fn create_account(&self, username: &str, role: Role, disabled: bool) -> Uuid {
+        activity_service::store::Accounts::new(self.pool.clone())
+            .upsert_user(
+                username,
+                PASSWORD,
+                role,
+                &format!("{username} display"),
+                disabled,
+            )
+            .await
+            .expect("account created")
+    }
+
+    pub async fn login(&mut self, username: &str) -> LoginResponse {
+        self.client
+            .login(LoginRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("login succeeds")
+            .into_inner()
+    }
+
+    pub fn key(&self, name: &str, user_id: &str) -> String {
+        format!("{}{name}:{user_id}", self.prefix)
+    }
+
+    pub async fn last_activity(&mut self, user_id: &str) -> Option<i64> {
+        let key = self.key("last_activity", user_id);
+        self.redis.get(key).await.unwrap()
+    }
+
+    pub async fn ttl(&mut self, key: &str) -> i64 {
+        self.redis.ttl(key).await.unwrap()
+    }
+
+    /// Every key this test wrote, for "nothing was written" checks.
+    pub async fn written_keys(&mut self) -> Vec<String> {
+        self.redis.keys(format!("{}*", self.prefix)).await.unwrap()
+    }
+
+    /// The login_history rows of a username, oldest first: (event, failure_reason).
+    pub async fn history(&self, username: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT event, failure_reason FROM login_history WHERE username = $1 ORDER BY id",
+        )
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+/// A throwaway `redis-server` on a free loopback port, killed on drop. Tests
+/// that stop Redis use one of these, never the machine's shared server.
+pub struct ThrowawayRedis {
+    pub url: String,
+    child: Child,
+}
+
+impl ThrowawayRedis {
+    pub async fn start() -> Self {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        // Owned from here on, so a failed start still kills the process (Drop).
+        let server = Self { url, child };
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        for _ in 0..100 {
+            if client.get_multiplexed_async_connection().await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("throwaway redis-server did not start on port {port}");
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ThrowawayRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Signs a token with the test secret and arbitrary claims.
+pub fn forge_token(
+    claims: serde_json::Value,
+    algorithm: jsonwebtoken::Algorithm,
+    secret: &str,
+) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

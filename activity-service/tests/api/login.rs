@@ -1,0 +1,138 @@
+use presence_core::proto::activity::LoginRequest;
+use presence_core::token::Role;
+use tonic::Code;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+fn credentials(username: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn login_returns_a_token_and_records_a_success_row(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let user_id = app.create_user("usertest1", Role::User).await;
+
+    let response = app.login("usertest1").await;
+
+    assert_eq!(response.user_id, user_id.to_string());
+    assert_eq!(response.role, "user");
+    assert_eq!(response.display_name, "usertest1 display");
+    assert!(response.expires_at.unwrap().seconds > crate::helpers::now());
+    assert_eq!(
+        app.history("usertest1").await,
+        vec![("login_success".to_owned(), None)]
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn wrong_password_and_unknown_user_get_the_same_answer_but_different_rows(
+    pool: sqlx::PgPool,
+) {
+    let mut app = spawn_app(pool).await;
+    app.create_user("usertest1", Role::User).await;
+
+    let wrong = app
+        .client
+        .login(credentials("usertest1", "not-the-password"))
+        .await
+        .unwrap_err();
+    let unknown = app
+        .client
+        .login(credentials("nobody", PASSWORD))
+        .await
+        .unwrap_err();
+
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(wrong.message(), unknown.message());
+    assert_eq!(
+        app.history("usertest1").await,
+        vec![(
+            "login_failure".to_owned(),
+            Some("wrong_password".to_owned())
+        )]
+    );
+    assert_eq!(
+        app.history("nobody").await,
+        vec![("login_failure".to_owned(), Some("unknown_user".to_owned()))]
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_disabled_account_cannot_sign_in(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    app.create_account("gone", Role::User, true).await;
+
+    let refused = app
+        .client
+        .login(credentials("gone", PASSWORD))
+        .await
+        .unwrap_err();
+
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(
+        app.history("gone").await,
+        vec![(
+            "login_failure".to_owned(),
+            Some("account_disabled".to_owned())
+        )]
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn repeated_failures_are_throttled_even_with_the_right_password(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    app.create_user("usertest1", Role::User).await;
+
+    for _ in 0..5 {
+        let status = app
+            .client
+            .login(credentials("usertest1", "bad"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let throttled = app
+        .client
+        .login(credentials("usertest1", PASSWORD))
+        .await
+        .unwrap_err();
+
+    assert_eq!(throttled.code(), Code::ResourceExhausted);
+    let rows = app.history("usertest1").await;
+    assert_eq!(rows.last().unwrap().1.as_deref(), Some("throttled"));
+    assert!(!rows.iter().any(|(event, _)| event == "login_success"));
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn empty_or_oversized_credentials_are_invalid_arguments(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+
+    for request in [
+        credentials("", PASSWORD),
+        credentials(&"x".repeat(65), PASSWORD),
+        credentials("usertest1", ""),
+        credentials("usertest1", &"p".repeat(1025)),
+    ] {
+        let status = app.client.login(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_service_account_cannot_sign_in_with_a_password(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    app.create_user("billing", Role::Service).await;
+
+    let refused = app
+        .client
+        .login(credentials("billing", PASSWORD))
+        .await
+        .unwrap_err();
+
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}

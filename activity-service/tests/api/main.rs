@@ -1,0 +1,10 @@
+//! Black-box tests of the activity service: each starts the real service on a
+//! free port against the machine's PostgreSQL (a fresh database per test) and
+//! Redis (a fresh key prefix per test), and calls it with the generated client.
+
+mod faults;
+mod helpers;
+mod login;
+mod logout;
+mod ping;
+mod record_activity;

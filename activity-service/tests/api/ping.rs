@@ -1,0 +1,151 @@
+use jsonwebtoken::Algorithm;
+use presence_core::proto::activity::PingRequest;
+use presence_core::token::Role;
+use serde_json::json;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::helpers::{SECRET, authorized, forge_token, now, spawn_app};
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let user_id = app.create_user("usertest1", Role::User).await.to_string();
+    let token = app.login("usertest1").await.access_token;
+
+    let before = now();
+    let response = app
+        .client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let recorded = app.last_activity(&user_id).await.expect("the key exists");
+    assert!(recorded >= before && recorded <= now());
+    let ttl = app.ttl(&app.key("last_activity", &user_id)).await;
+    assert!((1790..=1800).contains(&ttl), "TTL {ttl} is not 2 × 15 min");
+    assert_eq!(response.threshold_minutes, 15);
+    assert_eq!(response.ping_interval_seconds, 60);
+    assert!(response.server_time.unwrap().seconds >= before);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let user_id = app.create_user("usertest1", Role::User).await.to_string();
+    let token = app.login("usertest1").await.access_token;
+
+    app.client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap();
+    let first = app.last_activity(&user_id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap();
+    let second = app.last_activity(&user_id).await.unwrap();
+
+    assert!(second > first, "{second} is not after {first}");
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn ping_updates_the_activity_index_and_clears_the_logout_marker(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let user_id = app.create_user("usertest1", Role::User).await.to_string();
+    let token = app.login("usertest1").await.access_token;
+    let marker = app.key("last_logout", &user_id);
+    redis::AsyncCommands::set::<_, _, ()>(&mut app.redis, &marker, 1)
+        .await
+        .unwrap();
+
+    app.client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap();
+
+    let index = format!("{}activity_index", app.prefix);
+    let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
+        .await
+        .unwrap();
+    assert_eq!(score, app.last_activity(&user_id).await);
+    let marker_left: bool = redis::AsyncCommands::exists(&mut app.redis, &marker)
+        .await
+        .unwrap();
+    assert!(!marker_left);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let user_id = Uuid::new_v4();
+    let claims = |exp: i64| json!({"sub": user_id, "role": "user", "jti": "j1", "exp": exp, "iat": now(), "iss": "presence"});
+    let unsigned = {
+        use base64_like::encode;
+        format!(
+            "{}.{}.",
+            encode(r#"{"alg":"none","typ":"JWT"}"#),
+            encode(&claims(now() + 600).to_string())
+        )
+    };
+    let cases = [
+        ("malformed", Some("not-a-jwt".to_owned())),
+        (
+            "expired",
+            Some(forge_token(claims(now() - 3600), Algorithm::HS256, SECRET)),
+        ),
+        (
+            "wrong signature",
+            Some(forge_token(
+                claims(now() + 600),
+                Algorithm::HS256,
+                "another-secret-another-secret-0123",
+            )),
+        ),
+        ("alg none", Some(unsigned)),
+        (
+            "wrong algorithm",
+            Some(forge_token(claims(now() + 600), Algorithm::HS512, SECRET)),
+        ),
+        (
+            "no jti",
+            Some(forge_token(
+                json!({"sub": user_id, "role": "user", "exp": now() + 600, "iat": now(), "iss": "presence"}),
+                Algorithm::HS256,
+                SECRET,
+            )),
+        ),
+        ("missing", None),
+    ];
+    for (case, token) in cases {
+        let request = match &token {
+            Some(token) => authorized(PingRequest {}, token),
+            None => tonic::Request::new(PingRequest {}),
+        };
+        let status = app.client.ping(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+    }
+    assert_eq!(app.written_keys().await, Vec::<String>::new());
+}
+
+/// Base64url without padding, enough to hand-build an `alg: none` token.
+mod base64_like {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    pub fn encode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,77 @@
+use presence_core::proto::activity::RecordActivityRequest;
+use presence_core::token::{Role, TokenIssuer};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::helpers::{SECRET, authorized, now, spawn_app};
+
+fn service_token(service_id: Uuid) -> String {
+    let issuer = TokenIssuer::new(
+        jsonwebtoken::Algorithm::HS256,
+        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        "presence",
+        600,
+    );
+    issuer
+        .issue(service_id, Role::Service, now())
+        .unwrap()
+        .token
+}
+
+fn request(user_id: &str) -> RecordActivityRequest {
+    RecordActivityRequest {
+        user_id: user_id.into(),
+    }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_service_records_activity_for_a_user(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let service = app.create_user("billing", Role::Service).await;
+    let user_id = app.create_user("usertest1", Role::User).await.to_string();
+
+    app.client
+        .record_activity(authorized(request(&user_id), &service_token(service)))
+        .await
+        .unwrap();
+
+    assert!(app.last_activity(&user_id).await.is_some());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_user_token_cannot_record_activity(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    app.create_user("usertest1", Role::User).await;
+    let victim = app.create_user("usertest2", Role::User).await.to_string();
+    let token = app.login("usertest1").await.access_token;
+
+    let status = app
+        .client
+        .record_activity(authorized(request(&victim), &token))
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(app.written_keys().await, Vec::<String>::new());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn bad_or_unknown_user_ids_are_reported(pool: sqlx::PgPool) {
+    let mut app = spawn_app(pool).await;
+    let token = service_token(app.create_user("billing", Role::Service).await);
+
+    let malformed = app
+        .client
+        .record_activity(authorized(request("42"), &token))
+        .await
+        .unwrap_err();
+    let unknown = app
+        .client
+        .record_activity(authorized(request(&Uuid::new_v4().to_string()), &token))
+        .await
+        .unwrap_err();
+
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(app.written_keys().await, Vec::<String>::new());
+}

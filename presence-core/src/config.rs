@@ -1,0 +1,321 @@
+//! Configuration pieces both services read from the environment (clap `env`),
+//! each documented in `--help`, with defaults safe for local development and
+//! checks that refuse an insecure production set-up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+use crate::Error;
+use crate::keys::RedisKeys;
+use crate::telemetry::LogFormat;
+use crate::token::{TokenIssuer, TokenVerifier};
+
+/// The HS256 secret used when none is configured. Development only: a
+/// production process refuses to start with it.
+const DEVELOPMENT_JWT_SECRET: &str = "presence-development-secret-not-for-production";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Local defaults allowed (built-in JWT secret, dev accounts).
+    Development,
+    /// Refuses to start with any development default that would be insecure.
+    Production,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Deployment environment; `production` refuses insecure settings.
+    #[arg(
+        long,
+        env = "PRESENCE_ENVIRONMENT",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
+    /// Log line format. Filter with RUST_LOG (default `info`).
+    #[arg(long, env = "PRESENCE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Clone)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL (users, login_history, settings).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/presence",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Maximum pooled PostgreSQL connections per process.
+    #[arg(long, env = "PRESENCE_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// Milliseconds a query waits for a connection before the call fails with UNAVAILABLE.
+    #[arg(long, env = "PRESENCE_DATABASE_TIMEOUT_MS", default_value_t = 2000)]
+    pub database_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_timeout_ms", &self.database_timeout_ms)
+            .finish()
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct RedisArgs {
+    /// Redis URL (activity timestamps, logout markers, revoked tokens).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Prefix put before every Redis key (no braces), to share one Redis between deployments.
+    #[arg(long, env = "PRESENCE_REDIS_KEY_PREFIX", default_value = "")]
+    pub redis_key_prefix: String,
+    /// Milliseconds a Redis connection attempt or command may take before the call fails.
+    #[arg(long, env = "PRESENCE_REDIS_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_timeout_ms: u64,
+}
+
+impl RedisArgs {
+    pub fn keys(&self) -> Result<RedisKeys, Error> {
+        RedisKeys::new(self.redis_key_prefix.clone())
+            .map_err(|error| Error::InvalidConfig(error.to_string()))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// Shared secret (PRESENCE_JWT_SECRET, at least 32 bytes).
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA key pair (PEM files); lets an external issuer be trusted.
+    #[value(name = "RS256")]
+    Rs256,
+    /// Ed25519 key pair (PEM files); lets an external issuer be trusted.
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    fn algorithm(self) -> Algorithm {
+        match self {
+            JwtAlgorithm::Hs256 => Algorithm::HS256,
+            JwtAlgorithm::Rs256 => Algorithm::RS256,
+            JwtAlgorithm::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct JwtArgs {
+    /// The only JWT algorithm accepted (tokens with any other, or `none`, are refused).
+    #[arg(
+        long,
+        env = "PRESENCE_JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256"
+    )]
+    pub jwt_algorithm: JwtAlgorithm,
+    /// HS256 secret, at least 32 bytes. Required in production; a built-in
+    /// development secret is used otherwise.
+    #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file verifying RS256/EdDSA tokens.
+    #[arg(long, env = "PRESENCE_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// PEM private key file signing RS256/EdDSA tokens (the activity service's Login only).
+    #[arg(long, env = "PRESENCE_JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// Value of the `iss` claim issued and required.
+    #[arg(long, env = "PRESENCE_JWT_ISSUER", default_value = "presence")]
+    pub jwt_issuer: String,
+}
+
+impl std::fmt::Debug for JwtArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtArgs")
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_private_key_file", &self.jwt_private_key_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .finish()
+    }
+}
+
+impl JwtArgs {
+    fn secret(&self, environment: Environment) -> Result<&[u8], Error> {
+        let secret = match (&self.jwt_secret, environment) {
+            (Some(secret), _) => secret.as_str(),
+            (None, Environment::Development) => {
+                tracing::warn!("PRESENCE_JWT_SECRET unset: using the development secret");
+                DEVELOPMENT_JWT_SECRET
+            }
+            (None, Environment::Production) => {
+                return Err(Error::InvalidConfig(
+                    "PRESENCE_JWT_SECRET must be set in production".into(),
+                ));
+            }
+        };
+        if environment == Environment::Production && secret == DEVELOPMENT_JWT_SECRET {
+            return Err(Error::InvalidConfig(
+                "PRESENCE_JWT_SECRET is the public development secret; set a private one".into(),
+            ));
+        }
+        if secret.len() < 32 {
+            return Err(Error::InvalidConfig(
+                "PRESENCE_JWT_SECRET must be at least 32 bytes".into(),
+            ));
+        }
+        Ok(secret.as_bytes())
+    }
+
+    fn read_pem(path: &Option<PathBuf>, variable: &str) -> Result<Vec<u8>, Error> {
+        let path = path.as_ref().ok_or_else(|| {
+            Error::InvalidConfig(format!("{variable} is required for this algorithm"))
+        })?;
+        std::fs::read(path).map_err(|error| {
+            Error::InvalidConfig(format!("{variable} {}: {error}", path.display()))
+        })
+    }
+
+    pub fn verifier(&self, environment: Environment) -> Result<TokenVerifier, Error> {
+        let algorithm = self.jwt_algorithm.algorithm();
+        let invalid = |error: jsonwebtoken::errors::Error| {
+            Error::InvalidConfig(format!("PRESENCE_JWT_PUBLIC_KEY_FILE: {error}"))
+        };
+        let key = match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => DecodingKey::from_secret(self.secret(environment)?),
+            JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(&Self::read_pem(
+                &self.jwt_public_key_file,
+                "PRESENCE_JWT_PUBLIC_KEY_FILE",
+            )?)
+            .map_err(invalid)?,
+            JwtAlgorithm::EdDsa => DecodingKey::from_ed_pem(&Self::read_pem(
+                &self.jwt_public_key_file,
+                "PRESENCE_JWT_PUBLIC_KEY_FILE",
+            )?)
+            .map_err(invalid)?,
+        };
+        Ok(TokenVerifier::new(algorithm, key, &self.jwt_issuer))
+    }
+
+    pub fn issuer(
+        &self,
+        environment: Environment,
+        lifetime_seconds: i64,
+    ) -> Result<TokenIssuer, Error> {
+        let algorithm = self.jwt_algorithm.algorithm();
+        let invalid = |error: jsonwebtoken::errors::Error| {
+            Error::InvalidConfig(format!("PRESENCE_JWT_PRIVATE_KEY_FILE: {error}"))
+        };
+        let key = match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => EncodingKey::from_secret(self.secret(environment)?),
+            JwtAlgorithm::Rs256 => EncodingKey::from_rsa_pem(&Self::read_pem(
+                &self.jwt_private_key_file,
+                "PRESENCE_JWT_PRIVATE_KEY_FILE",
+            )?)
+            .map_err(invalid)?,
+            JwtAlgorithm::EdDsa => EncodingKey::from_ed_pem(&Self::read_pem(
+                &self.jwt_private_key_file,
+                "PRESENCE_JWT_PRIVATE_KEY_FILE",
+            )?)
+            .map_err(invalid)?,
+        };
+        Ok(TokenIssuer::new(
+            algorithm,
+            key,
+            &self.jwt_issuer,
+            lifetime_seconds,
+        ))
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` URL for logging.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".into();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(secret: Option<&str>) -> JwtArgs {
+        JwtArgs {
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            jwt_secret: secret.map(str::to_owned),
+            jwt_public_key_file: None,
+            jwt_private_key_file: None,
+            jwt_issuer: "presence".into(),
+        }
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_secret() {
+        assert!(jwt(None).verifier(Environment::Production).is_err());
+        assert!(jwt(None).verifier(Environment::Development).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_development_secret() {
+        let args = jwt(Some(DEVELOPMENT_JWT_SECRET));
+        assert!(args.verifier(Environment::Production).is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused_everywhere() {
+        assert!(
+            jwt(Some("short"))
+                .verifier(Environment::Development)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/presence"),
+            "postgres://app:<redacted>@db:5432/presence"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

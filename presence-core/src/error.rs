@@ -1,0 +1,25 @@
+//! The shared crate's one error type. Each service wraps it in its own error,
+//! which alone decides the gRPC status a client sees.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is missing, malformed or unsafe; the message says which and why.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The bearer token is missing or does not verify. The reason is for logs only.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// Redis did not answer in time or refused the command.
+    #[error("activity store unavailable: {0}")]
+    RedisUnavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(error: redis::RedisError) -> Self {
+        Error::RedisUnavailable(error.to_string())
+    }
+}
