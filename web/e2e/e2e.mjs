@@ -221,6 +221,10 @@ async function main() {
         LIVE_UPDATE_TIMEOUT_MS,
         'the live status stream to connect',
       );
+      const initially = await page.getByTestId(`status-badge-${USER.username}`).textContent();
+      if (initially.includes('En ligne')) {
+        console.log(`    note: ${USER.username} is already online (an earlier session?), so « En ligne » below proves less`);
+      }
       await markNoReload(page);
       await screenshot(page, '01-admin-users-before');
     });
@@ -325,6 +329,13 @@ async function main() {
     });
   } finally {
     await restoreThreshold().catch((error) => console.log(`! could not restore the threshold: ${error.message}`));
+    // Leave nobody signed in, so the next run starts from "offline".
+    for (const page of [world.userPage, world.adminPage]) {
+      if (page && (await page.getByTestId('sign-out').isVisible().catch(() => false))) {
+        await page.getByTestId('sign-out').click().catch(() => undefined);
+        await page.getByTestId('signed-out').waitFor({ timeout: 5_000 }).catch(() => undefined);
+      }
+    }
     await browser.close();
   }
 }
