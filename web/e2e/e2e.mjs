@@ -72,13 +72,13 @@ async function screenshot(page, name) {
   await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
 }
 
-/** Records when each Ping request of a browser context was sent. */
+/** Records when each Ping request of a browser context was sent, and by which tab. */
 function recordPings(context) {
-  const times = [];
+  const pings = [];
   context.on('request', (request) => {
-    if (new URL(request.url()).pathname === PING_PATH) times.push(Date.now());
+    if (new URL(request.url()).pathname === PING_PATH) pings.push({ at: Date.now(), page: request.frame().page() });
   });
-  return times;
+  return pings;
 }
 
 /**
@@ -261,7 +261,8 @@ async function main() {
       // The interval is the server's; measure it between two scheduled pings.
       const from = userPings.length;
       await waitUntil(() => userPings.length >= from + 2, 2 * MAX_PING_INTERVAL_MS, 'two scheduled pings');
-      const intervalMs = userPings[from + 1] - userPings[from];
+      const intervalMs = userPings[from + 1].at - userPings[from].at;
+      world.intervalMs = intervalMs;
       console.log(`    ping interval measured: ${(intervalMs / 1000).toFixed(1)} s`);
 
       await setVisibility(page, 'hidden');
@@ -274,8 +275,34 @@ async function main() {
 
       const beforeShown = Date.now();
       await setVisibility(page, 'visible');
-      await waitUntil(() => userPings.at(-1) >= beforeShown, 3_000, 'a ping as soon as the tab is visible again');
+      await waitUntil(() => userPings.at(-1).at >= beforeShown, 3_000, 'a ping as soon as the tab is visible again');
       await waitUntil(() => keyExists(world.userId), 3_000, 'the Redis key after the tab is visible again');
+    });
+
+    await step('two tabs of usertest1: only one pings, the other takes over when it closes', async () => {
+      const first = world.userPage;
+      // A tab opened from the app shares its session (sessionStorage is copied to it).
+      const [second] = await Promise.all([
+        userContext.waitForEvent('page'),
+        first.evaluate(() => {
+          window.open('/', '_blank');
+        }),
+      ]);
+      await second.getByTestId('home-signed-in').waitFor({ timeout: 5_000 });
+      const from = userPings.length;
+      await sleep(2 * world.intervalMs + 1_000);
+      const tabs = new Set(userPings.slice(from).map((ping) => ping.page));
+      check(userPings.length > from, 'no tab pinged');
+      check(tabs.size === 1 && tabs.has(first), `pings came from ${tabs.size} tab(s), not just the first one`);
+
+      const beforeClose = Date.now();
+      await first.close();
+      await waitUntil(
+        () => userPings.some((ping) => ping.page === second && ping.at >= beforeClose),
+        3_000,
+        'the second tab to take over pinging',
+      );
+      world.userPage = second;
     });
 
     await step('admintest1 changes the threshold; it persists after a reload', async () => {
