@@ -238,9 +238,11 @@ export const ActivityService: GenService<{
   },
   /**
    * Signs the caller out: their activity is cleared at once, the logout is
-   * recorded, and the token used for this call stops working. Idempotent:
-   * calling it again with the same token is UNAUTHENTICATED only because the
-   * token is then revoked; the sign-out itself already happened.
+   * recorded, and the token used for this call stops working (other sessions
+   * of the same user keep theirs). Idempotent: calling it again with the same
+   * token succeeds and changes nothing. UNAVAILABLE if the activity store
+   * cannot be reached: the logout is recorded in login_history anyway, but
+   * retry so the token is revoked.
    *
    * @generated from rpc presence.activity.v1.ActivityService.Logout
    */
