@@ -18,6 +18,11 @@ function isUnreachable(code: Code): boolean {
   return [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Unimplemented].includes(code);
 }
 
+/** A failure that may well not happen again: the network or the service was briefly down. */
+export function isTransientFailure(error: unknown): boolean {
+  return [Code.Unavailable, Code.Unknown, Code.DeadlineExceeded].includes(errorCode(error));
+}
+
 /** The message for a failed sign-in. */
 export function loginErrorMessage(error: unknown): string {
   const code = errorCode(error);

@@ -4,11 +4,11 @@ import { createRoot } from 'react-dom/client';
 import { BrowserRouter } from 'react-router';
 import { App } from './App';
 import { apiBaseUrl } from './config';
-import { createAppServices } from './services';
+import { browserServiceDeps, createAppServices } from './services';
 import { ServicesProvider } from './ui/services-context';
 import './styles.css';
 
-const services = createAppServices(apiBaseUrl());
+const services = createAppServices(browserServiceDeps(apiBaseUrl()));
 const container = document.getElementById('root');
 if (!container) throw new Error('index.html has no #root element.');
 

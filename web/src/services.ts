@@ -5,10 +5,12 @@
  */
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { createApi, type Api } from './api';
-import { browserLeaderElection } from './leader-election';
+import { backoffDelay } from './backoff';
+import { isTransientFailure } from './errors';
+import { browserLeaderElection, type LeaderElection } from './leader-election';
 import { createPinger, type Pinger } from './pinger';
-import { SessionStore, type Session } from './session';
-import { documentVisibility } from './visibility';
+import { SessionStore, type Session, type SessionStorage } from './session';
+import { documentVisibility, type VisibilitySource } from './visibility';
 
 export interface AppServices {
   store: SessionStore;
@@ -18,10 +20,27 @@ export interface AppServices {
   signOut: () => Promise<void>;
 }
 
-export function createAppServices(baseUrl: string): AppServices {
-  const store = new SessionStore(window.sessionStorage);
-  const api = createApi(baseUrl, store);
-  const presence = keepPresence(store, api);
+/** What the services are built from: the browser's, or test doubles. */
+export interface ServiceDeps {
+  storage: SessionStorage;
+  createApi: (store: SessionStore) => Api;
+  visibility: () => VisibilitySource;
+  election: (name: string) => LeaderElection;
+}
+
+export function browserServiceDeps(baseUrl: string): ServiceDeps {
+  return {
+    storage: window.sessionStorage,
+    createApi: (store) => createApi(baseUrl, store),
+    visibility: () => documentVisibility(),
+    election: browserLeaderElection,
+  };
+}
+
+export function createAppServices(deps: ServiceDeps): AppServices {
+  const store = new SessionStore(deps.storage);
+  const api = deps.createApi(store);
+  const presence = keepPresence(store, api, deps);
 
   return {
     store,
@@ -42,10 +61,7 @@ export function createAppServices(baseUrl: string): AppServices {
       // Stop pinging first, so no ping can follow the Logout that clears the activity key.
       presence.stop();
       try {
-        await api.activity.logout({});
-      } catch {
-        // Signing out locally must not depend on the network; if the server missed it, the
-        // token still expires and the user turns offline once the threshold has passed.
+        await logoutWithRetries(api);
       } finally {
         store.end('signed-out');
       }
@@ -53,8 +69,26 @@ export function createAppServices(baseUrl: string): AppServices {
   };
 }
 
+/** Logout is idempotent, so a transient failure is worth a few quick retries. */
+const LOGOUT_ATTEMPTS = 3;
+const LOGOUT_RETRY_POLICY = { baseMs: 500, maxMs: 2_000 };
+
+async function logoutWithRetries(api: Api): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await api.activity.logout({});
+      return;
+    } catch (error) {
+      // Signing out locally must not hang on the network: after the last attempt the
+      // session ends anyway, and the server-side status follows once the threshold passes.
+      if (!isTransientFailure(error) || attempt === LOGOUT_ATTEMPTS) return;
+      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, LOGOUT_RETRY_POLICY, Math.random)));
+    }
+  }
+}
+
 /** Runs a pinger while the store holds a session, one per session. */
-function keepPresence(store: SessionStore, api: Api): { stop(): void } {
+function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(): void } {
   let current: { session: Session; pinger: Pinger } | null = null;
 
   const stop = () => {
@@ -69,9 +103,9 @@ function keepPresence(store: SessionStore, api: Api): { stop(): void } {
     if (!session) return;
     const pinger = createPinger({
       ping: () => api.activity.ping({}),
-      visibility: documentVisibility(),
+      visibility: deps.visibility(),
       // One pinging tab per user: two users signed in in two tabs both keep their status.
-      election: browserLeaderElection(`presence-pinger:${session.userId}`),
+      election: deps.election(`presence-pinger:${session.userId}`),
       onUnauthenticated: () => {
         store.end('expired');
       },

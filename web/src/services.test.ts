@@ -1,0 +1,93 @@
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Api } from './api';
+import { soloElection } from './leader-election';
+import { createAppServices } from './services';
+import type { SessionStorage } from './session';
+import { FakeVisibility } from './testing/fakes';
+
+function memoryStorage(): SessionStorage {
+  const items = new Map<string, string>();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => items.set(key, value),
+    removeItem: (key) => items.delete(key),
+  };
+}
+
+/** Services over a fake ActivityService that logs every call it receives. */
+function servicesWithFakeServer() {
+  const calls: string[] = [];
+  const activity = {
+    login: vi.fn(() => {
+      calls.push('login');
+      return Promise.resolve({
+        accessToken: 'jwt',
+        userId: 'u1',
+        role: 'user',
+        displayName: 'User Test',
+        expiresAt: timestampFromMs(Date.now() + 3_600_000),
+      });
+    }),
+    ping: vi.fn(() => {
+      calls.push('ping');
+      return Promise.resolve({ pingIntervalSeconds: 10 });
+    }),
+    logout: vi.fn(() => {
+      calls.push('logout');
+      return Promise.resolve({});
+    }),
+  };
+  const services = createAppServices({
+    storage: memoryStorage(),
+    createApi: () => ({ activity }) as unknown as Api,
+    visibility: () => new FakeVisibility(true),
+    election: () => soloElection(),
+  });
+  return { services, activity, calls };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 0 });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('app services', () => {
+  it('ping at once after sign-in, and never after the Logout of sign-out', async () => {
+    const { services, calls } = servicesWithFakeServer();
+    await services.signIn('usertest1', 'Test1234!');
+    await vi.advanceTimersByTimeAsync(15_000);
+    await services.signOut();
+    await vi.advanceTimersByTimeAsync(60_000);
+
+    expect(calls).toEqual(['login', 'ping', 'ping', 'logout']);
+    expect(services.store.getState()).toEqual({ session: null, ended: 'signed-out' });
+  });
+
+  it('retry a Logout that met an outage, and end the session even if it never succeeds', async () => {
+    const { services, activity } = servicesWithFakeServer();
+    activity.logout.mockImplementation(() => Promise.reject(new ConnectError('down', Code.Unavailable)));
+    await services.signIn('usertest1', 'Test1234!');
+    const signingOut = services.signOut();
+    await vi.advanceTimersByTimeAsync(10_000);
+    await signingOut;
+
+    expect(activity.logout).toHaveBeenCalledTimes(3);
+    expect(services.store.getState().ended).toBe('signed-out');
+  });
+
+  it('end the session as expired when a ping is refused', async () => {
+    const { services, activity } = servicesWithFakeServer();
+    await services.signIn('usertest1', 'Test1234!');
+    activity.ping.mockImplementation(() => Promise.reject(new ConnectError('revoked', Code.Unauthenticated)));
+    await vi.advanceTimersByTimeAsync(10_000);
+
+    expect(services.store.getState()).toEqual({ session: null, ended: 'expired' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(activity.ping).toHaveBeenCalledTimes(2);
+  });
+});
