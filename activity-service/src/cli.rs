@@ -118,9 +118,7 @@ impl Command {
         match self {
             Command::Migrate { common, database } => {
                 telemetry::init(common.log_format);
-                create_database_if_missing(&database).await?;
-                let pool = db::connect_lazy(&database)?;
-                db::migrate(&pool).await?;
+                db::create_and_migrate(&database).await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
@@ -182,14 +180,4 @@ fn read_password() -> Result<String, ActivityError> {
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     crate::grpc::check_password_shape(&password)?;
     Ok(password)
-}
-
-async fn create_database_if_missing(database: &DatabaseArgs) -> Result<(), ActivityError> {
-    use sqlx::migrate::MigrateDatabase;
-    let url = &database.database_url;
-    if !sqlx::Postgres::database_exists(url).await? {
-        sqlx::Postgres::create_database(url).await?;
-        tracing::info!("database created");
-    }
-    Ok(())
 }

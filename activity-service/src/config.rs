@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, RedisArgs};
+use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, PingArgs, RedisArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct ActivityConfig {
@@ -19,11 +19,6 @@ pub struct ActivityConfig {
     #[arg(long, env = "PRESENCE_TOKEN_TTL_SECONDS", default_value_t = 12 * 3600,
           value_parser = clap::value_parser!(i64).range(60..=30 * 24 * 3600))]
     pub token_ttl_seconds: i64,
-    /// Seconds between pings that clients are told to use. Capped at half the
-    /// threshold, so a visible tab always keeps its user online.
-    #[arg(long, env = "PRESENCE_PING_INTERVAL_SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u32).range(1..=3600))]
-    pub ping_interval_seconds: u32,
     /// Failed sign-ins allowed per username within the throttle window.
     #[arg(
         long,
@@ -54,6 +49,8 @@ pub struct ActivityConfig {
     pub migrate_on_start: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

@@ -42,14 +42,10 @@ impl From<presence_core::Error> for ActivityError {
 
 impl From<sqlx::Error> for ActivityError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => ActivityError::DatabaseUnavailable(error.to_string()),
-            other => ActivityError::Internal(other.to_string()),
+        if presence_core::db::is_unreachable(&error) {
+            ActivityError::DatabaseUnavailable(error.to_string())
+        } else {
+            ActivityError::Internal(error.to_string())
         }
     }
 }

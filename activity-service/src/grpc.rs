@@ -162,11 +162,9 @@ impl ActivityHandler {
         self.store
             .record_activity(caller.user_id, &caller, now, threshold.key_ttl())
             .await?;
-        // Half the threshold at most, so a visible tab always keeps its user online.
-        let half_threshold = (threshold.seconds() / 2).max(1) as u32;
         Ok(PingResponse {
             server_time: Some(timestamp(now)),
-            ping_interval_seconds: self.ping_interval_seconds.min(half_threshold),
+            ping_interval_seconds: threshold.ping_interval_seconds(self.ping_interval_seconds),
             threshold_minutes: u32::from(threshold.minutes()),
         })
     }

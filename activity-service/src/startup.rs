@@ -54,7 +54,7 @@ impl Application {
             verifier,
             issuer,
             threshold,
-            ping_interval_seconds: config.ping_interval_seconds,
+            ping_interval_seconds: config.ping.ping_interval_seconds,
             throttle: LoginThrottle {
                 max_failures_per_user: config.login_max_failures_per_user,
                 max_failures_per_client: config.login_max_failures_per_client,

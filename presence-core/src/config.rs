@@ -40,6 +40,15 @@ pub struct CommonArgs {
     pub log_format: LogFormat,
 }
 
+#[derive(Args, Clone, Debug)]
+pub struct PingArgs {
+    /// Seconds between pings that clients are told to use. Capped at half the
+    /// threshold, so a visible tab always keeps its user online.
+    #[arg(long, env = "PRESENCE_PING_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub ping_interval_seconds: u32,
+}
+
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL (users, login_history, settings).
@@ -204,6 +213,17 @@ impl JwtArgs {
         std::fs::read(path).map_err(|error| {
             Error::InvalidConfig(format!("{variable} {}: {error}", path.display()))
         })
+    }
+
+    /// Secret material to derive other keys from (admin page tokens): the
+    /// HS256 secret, or the public key file's bytes.
+    pub fn key_material(&self, environment: Environment) -> Result<Vec<u8>, Error> {
+        match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => Ok(self.secret(environment)?.to_vec()),
+            JwtAlgorithm::Rs256 | JwtAlgorithm::EdDsa => {
+                Self::read_pem(&self.jwt_public_key_file, "PRESENCE_JWT_PUBLIC_KEY_FILE")
+            }
+        }
     }
 
     pub fn verifier(&self, environment: Environment) -> Result<TokenVerifier, Error> {

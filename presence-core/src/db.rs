@@ -22,6 +22,30 @@ pub fn connect_lazy(args: &DatabaseArgs) -> Result<PgPool, Error> {
     Ok(pool)
 }
 
+/// Creates the database if it does not exist yet, then migrates it.
+pub async fn create_and_migrate(args: &DatabaseArgs) -> Result<(), Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(&args.database_url).await? {
+        sqlx::Postgres::create_database(&args.database_url).await?;
+        tracing::info!("database created");
+    }
+    migrate(&connect_lazy(args)?).await
+}
+
+/// True when a query failed because PostgreSQL could not be reached (the
+/// caller should retry later), as opposed to a bug or a refused statement.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// Applies pending migrations. Safe to run concurrently and repeatedly: sqlx
 /// takes an advisory lock and skips what is already applied.
 pub async fn migrate(pool: &PgPool) -> Result<(), Error> {

@@ -38,6 +38,13 @@ impl ThresholdMinutes {
     pub fn key_ttl(self) -> Duration {
         Duration::from_secs(2 * self.seconds() as u64)
     }
+
+    /// The ping interval clients are told to use: the configured one, capped at
+    /// half the threshold so a visible tab always keeps its user online.
+    pub fn ping_interval_seconds(self, configured: u32) -> u32 {
+        let half = (self.seconds() / 2).max(1);
+        configured.min(u32::try_from(half).unwrap_or(u32::MAX))
+    }
 }
 
 impl Default for ThresholdMinutes {
@@ -63,6 +70,14 @@ mod tests {
     fn keys_live_twice_the_threshold() {
         let fifteen = ThresholdMinutes::default();
         assert_eq!(fifteen.key_ttl(), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn the_ping_interval_never_exceeds_half_the_threshold() {
+        let one_minute = ThresholdMinutes::new(1).unwrap();
+        assert_eq!(one_minute.ping_interval_seconds(60), 30);
+        assert_eq!(ThresholdMinutes::default().ping_interval_seconds(60), 60);
+        assert_eq!(ThresholdMinutes::default().ping_interval_seconds(5), 5);
     }
 
     #[test]

@@ -146,6 +146,19 @@ async function waitForBadge(page, username, text, timeoutMs) {
   );
 }
 
+/** Pages forward on the users page until the row of `username` is shown. */
+async function showUserRow(page, username) {
+  const row = page.getByTestId(`user-row-${username}`);
+  const next = page.getByRole('button', { name: 'Page suivante' });
+  for (let pageNumber = 1; pageNumber <= 100; pageNumber++) {
+    await page.locator('table[aria-busy="false"]').waitFor({ timeout: 10_000 });
+    if (await row.isVisible()) return;
+    if (!(await next.isEnabled())) break;
+    await next.click();
+  }
+  throw new StepFailure(`no row for ${username} on the users page`);
+}
+
 /** Marks the page so a later check can prove it was not reloaded in between. */
 async function markNoReload(page) {
   await page.evaluate(() => {
@@ -215,7 +228,7 @@ async function main() {
       const page = (world.adminPage = await adminContext.newPage());
       await signIn(page, ADMIN);
       await page.waitForURL(`${BASE_URL}/admin/users`, { timeout: 5_000 });
-      await page.getByTestId(`user-row-${USER.username}`).waitFor({ timeout: 10_000 });
+      await showUserRow(page, USER.username);
       await waitUntil(
         async () => (await page.getByTestId('live-status').getAttribute('data-state')) === 'live',
         LIVE_UPDATE_TIMEOUT_MS,
@@ -333,6 +346,7 @@ async function main() {
     await step('usertest1 signs out: the key is gone and the admin sees « Hors ligne » live', async () => {
       const admin = world.adminPage;
       await admin.getByRole('link', { name: 'Utilisateurs', exact: true }).click();
+      await showUserRow(admin, USER.username);
       await waitForBadge(admin, USER.username, 'En ligne', LIVE_UPDATE_TIMEOUT_MS);
       await waitUntil(
         async () => (await admin.getByTestId('live-status').getAttribute('data-state')) === 'live',

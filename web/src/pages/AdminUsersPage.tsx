@@ -103,7 +103,8 @@ export function AdminUsersPage() {
       </fieldset>
 
       <div className="table-wrap">
-        <table aria-describedby="users-title" aria-busy={loading}>
+        <table aria-busy={loading}>
+          <caption className="visually-hidden">Utilisateurs, page {pageTokens.length}</caption>
           <thead>
             <tr>
               <th scope="col">Utilisateur</th>

@@ -1,0 +1,31 @@
+//! Every setting of the admin service, read once from the environment (or
+//! flags); `admin-service --help` documents each.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, PingArgs, RedisArgs};
+
+#[derive(Args, Clone, Debug)]
+pub struct AdminConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "PRESENCE_ADMIN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen_addr: SocketAddr,
+    /// Apply database migrations before serving.
+    #[arg(long, env = "PRESENCE_MIGRATE_ON_START", default_value_t = false)]
+    pub migrate_on_start: bool,
+    /// Events buffered per status watcher; one that falls further behind is resynchronised.
+    #[arg(long, env = "PRESENCE_WATCH_BUFFER", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub watch_buffer: u32,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}

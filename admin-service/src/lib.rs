@@ -1,0 +1,23 @@
+//! The admin service: who is online (`ListUserStatuses`,
+//! `BatchGetUserStatuses`), the live stream of changes
+//! (`WatchUserStatuses`), and the threshold setting.
+//!
+//! - `config`, `cli`, `startup`: settings, commands, and the server built from them.
+//! - `grpc`: the handlers (authorisation, parsing, answers).
+//! - `status`: the status rule, one pure function.
+//! - `listing`: statuses for pages and batches, degraded when Redis is down.
+//! - `store`: PostgreSQL (`Directory`) and Redis (`ActivityReader`) access.
+//! - `watch`: the per-process hub that follows changes for every watcher.
+//! - `page_token`: signed pagination positions.
+//! - `error`: the one error type and its mapping to gRPC status.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod listing;
+pub mod page_token;
+pub mod startup;
+pub mod status;
+pub mod store;
+pub mod watch;

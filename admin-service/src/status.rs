@@ -1,0 +1,144 @@
+//! The status rule of one user, in one pure function (SPEC "Status of one
+//! user"), so the list, the batch lookup and the live stream can never
+//! disagree.
+//!
+//! All times are whole Unix seconds: Redis stores seconds, and comparing a
+//! logout with a login at the same precision makes "a logout at or after the
+//! login" mean the same thing wherever the logout was recorded.
+
+use presence_core::proto::admin::{StatusSource, UserStatus};
+use presence_core::timestamp;
+use presence_core::threshold::ThresholdMinutes;
+
+/// What the stores know about one user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observations {
+    /// `last_activity` from Redis (None when absent or Redis is unreachable).
+    pub last_activity: Option<i64>,
+    /// The last successful login in login_history.
+    pub last_login: Option<i64>,
+    /// The last logout in login_history.
+    pub last_logout_row: Option<i64>,
+    /// The `last_logout` marker in Redis.
+    pub logout_marker: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub online: bool,
+    pub source: StatusSource,
+    pub last_activity: Option<i64>,
+    pub last_login: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> Status {
+    let fresh = |at: i64| now - at <= threshold.seconds();
+    let last_logout = seen.last_logout_row.max(seen.logout_marker);
+    let (online, source) = match (seen.last_activity, seen.last_login) {
+        // Rule 1: a recent ping.
+        (Some(activity), _) if fresh(activity) => (true, StatusSource::Activity),
+        // Rule 2: a recent login with no logout at or after it.
+        (_, Some(login)) if fresh(login) && last_logout.is_none_or(|logout| logout < login) => {
+            (true, StatusSource::LoginHistory)
+        }
+        // Rule 3.
+        _ => (false, StatusSource::None),
+    };
+    Status {
+        online,
+        source,
+        last_activity: seen.last_activity,
+        last_login: seen.last_login,
+        last_seen: seen.last_activity.max(seen.last_login),
+    }
+}
+
+/// The contract's message for a user's status.
+pub fn to_proto(id: uuid::Uuid, username: &str, display_name: &str, status: &Status) -> UserStatus {
+    UserStatus {
+        user_id: id.to_string(),
+        username: username.to_owned(),
+        display_name: display_name.to_owned(),
+        online: status.online,
+        source: status.source as i32,
+        last_activity_at: status.last_activity.map(timestamp),
+        last_login_at: status.last_login.map(timestamp),
+        last_seen_at: status.last_seen.map(timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+    const T: i64 = 15 * 60;
+
+    fn status(seen: Observations) -> (bool, StatusSource) {
+        let status = evaluate(seen, NOW, ThresholdMinutes::default());
+        (status.online, status.source)
+    }
+
+    #[test]
+    fn the_rules_in_order() {
+        use StatusSource::{Activity, LoginHistory, None as NoSource};
+        let cases = [
+            ("fresh activity", Observations { last_activity: Some(NOW - 60), ..Default::default() }, (true, Activity)),
+            ("activity exactly at the threshold", Observations { last_activity: Some(NOW - T), ..Default::default() }, (true, Activity)),
+            ("activity one second past the threshold", Observations { last_activity: Some(NOW - T - 1), ..Default::default() }, (false, NoSource)),
+            (
+                "stale activity but a recent login",
+                Observations { last_activity: Some(NOW - 2 * T), last_login: Some(NOW - 60), ..Default::default() },
+                (true, LoginHistory),
+            ),
+            ("login exactly at the threshold", Observations { last_login: Some(NOW - T), ..Default::default() }, (true, LoginHistory)),
+            ("login one second past the threshold", Observations { last_login: Some(NOW - T - 1), ..Default::default() }, (false, NoSource)),
+            (
+                "recent login followed by a logout row",
+                Observations { last_login: Some(NOW - 120), last_logout_row: Some(NOW - 60), ..Default::default() },
+                (false, NoSource),
+            ),
+            (
+                "recent login followed by a logout marker only",
+                Observations { last_login: Some(NOW - 120), logout_marker: Some(NOW - 60), ..Default::default() },
+                (false, NoSource),
+            ),
+            (
+                "logout in the same second as the login",
+                Observations { last_login: Some(NOW - 60), last_logout_row: Some(NOW - 60), ..Default::default() },
+                (false, NoSource),
+            ),
+            (
+                "logout then a new login",
+                Observations { last_login: Some(NOW - 60), last_logout_row: Some(NOW - 120), ..Default::default() },
+                (true, LoginHistory),
+            ),
+            (
+                "a fresh ping wins over an old logout",
+                Observations { last_activity: Some(NOW - 5), last_login: Some(NOW - 600), last_logout_row: Some(NOW - 300), ..Default::default() },
+                (true, Activity),
+            ),
+            ("no data at all", Observations::default(), (false, NoSource)),
+        ];
+        for (case, seen, expected) in cases {
+            assert_eq!(status(seen), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn last_seen_is_the_latest_known_time() {
+        let seen = Observations { last_activity: Some(NOW - 10), last_login: Some(NOW - 100), ..Default::default() };
+        assert_eq!(evaluate(seen, NOW, ThresholdMinutes::default()).last_seen, Some(NOW - 10));
+        let seen = Observations { last_login: Some(NOW - 100), ..Default::default() };
+        assert_eq!(evaluate(seen, NOW, ThresholdMinutes::default()).last_seen, Some(NOW - 100));
+        assert_eq!(evaluate(Observations::default(), NOW, ThresholdMinutes::default()).last_seen, None);
+    }
+
+    #[test]
+    fn the_threshold_decides() {
+        let seen = Observations { last_activity: Some(NOW - 5 * 60), ..Default::default() };
+        assert!(evaluate(seen, NOW, ThresholdMinutes::new(5).unwrap()).online);
+        assert!(!evaluate(seen, NOW, ThresholdMinutes::new(4).unwrap()).online);
+    }
+}

@@ -1,0 +1,330 @@
+//! Storage reads and writes of the admin service.
+//!
+//! `Directory` is PostgreSQL: users, their last login and logout from
+//! login_history, the user total and the settings. `ActivityReader` is Redis:
+//! activity timestamps, logout markers and the activity index. Each listing
+//! costs one query to each, whatever the page size.
+
+use std::collections::HashMap;
+
+use presence_core::redis_client::Redis;
+use presence_core::settings::{self, ActivitySettings};
+use presence_core::threshold::ThresholdMinutes;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::AdminError;
+
+/// Which users a listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    All,
+    Online,
+    Offline,
+}
+
+/// A user as listings show it, with the login_history facts of the status rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub last_login: Option<i64>,
+    pub last_logout: Option<i64>,
+}
+
+/// A user whose last successful login is recent enough to make them online by
+/// login_history alone (if no logout followed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecentLogin {
+    pub user_id: Uuid,
+    pub last_login: i64,
+    pub last_logout: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct PageRows {
+    /// Ordered by username.
+    pub rows: Vec<UserRow>,
+    pub recent_logins: Vec<RecentLogin>,
+    pub total_users: i64,
+}
+
+/// The columns every user listing selects; timestamps as whole Unix seconds.
+const USER_COLUMNS: &str = "
+    u.id, u.username, u.display_name,
+    (SELECT floor(extract(epoch FROM max(h.occurred_at)))::bigint FROM login_history h
+      WHERE h.user_id = u.id AND h.event = 'login_success') AS last_login,
+    (SELECT floor(extract(epoch FROM max(h.occurred_at)))::bigint FROM login_history h
+      WHERE h.user_id = u.id AND h.event = 'logout') AS last_logout";
+
+#[derive(Clone)]
+pub struct Directory {
+    pool: PgPool,
+}
+
+/// Recent successful logins (since `$1`, Unix seconds) of enabled users, with
+/// their last logout: the candidates for "online by login_history".
+const RECENT_LOGINS_CTE: &str = "
+    recent AS (
+        SELECT DISTINCT ON (h.user_id) h.user_id, h.occurred_at
+        FROM login_history h
+        WHERE h.event = 'login_success' AND h.occurred_at >= to_timestamp($1::float8)
+        ORDER BY h.user_id, h.occurred_at DESC
+    ),
+    recent_status AS (
+        SELECT r.user_id,
+               floor(extract(epoch FROM r.occurred_at))::bigint AS last_login,
+               (SELECT floor(extract(epoch FROM max(l.occurred_at)))::bigint FROM login_history l
+                 WHERE l.user_id = r.user_id AND l.event = 'logout') AS last_logout
+        FROM recent r JOIN users u ON u.id = r.user_id AND NOT u.disabled
+    )";
+
+type PageRecord = (i32, Option<Uuid>, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+impl Directory {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// One page of enabled users after `after_username`, the recent logins
+    /// (since `login_since`, Unix seconds) and the user total, in one query.
+    /// For the online/offline filters, `activity_online` lists the users online
+    /// by activity; users online by login_history are found in SQL.
+    pub async fn page(
+        &self,
+        after_username: &str,
+        limit: i64,
+        filter: ListFilter,
+        activity_online: &[Uuid],
+        login_since: i64,
+    ) -> Result<PageRows, AdminError> {
+        let filter_code = match filter {
+            ListFilter::All => 0,
+            ListFilter::Online => 1,
+            ListFilter::Offline => 2,
+        };
+        let query = format!(
+            "WITH {RECENT_LOGINS_CTE},
+             online_by_login AS (
+                SELECT user_id FROM recent_status
+                WHERE last_logout IS NULL OR last_logout < last_login
+             ),
+             page AS (
+                SELECT {USER_COLUMNS}
+                FROM users u
+                WHERE NOT u.disabled AND u.username > $2
+                  AND CASE $3::int
+                        WHEN 0 THEN true
+                        WHEN 1 THEN u.id = ANY($4) OR u.id IN (SELECT user_id FROM online_by_login)
+                        ELSE NOT (u.id = ANY($4) OR u.id IN (SELECT user_id FROM online_by_login))
+                      END
+                ORDER BY u.username
+                LIMIT $5
+             )
+             SELECT 0, id, username, display_name, last_login, last_logout, NULL::bigint FROM page
+             UNION ALL
+             SELECT 1, user_id, NULL, NULL, last_login, last_logout, NULL FROM recent_status
+             UNION ALL
+             SELECT 2, NULL, NULL, NULL, NULL, NULL, enabled_users FROM user_totals"
+        );
+        let records: Vec<PageRecord> = sqlx::query_as(&query)
+            .bind(login_since as f64)
+            .bind(after_username)
+            .bind(filter_code)
+            .bind(activity_online)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut page = PageRows::default();
+        for (part, id, username, display_name, last_login, last_logout, total) in records {
+            match (part, id) {
+                (0, Some(id)) => page.rows.push(UserRow {
+                    id,
+                    username: username.unwrap_or_default(),
+                    display_name: display_name.unwrap_or_default(),
+                    last_login,
+                    last_logout,
+                }),
+                (1, Some(user_id)) => page.recent_logins.push(RecentLogin {
+                    user_id,
+                    last_login: last_login.unwrap_or_default(),
+                    last_logout,
+                }),
+                _ => page.total_users = total.unwrap_or_default(),
+            }
+        }
+        // UNION ALL does not promise to keep the page's order.
+        page.rows.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(page)
+    }
+
+    /// Recent logins since `since` (Unix seconds), with the last logout of each.
+    pub async fn recent_logins(&self, since: i64) -> Result<Vec<RecentLogin>, AdminError> {
+        let query = format!("WITH {RECENT_LOGINS_CTE} SELECT user_id, last_login, last_logout FROM recent_status");
+        let records: Vec<(Uuid, i64, Option<i64>)> = sqlx::query_as(&query)
+            .bind(since as f64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|(user_id, last_login, last_logout)| RecentLogin {
+                user_id,
+                last_login,
+                last_logout,
+            })
+            .collect())
+    }
+
+    /// The users with these ids (disabled ones included), in no particular order.
+    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRow>, AdminError> {
+        let query = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ANY($1)");
+        let records: Vec<(Uuid, String, String, Option<i64>, Option<i64>)> =
+            sqlx::query_as(&query).bind(ids).fetch_all(&self.pool).await?;
+        Ok(records
+            .into_iter()
+            .map(|(id, username, display_name, last_login, last_logout)| UserRow {
+                id,
+                username,
+                display_name,
+                last_login,
+                last_logout,
+            })
+            .collect())
+    }
+
+    pub async fn settings(&self) -> Result<ActivitySettings, AdminError> {
+        Ok(settings::load(&self.pool).await?)
+    }
+
+    /// Changes the threshold and audits it, in one transaction; the settings
+    /// trigger notifies every process when it commits.
+    pub async fn update_threshold(
+        &self,
+        threshold: ThresholdMinutes,
+        admin_id: Uuid,
+    ) -> Result<ActivitySettings, AdminError> {
+        let mut transaction = self.pool.begin().await?;
+        let old: i32 = sqlx::query_scalar("SELECT threshold_minutes FROM settings FOR UPDATE")
+            .fetch_one(&mut *transaction)
+            .await?;
+        // The admin may come from an external issuer and have no users row.
+        sqlx::query(
+            "UPDATE settings SET threshold_minutes = $1, updated_at = now(),
+                    updated_by = (SELECT id FROM users WHERE id = $2)",
+        )
+        .bind(i32::from(threshold.minutes()))
+        .bind(admin_id)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "INSERT INTO settings_audit (setting, old_value, new_value, changed_by)
+             VALUES ('threshold_minutes', $1, $2, (SELECT id FROM users WHERE id = $3))",
+        )
+        .bind(old.to_string())
+        .bind(threshold.minutes().to_string())
+        .bind(admin_id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        tracing::info!(%admin_id, old, new = threshold.minutes(), "threshold changed");
+        self.settings().await
+    }
+}
+
+/// What Redis knows about the users of one listing.
+#[derive(Debug, Default)]
+pub struct ActivitySnapshot {
+    pub last_activity: HashMap<Uuid, i64>,
+    pub logout_markers: HashMap<Uuid, i64>,
+    /// Users whose last ping is at or after the cut-off, all users counted.
+    pub online_by_activity: u64,
+}
+
+#[derive(Clone)]
+pub struct ActivityReader {
+    redis: Redis,
+}
+
+impl ActivityReader {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+
+    pub async fn is_revoked(&self, token_id: &str) -> Result<bool, AdminError> {
+        let key = self.redis.keys().revoked_token(token_id);
+        let revoked = self
+            .redis
+            .run(|mut connection| async move { redis::cmd("EXISTS").arg(key).query_async(&mut connection).await })
+            .await?;
+        Ok(revoked)
+    }
+
+    /// Every user whose last ping is at or after `since` (Unix seconds).
+    pub async fn online_ids(&self, since: i64) -> Result<Vec<Uuid>, AdminError> {
+        let index = self.redis.keys().activity_index();
+        let members: Vec<String> = self
+            .redis
+            .run(|mut connection| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(index)
+                    .arg(since)
+                    .arg("+inf")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(members.iter().filter_map(|member| member.parse().ok()).collect())
+    }
+
+    /// Activity timestamps and logout markers of `users`, and the count of
+    /// users online by activity since `since`: one pipelined round trip.
+    pub async fn snapshot(&self, users: &[Uuid], since: i64) -> Result<ActivitySnapshot, AdminError> {
+        let keys = self.redis.keys();
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("ZCOUNT").arg(keys.activity_index()).arg(since).arg("+inf");
+        if !users.is_empty() {
+            pipeline
+                .cmd("MGET")
+                .arg(users.iter().map(|id| keys.last_activity(*id)).collect::<Vec<_>>());
+            pipeline
+                .cmd("MGET")
+                .arg(users.iter().map(|id| keys.last_logout(*id)).collect::<Vec<_>>());
+        }
+        let has_users = !users.is_empty();
+        let (count, activity, markers): (u64, Vec<Option<i64>>, Vec<Option<i64>>) = self
+            .redis
+            .run(|mut connection| async move {
+                let mut values: Vec<redis::Value> = pipeline.query_async(&mut connection).await?;
+                let mut values = values.drain(..);
+                let count = redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?;
+                let activity = if has_users {
+                    redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?
+                } else {
+                    Vec::new()
+                };
+                let markers = if has_users {
+                    redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?
+                } else {
+                    Vec::new()
+                };
+                Ok((count, activity, markers))
+            })
+            .await?;
+        let pair = |ids: &[Uuid], values: Vec<Option<i64>>| -> HashMap<Uuid, i64> {
+            ids.iter()
+                .zip(values)
+                .filter_map(|(id, value)| value.map(|value| (*id, value)))
+                .collect()
+        };
+        Ok(ActivitySnapshot {
+            last_activity: pair(users, activity),
+            logout_markers: pair(users, markers),
+            online_by_activity: count,
+        })
+    }
+}
