@@ -41,7 +41,9 @@ impl Cli {
         let outcome = match self.command {
             Some(Command::Migrate { common, database }) => {
                 telemetry::init(common.log_format);
-                db::create_and_migrate(&database).await.map_err(AdminError::from)
+                db::create_and_migrate(&database)
+                    .await
+                    .map_err(AdminError::from)
             }
             None => serve(self.serve).await,
         };
@@ -59,5 +61,7 @@ async fn serve(config: AdminConfig) -> Result<(), AdminError> {
     telemetry::init(config.common.log_format);
     tracing::info!(config = ?config, "starting admin-service");
     let application = Application::build(config).await?;
-    application.run_until(presence_core::shutdown::signal()).await
+    application
+        .run_until(presence_core::shutdown::signal())
+        .await
 }

@@ -46,9 +46,14 @@ impl From<AdminError> for Status {
     fn from(error: AdminError) -> Self {
         let (code, message) = match &error {
             AdminError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
-            AdminError::InvalidToken(_) => (Code::Unauthenticated, "invalid or missing access token"),
+            AdminError::InvalidToken(_) => {
+                (Code::Unauthenticated, "invalid or missing access token")
+            }
             AdminError::PermissionDenied(message) => (Code::PermissionDenied, *message),
-            AdminError::RedisUnavailable(_) => (Code::Unavailable, "activity store unavailable; retry shortly"),
+            AdminError::RedisUnavailable(_) => (
+                Code::Unavailable,
+                "activity store unavailable; retry shortly",
+            ),
             AdminError::DatabaseUnavailable(_) => (
                 Code::Unavailable,
                 "user database unavailable; statuses cannot be listed until it is back",

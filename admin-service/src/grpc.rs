@@ -44,10 +44,16 @@ pub struct AdminHandler {
 }
 
 impl AdminHandler {
-    async fn authorize(&self, metadata: &MetadataMap, allowed: &[Role]) -> Result<Caller, AdminError> {
+    async fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        allowed: &[Role],
+    ) -> Result<Caller, AdminError> {
         let caller = authenticate(&self.verifier, metadata)?;
         if !allowed.contains(&caller.role) {
-            return Err(AdminError::PermissionDenied("this method needs an admin token"));
+            return Err(AdminError::PermissionDenied(
+                "this method needs an admin token",
+            ));
         }
         // A token revoked by logout must stop working here too. Without Redis
         // the revocation cannot be checked; the signature and expiry still are.
@@ -61,20 +67,29 @@ impl AdminHandler {
         }
     }
 
-    async fn list(&self, request: Request<ListUserStatusesRequest>) -> Result<ListUserStatusesResponse, AdminError> {
+    async fn list(
+        &self,
+        request: Request<ListUserStatusesRequest>,
+    ) -> Result<ListUserStatusesResponse, AdminError> {
         self.authorize(request.metadata(), &[Role::Admin]).await?;
         let request = request.into_inner();
         let filter_code = match StatusFilter::try_from(request.filter) {
             Ok(StatusFilter::Unspecified) => StatusFilter::All,
             Ok(filter) => filter,
-            Err(_) => return Err(AdminError::InvalidArgument("filter must be ALL, ONLINE or OFFLINE".into())),
+            Err(_) => {
+                return Err(AdminError::InvalidArgument(
+                    "filter must be ALL, ONLINE or OFFLINE".into(),
+                ));
+            }
         };
         let filter = match filter_code {
             StatusFilter::Online => ListFilter::Online,
             StatusFilter::Offline => ListFilter::Offline,
             _ => ListFilter::All,
         };
-        let after = self.page_tokens.read(&request.page_token, filter_code as i32)?;
+        let after = self
+            .page_tokens
+            .read(&request.page_token, filter_code as i32)?;
         let listing = self.reader.list(filter, request.page_size, after).await?;
         let next_page_token = listing
             .continue_after
@@ -97,8 +112,12 @@ impl AdminHandler {
         })
     }
 
-    async fn batch(&self, request: Request<BatchGetUserStatusesRequest>) -> Result<BatchGetUserStatusesResponse, AdminError> {
-        self.authorize(request.metadata(), &[Role::Admin, Role::Service]).await?;
+    async fn batch(
+        &self,
+        request: Request<BatchGetUserStatusesRequest>,
+    ) -> Result<BatchGetUserStatusesResponse, AdminError> {
+        self.authorize(request.metadata(), &[Role::Admin, Role::Service])
+            .await?;
         let batch = self.reader.batch(&request.get_ref().user_ids).await?;
         Ok(BatchGetUserStatusesResponse {
             statuses: batch
@@ -118,11 +137,16 @@ impl AdminHandler {
             threshold_minutes: u32::from(settings.threshold.minutes()),
             updated_at: settings.updated_at.map(timestamp_from),
             updated_by: settings.updated_by.unwrap_or_default(),
-            ping_interval_seconds: settings.threshold.ping_interval_seconds(self.ping.ping_interval_seconds),
+            ping_interval_seconds: settings
+                .threshold
+                .ping_interval_seconds(self.ping.ping_interval_seconds),
         }
     }
 
-    async fn get_settings(&self, request: Request<GetActivitySettingsRequest>) -> Result<ActivitySettingsMessage, AdminError> {
+    async fn get_settings(
+        &self,
+        request: Request<GetActivitySettingsRequest>,
+    ) -> Result<ActivitySettingsMessage, AdminError> {
         self.authorize(request.metadata(), &[Role::Admin]).await?;
         Ok(self.settings_message(self.reader.directory.settings().await?))
     }
@@ -133,18 +157,31 @@ impl AdminHandler {
     ) -> Result<ActivitySettingsMessage, AdminError> {
         let caller = self.authorize(request.metadata(), &[Role::Admin]).await?;
         let minutes = request.get_ref().threshold_minutes.ok_or_else(|| {
-            AdminError::InvalidArgument("threshold_minutes is required: a whole number of minutes from 1 to 1440".into())
+            AdminError::InvalidArgument(
+                "threshold_minutes is required: a whole number of minutes from 1 to 1440".into(),
+            )
         })?;
         let threshold = ThresholdMinutes::new(i64::from(minutes))
             .map_err(|error| AdminError::InvalidArgument(error.to_string()))?;
-        let settings = self.reader.directory.update_threshold(threshold, caller.user_id).await?;
+        let settings = self
+            .reader
+            .directory
+            .update_threshold(threshold, caller.user_id)
+            .await?;
         Ok(self.settings_message(settings))
     }
 
-    async fn watch(&self, request: Request<WatchUserStatusesRequest>) -> Result<EventStream, AdminError> {
+    async fn watch(
+        &self,
+        request: Request<WatchUserStatusesRequest>,
+    ) -> Result<EventStream, AdminError> {
         self.authorize(request.metadata(), &[Role::Admin]).await?;
         let (events, receiver) = mpsc::channel(self.watch_buffer);
-        tokio::spawn(feed_watcher(self.hub.clone(), events, self.stopping.clone()));
+        tokio::spawn(feed_watcher(
+            self.hub.clone(),
+            events,
+            self.stopping.clone(),
+        ));
         Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 }
@@ -164,7 +201,10 @@ fn change(status: UserStatus) -> UserStatusEvent {
 }
 
 /// Sends the online set, then the completion marker.
-async fn send_snapshot(hub: &StatusHub, events: &mpsc::Sender<Result<UserStatusEvent, Status>>) -> Result<(), ()> {
+async fn send_snapshot(
+    hub: &StatusHub,
+    events: &mpsc::Sender<Result<UserStatusEvent, Status>>,
+) -> Result<(), ()> {
     for status in hub.snapshot() {
         let event = UserStatusEvent {
             snapshot: true,

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
+use presence_core::proto::admin::StatusSource;
 use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
-use presence_core::proto::admin::StatusSource;
 use uuid::Uuid;
 
 use crate::error::AdminError;
@@ -46,7 +46,12 @@ pub struct StatusReader {
     pub threshold: ThresholdWatch,
 }
 
-fn observe(row_login: Option<i64>, row_logout: Option<i64>, id: Uuid, seen: &ActivitySnapshot) -> Observations {
+fn observe(
+    row_login: Option<i64>,
+    row_logout: Option<i64>,
+    id: Uuid,
+    seen: &ActivitySnapshot,
+) -> Observations {
     Observations {
         last_activity: seen.last_activity.get(&id).copied(),
         last_login: row_login,
@@ -89,7 +94,8 @@ impl StatusReader {
         let mut degraded = false;
         let activity_online = match filter {
             ListFilter::All => Vec::new(),
-            ListFilter::Online | ListFilter::Offline => match self.activity.online_ids(since).await {
+            ListFilter::Online | ListFilter::Offline => match self.activity.online_ids(since).await
+            {
                 Ok(ids) => ids,
                 Err(error) => {
                     tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
@@ -113,7 +119,12 @@ impl StatusReader {
 
         let mut wanted: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
         let on_page: HashSet<Uuid> = wanted.iter().copied().collect();
-        wanted.extend(page.recent_logins.iter().map(|login| login.user_id).filter(|id| !on_page.contains(id)));
+        wanted.extend(
+            page.recent_logins
+                .iter()
+                .map(|login| login.user_id)
+                .filter(|id| !on_page.contains(id)),
+        );
         let seen = if degraded {
             None
         } else {
@@ -122,14 +133,21 @@ impl StatusReader {
         let degraded = seen.is_none();
         let seen = seen.unwrap_or_default();
 
-        let online = seen.online_by_activity + count_online_by_login(&page.recent_logins, &seen, now, threshold);
+        let online = seen.online_by_activity
+            + count_online_by_login(&page.recent_logins, &seen, now, threshold);
         let total = u64::try_from(page.total_users).unwrap_or_default();
-        let continue_after = has_more.then(|| page.rows.last().map(|row| row.username.clone())).flatten();
+        let continue_after = has_more
+            .then(|| page.rows.last().map(|row| row.username.clone()))
+            .flatten();
         let statuses = page
             .rows
             .into_iter()
             .map(|row| {
-                let status = evaluate(observe(row.last_login, row.last_logout, row.id, &seen), now, threshold);
+                let status = evaluate(
+                    observe(row.last_login, row.last_logout, row.id, &seen),
+                    now,
+                    threshold,
+                );
                 (row, status)
             })
             .collect();
@@ -154,8 +172,9 @@ impl StatusReader {
         let mut ids = Vec::with_capacity(requested.len());
         let mut unique = HashSet::new();
         for text in requested {
-            let id = Uuid::parse_str(text)
-                .map_err(|_| AdminError::InvalidArgument(format!("user_ids: {text:?} is not a UUID")))?;
+            let id = Uuid::parse_str(text).map_err(|_| {
+                AdminError::InvalidArgument(format!("user_ids: {text:?} is not a UUID"))
+            })?;
             if unique.insert(id) {
                 ids.push(id);
             }
@@ -167,13 +186,18 @@ impl StatusReader {
         let seen = self.activity_of(&found, now - threshold.seconds()).await;
         let degraded = seen.is_none();
         let seen = seen.unwrap_or_default();
-        let mut by_id: std::collections::HashMap<Uuid, UserRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+        let mut by_id: std::collections::HashMap<Uuid, UserRow> =
+            rows.into_iter().map(|row| (row.id, row)).collect();
         let mut statuses = Vec::new();
         let mut not_found = Vec::new();
         for id in ids {
             match by_id.remove(&id) {
                 Some(row) => {
-                    let status = evaluate(observe(row.last_login, row.last_logout, id, &seen), now, threshold);
+                    let status = evaluate(
+                        observe(row.last_login, row.last_logout, id, &seen),
+                        now,
+                        threshold,
+                    );
                     statuses.push((row, status));
                 }
                 None => not_found.push(id),
@@ -191,12 +215,22 @@ impl StatusReader {
 
 /// Users online by login_history alone: a recent login, no logout at or
 /// after it, and no fresh ping (those are already counted by activity).
-fn count_online_by_login(recent: &[RecentLogin], seen: &ActivitySnapshot, now: i64, threshold: ThresholdMinutes) -> u64 {
+fn count_online_by_login(
+    recent: &[RecentLogin],
+    seen: &ActivitySnapshot,
+    now: i64,
+    threshold: ThresholdMinutes,
+) -> u64 {
     recent
         .iter()
         .filter(|login| {
             let status = evaluate(
-                observe(Some(login.last_login), login.last_logout, login.user_id, seen),
+                observe(
+                    Some(login.last_login),
+                    login.last_logout,
+                    login.user_id,
+                    seen,
+                ),
                 now,
                 threshold,
             );

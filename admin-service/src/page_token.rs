@@ -43,7 +43,12 @@ impl PageTokens {
         if token.is_empty() {
             return Ok(None);
         }
-        let invalid = || AdminError::InvalidArgument("page_token was not issued by this service; start again with an empty page_token".into());
+        let invalid = || {
+            AdminError::InvalidArgument(
+                "page_token was not issued by this service; start again with an empty page_token"
+                    .into(),
+            )
+        };
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;

@@ -49,7 +49,12 @@ impl Application {
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let directory = Directory::new(pool);
         let watch_buffer = config.watch_buffer as usize;
-        let hub = StatusHub::start(redis.clone(), directory.clone(), threshold.clone(), watch_buffer);
+        let hub = StatusHub::start(
+            redis.clone(),
+            directory.clone(),
+            threshold.clone(),
+            watch_buffer,
+        );
         let (stopping, stopping_receiver) = watch::channel(false);
         let handler = AdminHandler {
             reader: StatusReader {
@@ -64,9 +69,11 @@ impl Application {
             watch_buffer,
             stopping: stopping_receiver,
         };
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|error| {
-            AdminError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
-        })?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|error| {
+                AdminError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
+            })?;
         Ok(Self {
             listener,
             handler,

@@ -7,8 +7,8 @@
 //! login" mean the same thing wherever the logout was recorded.
 
 use presence_core::proto::admin::{StatusSource, UserStatus};
-use presence_core::timestamp;
 use presence_core::threshold::ThresholdMinutes;
+use presence_core::timestamp;
 
 /// What the stores know about one user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,39 +84,99 @@ mod tests {
     fn the_rules_in_order() {
         use StatusSource::{Activity, LoginHistory, None as NoSource};
         let cases = [
-            ("fresh activity", Observations { last_activity: Some(NOW - 60), ..Default::default() }, (true, Activity)),
-            ("activity exactly at the threshold", Observations { last_activity: Some(NOW - T), ..Default::default() }, (true, Activity)),
-            ("activity one second past the threshold", Observations { last_activity: Some(NOW - T - 1), ..Default::default() }, (false, NoSource)),
+            (
+                "fresh activity",
+                Observations {
+                    last_activity: Some(NOW - 60),
+                    ..Default::default()
+                },
+                (true, Activity),
+            ),
+            (
+                "activity exactly at the threshold",
+                Observations {
+                    last_activity: Some(NOW - T),
+                    ..Default::default()
+                },
+                (true, Activity),
+            ),
+            (
+                "activity one second past the threshold",
+                Observations {
+                    last_activity: Some(NOW - T - 1),
+                    ..Default::default()
+                },
+                (false, NoSource),
+            ),
             (
                 "stale activity but a recent login",
-                Observations { last_activity: Some(NOW - 2 * T), last_login: Some(NOW - 60), ..Default::default() },
+                Observations {
+                    last_activity: Some(NOW - 2 * T),
+                    last_login: Some(NOW - 60),
+                    ..Default::default()
+                },
                 (true, LoginHistory),
             ),
-            ("login exactly at the threshold", Observations { last_login: Some(NOW - T), ..Default::default() }, (true, LoginHistory)),
-            ("login one second past the threshold", Observations { last_login: Some(NOW - T - 1), ..Default::default() }, (false, NoSource)),
+            (
+                "login exactly at the threshold",
+                Observations {
+                    last_login: Some(NOW - T),
+                    ..Default::default()
+                },
+                (true, LoginHistory),
+            ),
+            (
+                "login one second past the threshold",
+                Observations {
+                    last_login: Some(NOW - T - 1),
+                    ..Default::default()
+                },
+                (false, NoSource),
+            ),
             (
                 "recent login followed by a logout row",
-                Observations { last_login: Some(NOW - 120), last_logout_row: Some(NOW - 60), ..Default::default() },
+                Observations {
+                    last_login: Some(NOW - 120),
+                    last_logout_row: Some(NOW - 60),
+                    ..Default::default()
+                },
                 (false, NoSource),
             ),
             (
                 "recent login followed by a logout marker only",
-                Observations { last_login: Some(NOW - 120), logout_marker: Some(NOW - 60), ..Default::default() },
+                Observations {
+                    last_login: Some(NOW - 120),
+                    logout_marker: Some(NOW - 60),
+                    ..Default::default()
+                },
                 (false, NoSource),
             ),
             (
                 "logout in the same second as the login",
-                Observations { last_login: Some(NOW - 60), last_logout_row: Some(NOW - 60), ..Default::default() },
+                Observations {
+                    last_login: Some(NOW - 60),
+                    last_logout_row: Some(NOW - 60),
+                    ..Default::default()
+                },
                 (false, NoSource),
             ),
             (
                 "logout then a new login",
-                Observations { last_login: Some(NOW - 60), last_logout_row: Some(NOW - 120), ..Default::default() },
+                Observations {
+                    last_login: Some(NOW - 60),
+                    last_logout_row: Some(NOW - 120),
+                    ..Default::default()
+                },
                 (true, LoginHistory),
             ),
             (
                 "a fresh ping wins over an old logout",
-                Observations { last_activity: Some(NOW - 5), last_login: Some(NOW - 600), last_logout_row: Some(NOW - 300), ..Default::default() },
+                Observations {
+                    last_activity: Some(NOW - 5),
+                    last_login: Some(NOW - 600),
+                    last_logout_row: Some(NOW - 300),
+                    ..Default::default()
+                },
                 (true, Activity),
             ),
             ("no data at all", Observations::default(), (false, NoSource)),
@@ -128,16 +188,35 @@ mod tests {
 
     #[test]
     fn last_seen_is_the_latest_known_time() {
-        let seen = Observations { last_activity: Some(NOW - 10), last_login: Some(NOW - 100), ..Default::default() };
-        assert_eq!(evaluate(seen, NOW, ThresholdMinutes::default()).last_seen, Some(NOW - 10));
-        let seen = Observations { last_login: Some(NOW - 100), ..Default::default() };
-        assert_eq!(evaluate(seen, NOW, ThresholdMinutes::default()).last_seen, Some(NOW - 100));
-        assert_eq!(evaluate(Observations::default(), NOW, ThresholdMinutes::default()).last_seen, None);
+        let seen = Observations {
+            last_activity: Some(NOW - 10),
+            last_login: Some(NOW - 100),
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluate(seen, NOW, ThresholdMinutes::default()).last_seen,
+            Some(NOW - 10)
+        );
+        let seen = Observations {
+            last_login: Some(NOW - 100),
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluate(seen, NOW, ThresholdMinutes::default()).last_seen,
+            Some(NOW - 100)
+        );
+        assert_eq!(
+            evaluate(Observations::default(), NOW, ThresholdMinutes::default()).last_seen,
+            None
+        );
     }
 
     #[test]
     fn the_threshold_decides() {
-        let seen = Observations { last_activity: Some(NOW - 5 * 60), ..Default::default() };
+        let seen = Observations {
+            last_activity: Some(NOW - 5 * 60),
+            ..Default::default()
+        };
         assert!(evaluate(seen, NOW, ThresholdMinutes::new(5).unwrap()).online);
         assert!(!evaluate(seen, NOW, ThresholdMinutes::new(4).unwrap()).online);
     }

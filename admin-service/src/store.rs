@@ -24,7 +24,7 @@ pub enum ListFilter {
 }
 
 /// A user as listings show it, with the login_history facts of the status rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRow {
     pub id: Uuid,
     pub username: String,
@@ -80,7 +80,15 @@ const RECENT_LOGINS_CTE: &str = "
         FROM recent r JOIN users u ON u.id = r.user_id AND NOT u.disabled
     )";
 
-type PageRecord = (i32, Option<Uuid>, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+type PageRecord = (
+    i32,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 impl Directory {
     pub fn new(pool: PgPool) -> Self {
@@ -165,7 +173,9 @@ impl Directory {
 
     /// Recent logins since `since` (Unix seconds), with the last logout of each.
     pub async fn recent_logins(&self, since: i64) -> Result<Vec<RecentLogin>, AdminError> {
-        let query = format!("WITH {RECENT_LOGINS_CTE} SELECT user_id, last_login, last_logout FROM recent_status");
+        let query = format!(
+            "WITH {RECENT_LOGINS_CTE} SELECT user_id, last_login, last_logout FROM recent_status"
+        );
         let records: Vec<(Uuid, i64, Option<i64>)> = sqlx::query_as(&query)
             .bind(since as f64)
             .fetch_all(&self.pool)
@@ -183,18 +193,11 @@ impl Directory {
     /// The users with these ids (disabled ones included), in no particular order.
     pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRow>, AdminError> {
         let query = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ANY($1)");
-        let records: Vec<(Uuid, String, String, Option<i64>, Option<i64>)> =
-            sqlx::query_as(&query).bind(ids).fetch_all(&self.pool).await?;
-        Ok(records
-            .into_iter()
-            .map(|(id, username, display_name, last_login, last_logout)| UserRow {
-                id,
-                username,
-                display_name,
-                last_login,
-                last_logout,
-            })
-            .collect())
+        let rows = sqlx::query_as::<_, UserRow>(&query)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
     }
 
     pub async fn settings(&self) -> Result<ActivitySettings, AdminError> {
@@ -259,7 +262,12 @@ impl ActivityReader {
         let key = self.redis.keys().revoked_token(token_id);
         let revoked = self
             .redis
-            .run(|mut connection| async move { redis::cmd("EXISTS").arg(key).query_async(&mut connection).await })
+            .run(|mut connection| async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+            })
             .await?;
         Ok(revoked)
     }
@@ -278,22 +286,39 @@ impl ActivityReader {
                     .await
             })
             .await?;
-        Ok(members.iter().filter_map(|member| member.parse().ok()).collect())
+        Ok(members
+            .iter()
+            .filter_map(|member| member.parse().ok())
+            .collect())
     }
 
     /// Activity timestamps and logout markers of `users`, and the count of
     /// users online by activity since `since`: one pipelined round trip.
-    pub async fn snapshot(&self, users: &[Uuid], since: i64) -> Result<ActivitySnapshot, AdminError> {
+    pub async fn snapshot(
+        &self,
+        users: &[Uuid],
+        since: i64,
+    ) -> Result<ActivitySnapshot, AdminError> {
         let keys = self.redis.keys();
         let mut pipeline = redis::pipe();
-        pipeline.cmd("ZCOUNT").arg(keys.activity_index()).arg(since).arg("+inf");
+        pipeline
+            .cmd("ZCOUNT")
+            .arg(keys.activity_index())
+            .arg(since)
+            .arg("+inf");
         if !users.is_empty() {
-            pipeline
-                .cmd("MGET")
-                .arg(users.iter().map(|id| keys.last_activity(*id)).collect::<Vec<_>>());
-            pipeline
-                .cmd("MGET")
-                .arg(users.iter().map(|id| keys.last_logout(*id)).collect::<Vec<_>>());
+            pipeline.cmd("MGET").arg(
+                users
+                    .iter()
+                    .map(|id| keys.last_activity(*id))
+                    .collect::<Vec<_>>(),
+            );
+            pipeline.cmd("MGET").arg(
+                users
+                    .iter()
+                    .map(|id| keys.last_logout(*id))
+                    .collect::<Vec<_>>(),
+            );
         }
         let has_users = !users.is_empty();
         let (count, activity, markers): (u64, Vec<Option<i64>>, Vec<Option<i64>>) = self

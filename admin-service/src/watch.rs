@@ -34,6 +34,10 @@ use crate::store::{Directory, UserRow};
 const TICK: Duration = Duration::from_secs(1);
 const FULL_RESYNC: Duration = Duration::from_secs(30);
 const INDEX_TRIM_EVERY: Duration = Duration::from_secs(60);
+/// How far back each incremental read of the index starts before the last
+/// one: pings are scored by the activity service's clock, which may run a
+/// little behind ours.
+const CLOCK_SKEW_ALLOWANCE: i64 = 5;
 
 /// A user who is online, as watchers are told.
 #[derive(Clone, Debug)]
@@ -49,7 +53,12 @@ pub struct StatusHub {
 
 impl StatusHub {
     /// Starts following the stores in the background.
-    pub fn start(redis: Redis, directory: Directory, threshold: ThresholdWatch, buffer: usize) -> Self {
+    pub fn start(
+        redis: Redis,
+        directory: Directory,
+        threshold: ThresholdWatch,
+        buffer: usize,
+    ) -> Self {
         let (changes, _) = broadcast::channel(buffer);
         let hub = Self {
             online: Arc::default(),
@@ -78,7 +87,8 @@ impl StatusHub {
 
     pub fn snapshot(&self) -> Vec<UserStatus> {
         let online = self.online.read().expect("status hub lock poisoned");
-        let mut statuses: Vec<UserStatus> = online.values().map(|user| user.status.clone()).collect();
+        let mut statuses: Vec<UserStatus> =
+            online.values().map(|user| user.status.clone()).collect();
         statuses.sort_by(|a, b| a.username.cmp(&b.username));
         statuses
     }
@@ -157,9 +167,9 @@ impl Follower {
     async fn read_pings(&mut self, now: i64, since: i64) -> bool {
         let index = self.redis.keys().activity_index();
         let full = self.cursor.is_none();
-        // Re-read the cursor's own second: pings landing in it after the last
-        // read have the same score.
-        let from = self.cursor.map_or(since, |cursor| cursor.max(since));
+        let from = self
+            .cursor
+            .map_or(since, |cursor| (cursor - CLOCK_SKEW_ALLOWANCE).max(since));
         let read: Result<Vec<(String, i64)>, _> = self
             .redis
             .run(|mut connection| async move {
@@ -232,7 +242,13 @@ impl Follower {
         if !missing_names.is_empty() {
             match self.directory.users_by_ids(&missing_names).await {
                 Ok(rows) => {
-                    for UserRow { id, username, display_name, .. } in rows {
+                    for UserRow {
+                        id,
+                        username,
+                        display_name,
+                        ..
+                    } in rows
+                    {
                         self.names.insert(id, (username, display_name));
                     }
                 }
@@ -248,12 +264,22 @@ impl Follower {
                 let Some((username, display_name)) = self.names.get(id) else {
                     continue;
                 };
-                let status = to_proto(*id, username, display_name, &evaluate(*seen, now, threshold));
+                let status = to_proto(
+                    *id,
+                    username,
+                    display_name,
+                    &evaluate(*seen, now, threshold),
+                );
                 let is_new = !previously.contains(id);
                 let source_changed = online
                     .get(id)
                     .is_some_and(|user| user.status.source != status.source);
-                online.insert(*id, OnlineUser { status: status.clone() });
+                online.insert(
+                    *id,
+                    OnlineUser {
+                        status: status.clone(),
+                    },
+                );
                 if is_new || source_changed {
                     changed.push(status);
                 }

@@ -17,6 +17,8 @@ pub mod redis_client;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod threshold;
 pub mod token;
 

@@ -8,7 +8,9 @@ use presence_core::token::Role;
 use sqlx::postgres::PgPoolOptions;
 use tonic::Code;
 
-use crate::helpers::{Options, ThrowawayRedis, authorized, spawn_app, spawn_app_with};
+use presence_core::testing::{ThrowawayRedis, authorized};
+
+use crate::helpers::{Options, spawn_app, spawn_app_with};
 
 /// The client gives up after this long: a hanging service would show up as
 /// DEADLINE_EXCEEDED instead of the UNAVAILABLE the tests expect.

@@ -1,7 +1,5 @@
 //! `spawn_app()` and what the tests need around it.
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use activity_service::config::ActivityConfig;
@@ -9,6 +7,7 @@ use activity_service::startup::Application;
 use clap::Parser;
 use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
 use presence_core::proto::activity::{LoginRequest, LoginResponse};
+use presence_core::testing::{redis_url, unique_prefix};
 use presence_core::token::Role;
 use redis::AsyncCommands;
 use sqlx::PgPool;
@@ -22,10 +21,6 @@ pub const PASSWORD: &str = "Test1234!";
 struct ConfigOnly {
     #[command(flatten)]
     config: ActivityConfig,
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 pub struct TestApp {
@@ -55,7 +50,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let prefix = unique_prefix();
     let mut args = vec![
         "activity-service".to_owned(),
         "--listen-addr=127.0.0.1:0".into(),
@@ -92,18 +87,6 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
         prefix,
         _shutdown: shutdown,
     }
-}
-
-/// A `Request` carrying `authorization: Bearer <token>`.
-pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .expect("a token is valid metadata"),
-    );
-    request
 }
 
 impl TestApp {
@@ -163,59 +146,6 @@ impl TestApp {
         .fetch_all(&self.pool)
         .await
         .unwrap()
-    }
-}
-
-/// A throwaway `redis-server` on a free loopback port, killed on drop. Tests
-/// that stop Redis use one of these, never the machine's shared server.
-pub struct ThrowawayRedis {
-    pub url: String,
-    child: Child,
-}
-
-impl ThrowawayRedis {
-    pub async fn start() -> Self {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (make test installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        // Owned from here on, so a failed start still kills the process (Drop).
-        let server = Self { url, child };
-        let client = redis::Client::open(server.url.as_str()).unwrap();
-        for _ in 0..100 {
-            if client.get_multiplexed_async_connection().await.is_ok() {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("throwaway redis-server did not start on port {port}");
-    }
-
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

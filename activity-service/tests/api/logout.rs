@@ -2,7 +2,9 @@ use presence_core::proto::activity::{LogoutRequest, PingRequest};
 use presence_core::token::Role;
 use tonic::Code;
 
-use crate::helpers::{authorized, spawn_app};
+use presence_core::testing::authorized;
+
+use crate::helpers::spawn_app;
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgPool) {

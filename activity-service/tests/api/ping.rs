@@ -5,7 +5,9 @@ use serde_json::json;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{SECRET, authorized, forge_token, now, spawn_app};
+use presence_core::testing::authorized;
+
+use crate::helpers::{SECRET, forge_token, now, spawn_app};
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx::PgPool) {

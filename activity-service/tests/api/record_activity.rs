@@ -3,7 +3,9 @@ use presence_core::token::{Role, TokenIssuer};
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{SECRET, authorized, now, spawn_app};
+use presence_core::testing::authorized;
+
+use crate::helpers::{SECRET, now, spawn_app};
 
 fn service_token(service_id: Uuid) -> String {
     let issuer = TokenIssuer::new(

@@ -1,0 +1,238 @@
+//! `spawn_stack()`: both services on one database and key prefix, an admin
+//! signed in, and direct access to the stores for placing facts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
+use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest};
+use presence_core::proto::admin::admin_service_client::AdminServiceClient;
+use presence_core::proto::admin::{
+    ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus,
+};
+use presence_core::testing::{authorized, redis_url, unique_prefix};
+use presence_core::token::Role;
+use redis::AsyncCommands;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const PASSWORD: &str = "Test1234!";
+
+#[derive(Parser)]
+struct ActivityOnly {
+    #[command(flatten)]
+    config: activity_service::config::ActivityConfig,
+}
+
+#[derive(Parser)]
+struct AdminOnly {
+    #[command(flatten)]
+    config: admin_service::config::AdminConfig,
+}
+
+fn shared_args(name: &str, redis_url: &str, prefix: &str) -> Vec<String> {
+    vec![
+        name.to_owned(),
+        "--listen-addr=127.0.0.1:0".into(),
+        format!("--redis-url={redis_url}"),
+        format!("--redis-key-prefix={prefix}"),
+        format!("--jwt-secret={SECRET}"),
+        "--redis-timeout-ms=300".into(),
+    ]
+}
+
+async fn connect(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("the service accepts connections")
+}
+
+pub struct Stack {
+    pub activity: ActivityServiceClient<Channel>,
+    pub admin: AdminServiceClient<Channel>,
+    pub admin_token: String,
+    pub pool: PgPool,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub redis_url: String,
+    pub prefix: String,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub async fn spawn_stack(pool: PgPool) -> Stack {
+    spawn_stack_on(pool, redis_url()).await
+}
+
+pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
+    let prefix = unique_prefix();
+    let redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis is reachable");
+    let config =
+        ActivityOnly::parse_from(shared_args("activity-service", &redis_url, &prefix)).config;
+    let activity = activity_service::startup::Application::build_with_pool(config, pool.clone())
+        .await
+        .unwrap();
+    let activity_address = activity.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(activity.run_until(async {
+        let _ = stopped.await;
+    }));
+    let (admin, admin_stop) = spawn_admin(&pool, &redis_url, &prefix).await;
+    let mut stack = Stack {
+        activity: ActivityServiceClient::new(connect(activity_address).await),
+        admin,
+        admin_token: String::new(),
+        pool,
+        redis,
+        redis_url,
+        prefix,
+        stops: vec![stop, admin_stop],
+    };
+    stack.create_user("admintest1", Role::Admin).await;
+    stack.admin_token = stack.login("admintest1").await.access_token;
+    stack
+}
+
+async fn spawn_admin(
+    pool: &PgPool,
+    redis_url: &str,
+    prefix: &str,
+) -> (
+    AdminServiceClient<Channel>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let config = AdminOnly::parse_from(shared_args("admin-service", redis_url, prefix)).config;
+    let admin = admin_service::startup::Application::build_with_pool(config, pool.clone())
+        .await
+        .unwrap();
+    let address = admin.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(admin.run_until(async {
+        let _ = stopped.await;
+    }));
+    (AdminServiceClient::new(connect(address).await), stop)
+}
+
+impl Stack {
+    /// Another admin-service process on the same stores, as a second replica.
+    pub async fn spawn_admin_replica(&mut self) -> AdminServiceClient<Channel> {
+        let (client, stop) = spawn_admin(&self.pool, &self.redis_url, &self.prefix).await;
+        self.stops.push(stop);
+        client
+    }
+
+    pub async fn create_user(&self, username: &str, role: Role) -> Uuid {
+        activity_service::store::Accounts::new(self.pool.clone())
+            .upsert_user(
+                username,
+                PASSWORD,
+                role,
+                &format!("{username} display"),
+                false,
+            )
+            .await
+            .expect("account created")
+    }
+
+    pub async fn login(&mut self, username: &str) -> LoginResponse {
+        self.activity
+            .login(LoginRequest {
+                username: username.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("login succeeds")
+            .into_inner()
+    }
+
+    pub async fn ping(&mut self, token: &str) {
+        self.activity
+            .ping(authorized(PingRequest {}, token))
+            .await
+            .expect("ping succeeds");
+    }
+
+    /// Places a ping at `at` (Unix seconds) as the activity service would.
+    pub async fn place_activity(&mut self, user_id: Uuid, at: i64) {
+        let key = format!("{}last_activity:{user_id}", self.prefix);
+        let index = format!("{}activity_index", self.prefix);
+        let _: () = self.redis.set_ex(key, at, 3600).await.unwrap();
+        let _: () = self
+            .redis
+            .zadd(index, user_id.to_string(), at)
+            .await
+            .unwrap();
+    }
+
+    pub async fn place_logout_marker(&mut self, user_id: Uuid, at: i64) {
+        let key = format!("{}last_logout:{user_id}", self.prefix);
+        let _: () = self.redis.set_ex(key, at, 3600).await.unwrap();
+    }
+
+    /// Adds a login_history row at `at` (Unix seconds).
+    pub async fn place_history(&self, user_id: Uuid, event: &str, at: i64) {
+        sqlx::query(
+            "INSERT INTO login_history (user_id, username, event, failure_reason, occurred_at)
+             SELECT id, username, $2, CASE WHEN $2 = 'login_failure' THEN 'wrong_password' END, to_timestamp($3)
+             FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(event)
+        .bind(at as f64)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    pub async fn list(
+        &mut self,
+        filter: StatusFilter,
+        page_size: u32,
+        page_token: &str,
+    ) -> ListUserStatusesResponse {
+        let request = ListUserStatusesRequest {
+            page_size,
+            page_token: page_token.into(),
+            filter: filter as i32,
+        };
+        self.admin
+            .list_user_statuses(authorized(request, &self.admin_token))
+            .await
+            .expect("listing succeeds")
+            .into_inner()
+    }
+
+    /// Every status, walking all pages.
+    pub async fn list_all(&mut self, filter: StatusFilter, page_size: u32) -> Vec<UserStatus> {
+        let mut statuses = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self.list(filter, page_size, &token).await;
+            statuses.extend(page.statuses);
+            if page.next_page_token.is_empty() {
+                return statuses;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    pub async fn status_of(&mut self, username: &str) -> UserStatus {
+        self.list_all(StatusFilter::All, 500)
+            .await
+            .into_iter()
+            .find(|status| status.username == username)
+            .unwrap_or_else(|| panic!("{username} is listed"))
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

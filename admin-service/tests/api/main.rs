@@ -1,0 +1,14 @@
+//! Black-box tests of the admin service. Each starts the real activity and
+//! admin services on free ports against the machine's PostgreSQL (a fresh
+//! database per test) and Redis (a fresh key prefix per test), drives users
+//! through the activity service or places facts in the stores directly, and
+//! reads statuses through the generated admin client.
+
+mod access;
+mod counts;
+mod faults;
+mod helpers;
+mod pagination;
+mod settings;
+mod statuses;
+mod watch;
