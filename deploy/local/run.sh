@@ -8,6 +8,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 eval "$(deploy/local/services.sh)"
 
+# The web app, served by the gateway from web/dist.
+if [ -z "${PRESENCE_SKIP_WEB_BUILD:-}" ]; then
+  (cd web && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build)
+fi
+
 cargo build --workspace --bins
 bin=target/debug
 $bin/activity-service migrate
@@ -22,7 +27,11 @@ stop() {
   wait "${pids[@]}" 2>/dev/null || true
 }
 trap stop INT TERM EXIT
-$bin/activity-service & pids+=($!)
-echo "run: activity-service on ${PRESENCE_ACTIVITY_ADDR:-127.0.0.1:50051} (native gRPC). Ctrl-C stops everything."
+# The activity service sees browsers through the gateway, which sets x-forwarded-for.
+PRESENCE_TRUST_FORWARDED_FOR=${PRESENCE_TRUST_FORWARDED_FOR:-true} $bin/activity-service & pids+=($!)
+$bin/admin-service & pids+=($!)
+$bin/gateway & pids+=($!)
+echo "run: activity-service on ${PRESENCE_ACTIVITY_ADDR:-127.0.0.1:50051} and admin-service on ${PRESENCE_ADMIN_ADDR:-127.0.0.1:50052} (native gRPC)"
+echo "run: open http://${PRESENCE_GATEWAY_ADDR:-127.0.0.1:8080}/ (sign in as usertest1 or admintest1, password Test1234!). Ctrl-C stops everything."
 # Whichever service stops first stops the stack.
 wait -n "${pids[@]}"

@@ -1,1 +1,41 @@
-fn main() {}
+//! The gateway binary: read the configuration, then serve until stopped.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::config::GatewayConfig;
+use gateway::startup::Application;
+use presence_core::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "presence gateway: gRPC-Web for browsers and the web app, on one origin"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: GatewayConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Cli::parse().config;
+    telemetry::init(config.common.log_format);
+    tracing::info!(config = ?config, "starting gateway");
+    let outcome = match Application::build(config).await {
+        Ok(application) => {
+            application
+                .run_until(presence_core::shutdown::signal())
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The gateway: the browser's door to presence. It translates gRPC-Web
+//! (binary and text, over HTTP/1.1 or HTTP/2) to native gRPC towards the
+//! activity and admin services, applies the edge rules, and serves the web
+//! app from the same origin.
+//!
+//! - `config`: every setting, from the environment.
+//! - `startup`: the listeners, the service stack, health and the drain.
+//! - `edge`: origin and size checks before translation.
+//! - `forward`: the generic forwarding path, allowlist, rate limits, deadlines.
+//! - `rate_limit`: token buckets per user and per address.
+//! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
+//! - `static_files`: the web app with SPA fallback, compression and caching.
+//! - `error`: what stops the gateway from starting.
+
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod rate_limit;
+pub mod startup;
+pub mod static_files;

@@ -1,0 +1,250 @@
+//! Builds the gateway from its configuration and serves it: gRPC-Web and the
+//! web app on one listener (HTTP/1.1 and HTTP/2), metrics on another, health
+//! with a `readiness` service that follows the upstreams, and a shutdown that
+//! stops accepting, lets calls and streams finish, and gives up after the
+//! drain deadline.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use http::{HeaderName, HeaderValue, Method};
+use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::GatewayConfig;
+use crate::edge::{self, EdgeRules};
+use crate::error::GatewayError;
+use crate::forward::{Forwarder, Limits};
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::static_files;
+
+/// The health service name whose status says whether both upstreams answer
+/// (the Kubernetes readiness probe asks for it; the empty name is liveness).
+pub const READINESS: &str = "readiness";
+const READINESS_EVERY: Duration = Duration::from_secs(2);
+
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    router: Router,
+    metrics: Metrics,
+    health: HealthReporter,
+    drain: Duration,
+}
+
+fn upstream(url: &str, variable: &str) -> Result<Channel, GatewayError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|error| GatewayError::Config(format!("{variable}: {error}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    Ok(endpoint.connect_lazy())
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
+    let origins = origins
+        .iter()
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|_| {
+                GatewayError::Config(format!("PRESENCE_CORS_ORIGINS: bad origin {origin:?}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = HeaderName::from_static;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header("content-type"),
+            header("authorization"),
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("x-request-id"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+            header("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(3600)))
+}
+
+impl Application {
+    pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let verifier = config.jwt.verifier(config.common.environment)?;
+        let activity = upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?;
+        let admin = upstream(&config.admin_url, "PRESENCE_ADMIN_URL")?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(READINESS, ServingStatus::NotServing)
+            .await;
+        tokio::spawn(follow_upstreams(
+            health.clone(),
+            activity.clone(),
+            admin.clone(),
+        ));
+
+        let metrics = Metrics::default();
+        let window = Duration::from_secs(config.rate_window_seconds.max(1));
+        let limits = Limits {
+            ping_per_user: RateLimiter::new(config.rate_ping_per_user, window),
+            ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
+            login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
+        };
+        let forwarder = Forwarder::new(
+            activity,
+            admin,
+            BoxCloneSyncService::new(health_service),
+            verifier,
+            limits,
+            metrics.clone(),
+            config.upstream_timeout(),
+        );
+        let grpc = ServiceBuilder::new()
+            .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .service(forwarder);
+        let grpc: BoxCloneSyncService<Request, Response, Infallible> =
+            BoxCloneSyncService::new(grpc);
+        let web = static_files::service(&config.web_dir);
+        let dispatch = tower::service_fn(move |request: Request| {
+            let (grpc, web) = (grpc.clone(), web.clone());
+            async move {
+                if edge::is_grpc(&request) {
+                    grpc.oneshot(request).await
+                } else {
+                    web.oneshot(request).await
+                }
+            }
+        });
+        let rules = EdgeRules {
+            allowed_origins: config.cors_origins.clone(),
+            max_request_bytes: config.max_request_bytes,
+        };
+        let router = Router::new()
+            .fallback_service(dispatch)
+            .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
+            .layer(cors(&config.cors_origins)?);
+
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address).await.map_err(|error| {
+                GatewayError::Config(format!("cannot listen on {address}: {error}"))
+            })
+        };
+        Ok(Self {
+            listener: bind(config.listen_addr).await?,
+            metrics_listener: bind(config.metrics_addr).await?,
+            router,
+            metrics,
+            health,
+            drain: Duration::from_secs(config.drain_seconds),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains for at most the drain deadline.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
+        let metrics = self.metrics.clone();
+        let metrics_router = Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        );
+        let metrics_server = axum::serve(self.metrics_listener, metrics_router);
+        tokio::spawn(async move {
+            if let Err(error) = metrics_server.await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+
+        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
+        let health = self.health.clone();
+        let signal = async move {
+            shutdown.await;
+            // Tell load balancers first, then stop accepting.
+            health
+                .set_service_status(READINESS, ServingStatus::NotServing)
+                .await;
+            health.set_not_serving::<ActivityServiceServer<()>>().await;
+            notify.notify_one();
+        };
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let drain = self.drain;
+        tokio::select! {
+            served = server => served.map_err(|error| GatewayError::Config(error.to_string()))?,
+            () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; closing remaining streams");
+            }
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Keeps the `readiness` health status in step with the upstreams.
+async fn follow_upstreams(health: HealthReporter, activity: Channel, admin: Channel) {
+    let mut tick = tokio::time::interval(READINESS_EVERY);
+    loop {
+        tick.tick().await;
+        let (activity_ok, admin_ok) =
+            tokio::join!(answers(activity.clone()), answers(admin.clone()));
+        let status = if activity_ok && admin_ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status(READINESS, status).await;
+    }
+}
+
+async fn answers(channel: Channel) -> bool {
+    let mut client = HealthClient::new(channel);
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), check).await,
+        Ok(Ok(response)) if response.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
+}

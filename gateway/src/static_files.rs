@@ -1,0 +1,47 @@
+//! The built web app, served from the gateway's own origin: files as they
+//! are, any other path answered with `index.html` (the app routes in the
+//! browser), compressed, with cache headers that let fingerprinted assets be
+//! kept for a year and make the page itself be revalidated.
+
+use std::convert::Infallible;
+use std::path::Path;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use http::{HeaderValue, header};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::{ServeDir, ServeFile};
+
+pub type WebService = BoxCloneSyncService<Request, Response, Infallible>;
+
+pub fn service(web_dir: &Path) -> WebService {
+    let files = ServeDir::new(web_dir)
+        .append_index_html_on_directories(true)
+        .fallback(ServeFile::new(web_dir.join("index.html")));
+    let files = ServiceBuilder::new()
+        .layer(CompressionLayer::new())
+        .service(files);
+    BoxCloneSyncService::new(tower::service_fn(move |request: Request| {
+        let immutable = request.uri().path().starts_with("/assets/");
+        let files = files.clone();
+        async move {
+            let response = files
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {});
+            let mut response = response.map(Body::new);
+            let cache = if immutable {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            };
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            Ok::<_, Infallible>(response)
+        }
+    }))
+}
