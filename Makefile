@@ -1,19 +1,33 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test test-rust lint stop-local
+.PHONY: run test lint test-rust test-web test-k8s test-e2e stop-local
 
 run:
 	./deploy/local/run.sh
 
-test: lint test-rust
+# Every check and test, cheapest first. Needs only Rust, Node and Debian's
+# packages (PostgreSQL, Redis and Chromium are installed and started if missing).
+test: lint test-rust test-web test-k8s test-e2e
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# Every Rust test against real PostgreSQL and Redis (sqlx::test makes a
+# The Rust tests against real PostgreSQL and Redis (sqlx::test makes a
 # database per test on TEST_DATABASE_URL's server).
 test-rust:
 	eval "$$(./deploy/local/services.sh)" && DATABASE_URL=$$TEST_DATABASE_URL cargo test --workspace
+
+# The web app: generated client up to date, lint, unit tests, build.
+test-web:
+	cd web && npm ci --no-audit --no-fund && npm run check:gen && npm run lint && npm test && npm run build
+
+# The Kubernetes manifests: rendered, schema-validated and policy-checked offline.
+test-k8s:
+	bash deploy/check-k8s.sh
+
+# The browser end to end, in headless Chromium against the whole stack.
+test-e2e:
+	./deploy/local/e2e.sh
 
 stop-local:
 	./deploy/local/stop.sh
