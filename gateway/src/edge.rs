@@ -94,6 +94,42 @@ pub async fn guard(State(rules): State<EdgeRules>, request: Request, next: Next)
         return grpc_error(&request, Code::ResourceExhausted, "request too large");
     }
     // Without a declared length, the body is cut at the limit while it streams.
-    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let text = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc-web-text"));
+    let request = request.map(|body| {
+        let limited = http_body_util::Limited::new(body, limit);
+        if text {
+            Body::new(UnsizedBody(limited))
+        } else {
+            Body::new(limited)
+        }
+    });
     next.run(request).await
+}
+
+/// A body that does not announce its size. gRPC-Web text is decoded from
+/// base64 on the way through, so the size the client declared is not the
+/// size sent upstream; announcing it would make the HTTP/2 client declare a
+/// wrong content-length and the service reset the stream.
+struct UnsizedBody<B>(B);
+
+impl<B> http_body::Body for UnsizedBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
 }

@@ -212,7 +212,9 @@ impl Service<Request<Body>> for Forwarder {
             }
 
             let streaming = STREAMING_METHODS.contains(&path.as_str());
-            let deadline = match requested_deadline(request.headers()) {
+            let call_started = tokio::time::Instant::now();
+            let client_deadline = requested_deadline(request.headers());
+            let deadline = match client_deadline {
                 Some(requested) if streaming => requested,
                 Some(requested) => requested.min(state.default_deadline),
                 None => state.default_deadline,
@@ -240,7 +242,7 @@ impl Service<Request<Body>> for Forwarder {
             let response = match tokio::time::timeout(deadline, upstream).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, method = %path, "upstream unreachable");
+                    tracing::warn!(error = ?error, method = %path, "upstream unreachable");
                     return Ok(status_response(
                         Status::unavailable("the service is unreachable; retry shortly"),
                         record,
@@ -258,8 +260,66 @@ impl Service<Request<Body>> for Forwarder {
                 record.finish(code);
                 return Ok(response);
             }
-            Ok(response.map(|body| Body::new(ObservedBody::new(body, record))))
+            // Upstream bounds only the start of a stream; the client's
+            // deadline ends it here.
+            let stream_deadline =
+                (streaming && client_deadline.is_some()).then(|| call_started + deadline);
+            Ok(response.map(|body| {
+                let body = DeadlineBody::new(body, stream_deadline);
+                Body::new(ObservedBody::new(body, record))
+            }))
         })
+    }
+}
+
+/// A response body that ends with DEADLINE_EXCEEDED trailers at `deadline`.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    expired: bool,
+}
+
+impl DeadlineBody {
+    fn new(inner: Body, deadline: Option<tokio::time::Instant>) -> Self {
+        Self {
+            inner,
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            expired: false,
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = self.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            self.expired = true;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert(
+                "grpc-status",
+                HeaderValue::from(Code::DeadlineExceeded as i32),
+            );
+            trailers.insert(
+                "grpc-message",
+                HeaderValue::from_static("deadline exceeded"),
+            );
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.expired || self.inner.is_end_stream()
     }
 }
 

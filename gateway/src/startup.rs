@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, Method};
-use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
@@ -201,7 +200,6 @@ impl Application {
             health
                 .set_service_status(READINESS, ServingStatus::NotServing)
                 .await;
-            health.set_not_serving::<ActivityServiceServer<()>>().await;
             notify.notify_one();
         };
         let server = axum::serve(

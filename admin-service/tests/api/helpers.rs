@@ -1,5 +1,9 @@
 //! `spawn_stack()`: both services on one database and key prefix, an admin
-//! signed in, and direct access to the stores for placing facts.
+//! signed in, and direct access to the stores for placing facts. The gateway's
+//! tests use it too (by path), to put the gateway in front of a real stack.
+
+// Shared by the admin and gateway test crates, each using a part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,7 +48,7 @@ fn shared_args(name: &str, redis_url: &str, prefix: &str) -> Vec<String> {
     ]
 }
 
-async fn connect(address: SocketAddr) -> Channel {
+pub async fn connect(address: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
@@ -54,6 +58,8 @@ async fn connect(address: SocketAddr) -> Channel {
 }
 
 pub struct Stack {
+    pub activity_address: SocketAddr,
+    pub admin_address: SocketAddr,
     pub activity: ActivityServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
     pub admin_token: String,
@@ -85,10 +91,12 @@ pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
     tokio::spawn(activity.run_until(async {
         let _ = stopped.await;
     }));
-    let (admin, admin_stop) = spawn_admin(&pool, &redis_url, &prefix).await;
+    let (admin_address, admin_stop) = spawn_admin(&pool, &redis_url, &prefix).await;
     let mut stack = Stack {
+        activity_address,
+        admin_address,
         activity: ActivityServiceClient::new(connect(activity_address).await),
-        admin,
+        admin: AdminServiceClient::new(connect(admin_address).await),
         admin_token: String::new(),
         pool,
         redis,
@@ -105,10 +113,7 @@ async fn spawn_admin(
     pool: &PgPool,
     redis_url: &str,
     prefix: &str,
-) -> (
-    AdminServiceClient<Channel>,
-    tokio::sync::oneshot::Sender<()>,
-) {
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let config = AdminOnly::parse_from(shared_args("admin-service", redis_url, prefix)).config;
     let admin = admin_service::startup::Application::build_with_pool(config, pool.clone())
         .await
@@ -118,15 +123,15 @@ async fn spawn_admin(
     tokio::spawn(admin.run_until(async {
         let _ = stopped.await;
     }));
-    (AdminServiceClient::new(connect(address).await), stop)
+    (address, stop)
 }
 
 impl Stack {
     /// Another admin-service process on the same stores, as a second replica.
     pub async fn spawn_admin_replica(&mut self) -> AdminServiceClient<Channel> {
-        let (client, stop) = spawn_admin(&self.pool, &self.redis_url, &self.prefix).await;
+        let (address, stop) = spawn_admin(&self.pool, &self.redis_url, &self.prefix).await;
         self.stops.push(stop);
-        client
+        AdminServiceClient::new(connect(address).await)
     }
 
     pub async fn create_user(&self, username: &str, role: Role) -> Uuid {

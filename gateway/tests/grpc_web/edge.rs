@@ -1,0 +1,177 @@
+//! The edge rules: CORS, the method allowlist, size limits, malformed frames,
+//! deadlines and rate limits.
+
+use std::time::{Duration, Instant};
+
+use presence_core::proto::activity::{LoginRequest, PingRequest, RecordActivityRequest};
+use presence_core::proto::admin::BatchGetUserStatusesRequest;
+use presence_core::token::Role;
+
+use crate::helpers::{BINARY, SOON, call, grpc_status, http, spawn_gateway, spawn_gateway_to};
+use crate::stack::spawn_stack;
+
+const PING: &str = "/presence.activity.v1.ActivityService/Ping";
+const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
+
+async fn preflight(
+    gateway: &crate::helpers::Gateway,
+    origin: &str,
+) -> crate::helpers::HttpResponse {
+    http(
+        gateway.address,
+        "OPTIONS",
+        PING,
+        &[
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "content-type,x-grpc-web,authorization",
+            ),
+        ],
+        b"",
+        SOON,
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let allowed = preflight(&gateway, "https://allowed.example").await;
+    let other = preflight(&gateway, "https://evil.example").await;
+
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://allowed.example")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("authorization")
+    );
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    // And a call from that other origin is refused outright.
+    let call = http(
+        gateway.address,
+        "POST",
+        PING,
+        &[("Content-Type", BINARY), ("Origin", "https://evil.example")],
+        &crate::helpers::frame(&PingRequest {}),
+        SOON,
+    )
+    .await;
+    assert_eq!(grpc_status(&call), 7);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn internal_methods_are_refused_at_the_edge(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let user = stack.create_user("usertest1", Role::User).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let token = stack.admin_token.clone();
+
+    let record = call(
+        &gateway,
+        "/presence.activity.v1.ActivityService/RecordActivity",
+        Some(&token),
+        &RecordActivityRequest {
+            user_id: user.to_string(),
+        },
+    )
+    .await;
+    let batch = call(
+        &gateway,
+        "/presence.admin.v1.AdminService/BatchGetUserStatuses",
+        Some(&token),
+        &BatchGetUserStatusesRequest {
+            user_ids: vec![user.to_string()],
+        },
+    )
+    .await;
+    let reflection = call(
+        &gateway,
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        None,
+        &PingRequest {},
+    )
+    .await;
+
+    assert_eq!(grpc_status(&record), 7);
+    assert_eq!(grpc_status(&batch), 7);
+    assert_eq!(grpc_status(&reflection), 12);
+    let written: Vec<String> =
+        redis::AsyncCommands::keys(&mut stack.redis, format!("{}*", stack.prefix))
+            .await
+            .unwrap();
+    assert!(
+        written.iter().all(|key| !key.contains("last_activity")),
+        "{written:?}"
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn oversized_and_truncated_frames_get_clean_errors(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &["--max-request-bytes=1024"]).await;
+    let oversized = crate::helpers::frame(&LoginRequest {
+        username: "u".repeat(4000),
+        password: "p".into(),
+    });
+    let mut truncated = crate::helpers::frame(&LoginRequest {
+        username: "usertest1".into(),
+        password: "Test1234!".into(),
+    });
+    truncated.truncate(truncated.len() - 4);
+    let garbage = b"\x00\x00\x00\x00\x03\xff\xff\xff";
+
+    let headers = [("Content-Type", BINARY), ("X-Grpc-Web", "1")];
+    let too_big = http(gateway.address, "POST", LOGIN, &headers, &oversized, SOON).await;
+    let cut = http(gateway.address, "POST", LOGIN, &headers, &truncated, SOON).await;
+    let nonsense = http(gateway.address, "POST", LOGIN, &headers, garbage, SOON).await;
+
+    assert_eq!(grpc_status(&too_big), 8);
+    assert_ne!(grpc_status(&cut), 0);
+    assert_ne!(grpc_status(&nonsense), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_unavailable_within_the_deadline() {
+    let closed = format!("http://127.0.0.1:{}", presence_core::testing::free_port());
+    let gateway = spawn_gateway_to(&closed, &closed, &["--upstream-timeout-ms=2000"]).await;
+
+    let started = Instant::now();
+    let ping = call(&gateway, PING, None, &PingRequest {}).await;
+
+    assert_eq!(grpc_status(&ping), 14);
+    assert!(started.elapsed() < SOON);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    let gateway = spawn_gateway(
+        &stack,
+        &["--rate-ping-per-user=3", "--rate-window-seconds=1"],
+    )
+    .await;
+
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(grpc_status(
+            &call(&gateway, PING, Some(&token), &PingRequest {}).await,
+        ));
+    }
+    assert_eq!(codes, [0, 0, 0, 8]);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        grpc_status(&call(&gateway, PING, Some(&token), &PingRequest {}).await),
+        0
+    );
+}

@@ -1,0 +1,137 @@
+//! Calls through the gateway reach the services and come back as a browser
+//! expects them.
+
+use std::time::Duration;
+
+use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
+use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
+use presence_core::token::Role;
+use prost::Message;
+use redis::AsyncCommands;
+
+use crate::helpers::{
+    BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, spawn_gateway,
+};
+use crate::stack::{PASSWORD, spawn_stack};
+
+const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
+const PING: &str = "/presence.activity.v1.ActivityService/Ping";
+const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
+
+fn credentials(username: &str) -> LoginRequest {
+    LoginRequest {
+        username: username.into(),
+        password: PASSWORD.into(),
+    }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+
+    let login = call(&gateway, LOGIN, None, &credentials("usertest1")).await;
+    assert_eq!(login.status, 200);
+    assert_eq!(grpc_status(&login), 0);
+    let answer = GrpcWebAnswer::parse(&login.body);
+    let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
+
+    let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest {}).await;
+    assert_eq!(grpc_status(&ping), 0);
+    let pong =
+        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+    assert_eq!(pong.threshold_minutes, 15);
+
+    let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
+    let written: Option<i64> = stack.redis.get(key).await.unwrap();
+    assert_eq!(written, pong.server_time.map(|t| t.seconds));
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn an_unauthenticated_ping_gets_status_16(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+
+    let ping = call(&gateway, PING, None, &PingRequest {}).await;
+
+    assert_eq!(ping.status, 200);
+    assert_eq!(grpc_status(&ping), 16);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn text_mode_works(pool: sqlx::PgPool) {
+    use base64::Engine;
+    let stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let body = base64::engine::general_purpose::STANDARD.encode(frame(&credentials("usertest1")));
+
+    let response = http(
+        gateway.address,
+        "POST",
+        LOGIN,
+        &[
+            ("Content-Type", TEXT),
+            ("Accept", TEXT),
+            ("X-Grpc-Web", "1"),
+        ],
+        body.as_bytes(),
+        SOON,
+    )
+    .await;
+
+    assert!(response.header("content-type").unwrap().starts_with(TEXT));
+    // The answer is base64 chunks, one per frame.
+    let text = String::from_utf8(response.body).unwrap();
+    let mut decoded = Vec::new();
+    for chunk in text.split_inclusive('=').filter(|chunk| !chunk.is_empty()) {
+        decoded.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(chunk.trim())
+                .unwrap(),
+        );
+    }
+    let answer = GrpcWebAnswer::parse(&decoded);
+    assert_eq!(answer.trailer("grpc-status"), Some("0"));
+    let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
+    assert_eq!(login.role, "user");
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let bearer = format!("Bearer {}", stack.admin_token);
+
+    // The stream ends at the client's deadline, which proves the trailers arrive.
+    let response = http(
+        gateway.address,
+        "POST",
+        WATCH,
+        &[
+            ("Content-Type", BINARY),
+            ("X-Grpc-Web", "1"),
+            ("Authorization", &bearer),
+            ("grpc-timeout", "3S"),
+        ],
+        &frame(&WatchUserStatusesRequest {}),
+        Duration::from_secs(15),
+    )
+    .await;
+
+    let answer = GrpcWebAnswer::parse(&response.body);
+    let events: Vec<UserStatusEvent> = answer
+        .messages
+        .iter()
+        .map(|message| UserStatusEvent::decode(message.as_slice()).unwrap())
+        .collect();
+    assert!(events.len() >= 2, "{events:?}");
+    assert_eq!(events[0].status.as_ref().unwrap().username, "admintest1");
+    assert!(events.iter().any(|event| event.snapshot_complete));
+    assert_eq!(
+        answer.trailer("grpc-status"),
+        Some("4"),
+        "ended by its deadline"
+    );
+}

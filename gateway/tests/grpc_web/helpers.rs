@@ -1,0 +1,279 @@
+//! A gateway in front of a real stack, and a tiny HTTP/1.1 client that sends
+//! hand-framed gRPC-Web and reads the answer whole.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use gateway::config::GatewayConfig;
+use gateway::startup::Application;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::stack::{SECRET, Stack};
+
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: GatewayConfig,
+}
+
+pub struct Gateway {
+    pub address: SocketAddr,
+    pub metrics: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _web_dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A built web app in miniature: a page and a fingerprinted asset.
+fn web_dir() -> TempDir {
+    let dir = std::env::temp_dir().join(format!("presence-web-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><title>presence</title>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("assets/app-1234.js"),
+        "console.log('presence');".repeat(100),
+    )
+    .unwrap();
+    TempDir(dir)
+}
+
+pub async fn spawn_gateway(stack: &Stack, extra: &[&str]) -> Gateway {
+    spawn_gateway_to(
+        &format!("http://{}", stack.activity_address),
+        &format!("http://{}", stack.admin_address),
+        extra,
+    )
+    .await
+}
+
+pub async fn spawn_gateway_to(activity_url: &str, admin_url: &str, extra: &[&str]) -> Gateway {
+    // The access log, when asked for (RUST_LOG=info cargo test ...).
+    if std::env::var_os("RUST_LOG").is_some() {
+        presence_core::telemetry::init(presence_core::telemetry::LogFormat::Text);
+    }
+    let web = web_dir();
+    let mut args = vec![
+        "gateway".to_owned(),
+        "--listen-addr=127.0.0.1:0".into(),
+        "--metrics-addr=127.0.0.1:0".into(),
+        format!("--activity-url={activity_url}"),
+        format!("--admin-url={admin_url}"),
+        format!("--web-dir={}", web.0.display()),
+        format!("--jwt-secret={SECRET}"),
+        "--cors-origins=https://allowed.example".into(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let config = ConfigOnly::parse_from(args).config;
+    let application = Application::build(config)
+        .await
+        .expect("the gateway builds");
+    let (address, metrics) = (application.local_addr(), application.metrics_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    Gateway {
+        address,
+        metrics,
+        _stop: stop,
+        _web_dir: web,
+    }
+}
+
+/// One gRPC-Web data frame around `message`.
+pub fn frame(message: &impl Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    framed
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request (Connection: close) and reads the whole answer,
+/// giving up after `within`.
+pub async fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    within: Duration,
+) -> HttpResponse {
+    tokio::time::timeout(within, async {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        parse_response(&raw)
+    })
+    .await
+    .expect("the gateway answered in time")
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 2 + size + 2..];
+    }
+}
+
+/// A gRPC-Web response body split into its messages and trailers.
+#[derive(Debug, Default)]
+pub struct GrpcWebAnswer {
+    pub messages: Vec<Vec<u8>>,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl GrpcWebAnswer {
+    pub fn parse(mut body: &[u8]) -> Self {
+        let mut answer = GrpcWebAnswer::default();
+        while body.len() >= 5 {
+            let flags = body[0];
+            let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+            let payload = &body[5..5 + length];
+            if flags & 0x80 != 0 {
+                answer.trailers = String::from_utf8_lossy(payload)
+                    .split("\r\n")
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+                    .collect();
+            } else {
+                answer.messages.push(payload.to_vec());
+            }
+            body = &body[5 + length..];
+        }
+        answer
+    }
+
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The gRPC status of an answer: from the trailers, or from the headers of a
+/// trailers-only answer.
+pub fn grpc_status(response: &HttpResponse) -> i32 {
+    GrpcWebAnswer::parse(&response.body)
+        .trailer("grpc-status")
+        .or_else(|| response.header("grpc-status"))
+        .expect("the answer carries a grpc-status")
+        .parse()
+        .unwrap()
+}
+
+pub const BINARY: &str = "application/grpc-web+proto";
+pub const TEXT: &str = "application/grpc-web-text";
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// POSTs one binary gRPC-Web call.
+pub async fn call(
+    gateway: &Gateway,
+    path: &str,
+    token: Option<&str>,
+    message: &impl Message,
+) -> HttpResponse {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", BINARY), ("X-Grpc-Web", "1")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    http(
+        gateway.address,
+        "POST",
+        path,
+        &headers,
+        &frame(message),
+        SOON,
+    )
+    .await
+}

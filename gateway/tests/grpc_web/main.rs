@@ -1,0 +1,11 @@
+//! Black-box tests of the gateway: raw gRPC-Web over HTTP/1.1, framed by hand
+//! as a browser sends it, through a real gateway in front of the real
+//! activity and admin services (PostgreSQL and Redis as in their own tests).
+
+#[path = "../../../admin-service/tests/api/helpers.rs"]
+mod stack;
+
+mod edge;
+mod forwarding;
+mod helpers;
+mod operations;
