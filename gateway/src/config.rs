@@ -30,6 +30,10 @@ pub struct GatewayConfig {
         default_value = "http://127.0.0.1:50052"
     )]
     pub admin_url: String,
+    /// HTTP/2 connections kept to each upstream service, used in turn.
+    #[arg(long, env = "PRESENCE_UPSTREAM_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub upstream_connections: u16,
     /// Directory of the built web app (index.html and assets); empty serves none.
     #[arg(long, env = "PRESENCE_WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,39 @@ pub struct Limits {
     pub login_per_ip: RateLimiter,
 }
 
+/// Several HTTP/2 connections to one upstream, used in turn, so one
+/// connection's single writer does not cap the gateway's throughput.
+pub struct Upstream {
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn new(channels: Vec<Channel>) -> Self {
+        assert!(
+            !channels.is_empty(),
+            "an upstream needs at least one connection"
+        );
+        Self {
+            channels,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> Channel {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.channels[turn % self.channels.len()].clone()
+    }
+
+    /// One of the connections, for health checks.
+    pub fn any(&self) -> Channel {
+        self.channels[0].clone()
+    }
+}
+
 struct State {
-    activity: Channel,
-    admin: Channel,
+    activity: Upstream,
+    admin: Upstream,
     health: HealthService,
     verifier: TokenVerifier,
     limits: Limits,
@@ -64,8 +95,8 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(
-        activity: Channel,
-        admin: Channel,
+        activity: Upstream,
+        admin: Upstream,
         health: HealthService,
         verifier: TokenVerifier,
         limits: Limits,
@@ -106,8 +137,8 @@ impl State {
             ));
         }
         match service {
-            ACTIVITY_SERVICE => Route::Upstream(self.activity.clone()),
-            ADMIN_SERVICE => Route::Upstream(self.admin.clone()),
+            ACTIVITY_SERVICE => Route::Upstream(self.activity.pick()),
+            ADMIN_SERVICE => Route::Upstream(self.admin.pick()),
             HEALTH_SERVICE => Route::Health,
             _ => Route::Refused(Status::unimplemented("no such service behind the gateway")),
         }

@@ -35,7 +35,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn record(&self, method: &str, code: i32, seconds: f64) {
         let mut methods = self.methods.lock().expect("metrics lock poisoned");
-        let series = methods.entry(method.to_owned()).or_default();
+        if !methods.contains_key(method) {
+            methods.insert(method.to_owned(), Series::default());
+        }
+        let series = methods.get_mut(method).expect("inserted above");
         *series.codes.entry(code).or_default() += 1;
         for (bucket, limit) in series.bucket_counts.iter_mut().zip(BUCKETS) {
             if seconds <= limit {

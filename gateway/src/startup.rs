@@ -27,7 +27,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
 use crate::error::GatewayError;
-use crate::forward::{Forwarder, Limits};
+use crate::forward::{Forwarder, Limits, Upstream};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::static_files;
@@ -46,13 +46,16 @@ pub struct Application {
     drain: Duration,
 }
 
-fn upstream(url: &str, variable: &str) -> Result<Channel, GatewayError> {
+fn upstream(url: &str, variable: &str, connections: usize) -> Result<Upstream, GatewayError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| GatewayError::Config(format!("{variable}: {error}")))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30));
-    Ok(endpoint.connect_lazy())
+    let channels = (0..connections.max(1))
+        .map(|_| endpoint.connect_lazy())
+        .collect();
+    Ok(Upstream::new(channels))
 }
 
 fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
@@ -89,16 +92,17 @@ fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
 impl Application {
     pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
         let verifier = config.jwt.verifier(config.common.environment)?;
-        let activity = upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?;
-        let admin = upstream(&config.admin_url, "PRESENCE_ADMIN_URL")?;
+        let connections = usize::from(config.upstream_connections);
+        let activity = upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL", connections)?;
+        let admin = upstream(&config.admin_url, "PRESENCE_ADMIN_URL", connections)?;
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(READINESS, ServingStatus::NotServing)
             .await;
         tokio::spawn(follow_upstreams(
             health.clone(),
-            activity.clone(),
-            admin.clone(),
+            activity.any(),
+            admin.any(),
         ));
 
         let metrics = Metrics::default();

@@ -13,9 +13,15 @@ pub fn authenticate(verifier: &TokenVerifier, metadata: &MetadataMap) -> Result<
         .ok_or_else(|| Error::InvalidToken("no authorization metadata".into()))?
         .to_str()
         .map_err(|_| Error::InvalidToken("authorization metadata is not text".into()))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
+    let token = bearer_token(value)
         .ok_or_else(|| Error::InvalidToken("authorization is not a Bearer token".into()))?;
-    verifier.verify(token.trim())
+    verifier.verify(token)
+}
+
+/// The token of an `authorization: Bearer <token>` value.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
 }

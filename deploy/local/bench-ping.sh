@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Ping throughput and latency: directly against the activity service over
+# native gRPC (h2load), and through the gateway over HTTP/1.1 gRPC-Web as
+# browsers send it (wrk), at the same concurrency, on this machine.
+#
+#   deploy/local/bench-ping.sh [connections] [seconds]     (defaults: 64 and 20)
+#
+# Starts its own release-built services on free loopback ports, with their own
+# database and key prefix; installs nghttp2-client and wrk if missing. All
+# traffic stays on 127.0.0.1. The figures go to docs/benchmarks.md by hand.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+connections=${1:-64}
+seconds=${2:-20}
+eval "$(deploy/local/services.sh)"
+if ! command -v h2load >/dev/null || ! command -v wrk >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk >/dev/null
+fi
+cargo build --release --bins -q
+bin=target/release
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+activity_port=$(free_port); gateway_port=$(free_port); metrics_port=$(free_port)
+work=$(mktemp -d)
+export DATABASE_URL=$DATABASE_SERVER_URL/presence_bench_ping
+export PRESENCE_REDIS_KEY_PREFIX="bench-$$:"
+export RUST_LOG=warn
+psql "$DATABASE_SERVER_URL/postgres" -qc "DROP DATABASE IF EXISTS presence_bench_ping WITH (FORCE)" >/dev/null
+$bin/activity-service migrate
+printf 'Bench1234!\n' | $bin/activity-service user upsert --username benchuser >/dev/null
+
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  redis-cli -u "$REDIS_URL" --scan --pattern "${PRESENCE_REDIS_KEY_PREFIX}*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null
+  psql "$DATABASE_SERVER_URL/postgres" -qc "DROP DATABASE IF EXISTS presence_bench_ping WITH (FORCE)" >/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+PRESENCE_ACTIVITY_ADDR=127.0.0.1:$activity_port $bin/activity-service & pids+=($!)
+# Every ping of the run comes from one user and one address: lift the edge limits.
+PRESENCE_GATEWAY_ADDR=127.0.0.1:$gateway_port PRESENCE_METRICS_ADDR=127.0.0.1:$metrics_port \
+PRESENCE_ACTIVITY_URL=http://127.0.0.1:$activity_port PRESENCE_WEB_DIR="$work" \
+PRESENCE_RATE_PING_PER_USER=1000000000 PRESENCE_RATE_PING_PER_IP=1000000000 \
+  $bin/gateway & pids+=($!)
+for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$gateway_port/" -H 'accept: text/html' && break; sleep 0.2; done
+
+# Sign in through the gateway with a hand-framed gRPC-Web Login.
+python3 - "$work/login.bin" <<'PY'
+import struct, sys
+def field(number, text):
+    data = text.encode()
+    return bytes([number << 3 | 2, len(data)]) + data
+message = field(1, "benchuser") + field(2, "Bench1234!")
+open(sys.argv[1], "wb").write(b"\0" + struct.pack(">I", len(message)) + message)
+PY
+curl -fs "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Login" \
+  -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' --data-binary "@$work/login.bin" -o "$work/login.out"
+token=$(python3 - "$work/login.out" <<'PY'
+import struct, sys
+body = open(sys.argv[1], "rb").read()
+length = struct.unpack(">I", body[1:5])[0]
+message = body[5:5 + length]
+# Field 1 (access_token) comes first: tag, varint length, bytes.
+assert message[0] == 0x0a
+size, shift, index = 0, 0, 1
+while True:
+    byte = message[index]; index += 1
+    size |= (byte & 0x7f) << shift; shift += 7
+    if byte < 0x80: break
+print(message[index:index + size].decode())
+PY
+)
+printf '\0\0\0\0\0' > "$work/ping.bin"
+
+echo "== direct: native gRPC to the activity service (h2load, $connections connections, ${seconds}s)"
+h2load -t 1 -c "$connections" -m 1 -D "$seconds" --warm-up-time=2 \
+  -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
+  -d "$work/ping.bin" "http://127.0.0.1:$activity_port/presence.activity.v1.ActivityService/Ping" \
+  | grep -E "finished in|requests:|status codes|time for request|req/s"
+
+cat > "$work/ping.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "\0\0\0\0\0"
+wrk.headers["Content-Type"] = "application/grpc-web+proto"
+wrk.headers["X-Grpc-Web"] = "1"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+echo "== through the gateway: gRPC-Web over HTTP/1.1 (wrk, $connections connections, ${seconds}s)"
+wrk -t 1 -c "$connections" -d "${seconds}s" --latency -s "$work/ping.lua" \
+  "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Ping" \
+  | grep -vE "^\s*$"
+echo "== the gateway's own count of Ping outcomes"
+curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep 'requests_total{method="/presence.activity.v1.ActivityService/Ping"'
