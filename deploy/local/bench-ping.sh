@@ -76,11 +76,27 @@ PY
 )
 printf '\0\0\0\0\0' > "$work/ping.bin"
 
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+activity_pid=${pids[0]}; gateway_pid=${pids[1]}
+redis_pid=$(redis-cli -u "$REDIS_URL" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
+ticks=$(getconf CLK_TCK)
+snapshot() { echo "$(cpu_ticks "$activity_pid") $(cpu_ticks "$gateway_pid") $( [ -r "/proc/$redis_pid/stat" ] && cpu_ticks "$redis_pid" || echo 0)"; }
+# Prints CPU microseconds per ping of each process between two snapshots.
+cpu_per_ping() {
+  read -r a0 g0 r0 <<<"$1"; read -r a1 g1 r1 <<<"$2"
+  awk -v n="$3" -v t="$ticks" -v a=$((a1 - a0)) -v g=$((g1 - g0)) -v r=$((r1 - r0)) 'BEGIN {
+    printf "CPU per ping: activity-service %.1f us, gateway %.1f us, redis %.1f us\n", a*1e6/t/n, g*1e6/t/n, r*1e6/t/n }'
+}
+
 echo "== direct: native gRPC to the activity service (h2load, $connections connections, ${seconds}s)"
-h2load -t 1 -c "$connections" -m 1 -D "$seconds" --warm-up-time=2 \
+before=$(snapshot)
+h2load -t 1 -c "$connections" -m 1 -D "$seconds" \
   -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
   -d "$work/ping.bin" "http://127.0.0.1:$activity_port/presence.activity.v1.ActivityService/Ping" \
-  | grep -E "finished in|requests:|status codes|time for request|req/s"
+  | tee "$work/h2load.out" | grep -E "finished in|requests:|status codes|time for request|req/s|traffic"
+done_direct=$(awk '/^requests:/ {print $8}' "$work/h2load.out")
+cpu_per_ping "$before" "$(snapshot)" "$done_direct"
 
 cat > "$work/ping.lua" <<LUA
 wrk.method = "POST"
@@ -90,8 +106,15 @@ wrk.headers["X-Grpc-Web"] = "1"
 wrk.headers["Authorization"] = "Bearer $token"
 LUA
 echo "== through the gateway: gRPC-Web over HTTP/1.1 (wrk, $connections connections, ${seconds}s)"
+before=$(snapshot)
 wrk -t 1 -c "$connections" -d "${seconds}s" --latency -s "$work/ping.lua" \
   "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Ping" \
-  | grep -vE "^\s*$"
+  | tee "$work/wrk.out" | grep -vE "^\s*$"
+done_gateway=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+cpu_per_ping "$before" "$(snapshot)" "$done_gateway"
 echo "== the gateway's own count of Ping outcomes"
 curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep 'requests_total{method="/presence.activity.v1.ActivityService/Ping"'
+echo "== bytes on the wire for one browser ping (HTTP/1.1 gRPC-Web, this token)"
+curl -s -o /dev/null -w 'request body %{size_upload} B, request headers %{size_request} B, response %{size_header} B headers + %{size_download} B body\n' \
+  "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Ping" \
+  -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' -H "authorization: Bearer $token" --data-binary "@$work/ping.bin"
