@@ -71,14 +71,6 @@ impl ThresholdWatch {
         Self { current }
     }
 
-    /// A watch that never changes, for tools and tests that need no database.
-    pub fn fixed(threshold: ThresholdMinutes) -> Self {
-        let (sender, current) = watch::channel(threshold);
-        // Keep the sender alive so receivers never see a closed channel.
-        std::mem::forget(sender);
-        Self { current }
-    }
-
     pub fn current(&self) -> ThresholdMinutes {
         *self.current.borrow()
     }
