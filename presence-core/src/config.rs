@@ -87,6 +87,16 @@ pub struct RedisArgs {
         hide_env_values = true
     )]
     pub redis_url: String,
+    /// Redis Cluster seed nodes, comma-separated `redis://` URLs (a few masters
+    /// suffice; the rest of the cluster is discovered). When set, Redis Cluster
+    /// is used instead of REDIS_URL.
+    #[arg(
+        long,
+        env = "PRESENCE_REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redis_cluster_nodes: Vec<String>,
     /// Prefix put before every Redis key (no braces), to share one Redis between deployments.
     #[arg(long, env = "PRESENCE_REDIS_KEY_PREFIX", default_value = "")]
     pub redis_key_prefix: String,
@@ -96,9 +106,28 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
+    /// The cluster seed nodes, if Redis Cluster is configured (blank entries,
+    /// such as a trailing comma's, are ignored).
+    pub fn cluster_nodes(&self) -> Vec<&str> {
+        self.redis_cluster_nodes
+            .iter()
+            .map(|node| node.trim())
+            .filter(|node| !node.is_empty())
+            .collect()
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes().is_empty()
+    }
+
     pub fn keys(&self) -> Result<RedisKeys, Error> {
-        RedisKeys::new(self.redis_key_prefix.clone())
-            .map_err(|error| Error::InvalidConfig(error.to_string()))
+        let prefix = self.redis_key_prefix.clone();
+        if self.is_cluster() {
+            RedisKeys::for_cluster(prefix)
+        } else {
+            RedisKeys::new(prefix)
+        }
+        .map_err(|error| Error::InvalidConfig(error.to_string()))
     }
 
     pub fn timeout(&self) -> Duration {
@@ -110,6 +139,14 @@ impl std::fmt::Debug for RedisArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisArgs")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field(
+                "redis_cluster_nodes",
+                &self
+                    .cluster_nodes()
+                    .into_iter()
+                    .map(redact_url)
+                    .collect::<Vec<_>>(),
+            )
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .finish()
@@ -183,10 +220,7 @@ impl JwtArgs {
     fn secret(&self, environment: Environment) -> Result<&[u8], Error> {
         let secret = match (&self.jwt_secret, environment) {
             (Some(secret), _) => secret.as_str(),
-            (None, Environment::Development) => {
-                tracing::warn!("PRESENCE_JWT_SECRET unset: using the development secret");
-                DEVELOPMENT_JWT_SECRET
-            }
+            (None, Environment::Development) => DEVELOPMENT_JWT_SECRET,
             (None, Environment::Production) => {
                 return Err(Error::InvalidConfig(
                     "PRESENCE_JWT_SECRET must be set in production".into(),
@@ -227,6 +261,9 @@ impl JwtArgs {
     }
 
     pub fn verifier(&self, environment: Environment) -> Result<TokenVerifier, Error> {
+        if self.jwt_algorithm == JwtAlgorithm::Hs256 && self.jwt_secret.is_none() {
+            tracing::warn!("PRESENCE_JWT_SECRET unset: using the public development secret");
+        }
         let algorithm = self.jwt_algorithm.algorithm();
         let invalid = |error: jsonwebtoken::errors::Error| {
             Error::InvalidConfig(format!("PRESENCE_JWT_PUBLIC_KEY_FILE: {error}"))
@@ -325,6 +362,43 @@ mod tests {
                 .verifier(Environment::Development)
                 .is_err()
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct RedisOnly {
+        #[command(flatten)]
+        redis: RedisArgs,
+    }
+
+    fn redis_args(flags: &[&str]) -> RedisArgs {
+        use clap::Parser;
+        RedisOnly::parse_from(std::iter::once("test").chain(flags.iter().copied())).redis
+    }
+
+    #[test]
+    fn cluster_nodes_select_redis_cluster_and_its_sharded_index() {
+        let single = redis_args(&[]);
+        assert!(!single.is_cluster());
+        assert_eq!(single.keys().unwrap().activity_index_shards().len(), 1);
+
+        let cluster = redis_args(&["--redis-cluster-nodes=redis://a:7000, redis://b:7001,"]);
+        assert_eq!(
+            cluster.cluster_nodes(),
+            ["redis://a:7000", "redis://b:7001"]
+        );
+        assert_eq!(
+            cluster.keys().unwrap().activity_index_shards().len(),
+            usize::from(crate::keys::CLUSTER_INDEX_SHARDS)
+        );
+    }
+
+    #[test]
+    fn cluster_node_passwords_never_reach_the_log() {
+        let args =
+            redis_args(&["--redis-cluster-nodes=redis://:s3cret@a:7000,redis://u:s3cret@b:7001"]);
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://u:<redacted>@b:7001"), "{printed}");
     }
 
     #[test]

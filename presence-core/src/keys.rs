@@ -4,26 +4,61 @@
 //! `last_logout:<user id>` (an operator checks them with `redis-cli GET`), behind
 //! an optional prefix. A prefix may not contain braces: in Redis Cluster they
 //! would become a hash tag and pin every key to one slot.
+//!
+//! The activity index is the one key every ping writes. On a single Redis it
+//! is one sorted set; on Redis Cluster one sorted set would be a hot key on
+//! one master, so it is split into `CLUSTER_INDEX_SHARDS` sorted sets named
+//! `activity_index:{<shard>}` (there the braces *are* a hash tag, chosen so the
+//! shards land on different slots) and a user always goes to the same shard.
 
 use uuid::Uuid;
+
+/// How many sorted sets the activity index is split into on Redis Cluster.
+/// Every process of a deployment must agree on it (a user's shard depends on
+/// it), hence a constant rather than a setting; 16 spreads the index writes
+/// over every master of clusters up to 16 masters.
+pub const CLUSTER_INDEX_SHARDS: u16 = 16;
 
 /// Why a key prefix was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("the Redis key prefix must not contain '{{' or '}}' (they are Redis Cluster hash tags)")]
 pub struct InvalidPrefix;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RedisKeys {
     prefix: String,
+    /// 1 on a single Redis (one unsuffixed index key), `CLUSTER_INDEX_SHARDS` on a cluster.
+    index_shards: u16,
+}
+
+impl Default for RedisKeys {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            index_shards: 1,
+        }
+    }
 }
 
 impl RedisKeys {
+    /// The schema for a single Redis: one activity index key.
     pub fn new(prefix: impl Into<String>) -> Result<Self, InvalidPrefix> {
         let prefix = prefix.into();
         if prefix.contains(['{', '}']) {
             return Err(InvalidPrefix);
         }
-        Ok(Self { prefix })
+        Ok(Self {
+            prefix,
+            index_shards: 1,
+        })
+    }
+
+    /// The schema for Redis Cluster: the activity index split into shards.
+    pub fn for_cluster(prefix: impl Into<String>) -> Result<Self, InvalidPrefix> {
+        Ok(Self {
+            index_shards: CLUSTER_INDEX_SHARDS,
+            ..Self::new(prefix)?
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -45,16 +80,54 @@ impl RedisKeys {
         format!("{}revoked_token:{jti}", self.prefix)
     }
 
-    /// Sorted set of user ids scored by their last ping (Unix seconds): the
-    /// index that answers "who is online" and the counts without a scan.
+    /// The sorted set holding `user_id` in the activity index: user ids scored
+    /// by their last ping (Unix seconds), which answers "who is online" and the
+    /// counts without a scan.
+    pub fn activity_index_for(&self, user_id: Uuid) -> String {
+        self.index_shard_key(index_shard(user_id, self.index_shards))
+    }
+
+    /// The whole activity index, for code that only ever runs against a
+    /// single Redis (the benchmarks' data loader). A cluster has no such key:
+    /// use `activity_index_for` and `activity_index_shards` there.
     pub fn activity_index(&self) -> String {
-        format!("{}activity_index", self.prefix)
+        debug_assert_eq!(self.index_shards, 1, "the activity index is sharded");
+        self.index_shard_key(0)
+    }
+
+    /// Every sorted set of the activity index, which readers query together.
+    pub fn activity_index_shards(&self) -> Vec<String> {
+        (0..self.index_shards)
+            .map(|shard| self.index_shard_key(shard))
+            .collect()
+    }
+
+    fn index_shard_key(&self, shard: u16) -> String {
+        if self.index_shards == 1 {
+            format!("{}activity_index", self.prefix)
+        } else {
+            format!("{}activity_index:{{{shard}}}", self.prefix)
+        }
     }
 
     /// Pub/sub channel announcing logins and logouts to status watchers.
     pub fn status_channel(&self) -> String {
         format!("{}status_events", self.prefix)
     }
+}
+
+/// The index shard of a user: FNV-1a over the id's 16 bytes, modulo the
+/// shard count. Spelled out rather than `std::hash`, whose output may change
+/// between Rust releases: every process, old or new, must pick the same shard.
+/// All the bytes are hashed because some UUID versions keep constant bits
+/// (v1's node id) where others keep random ones.
+pub fn index_shard(user_id: Uuid, shards: u16) -> u16 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = user_id.as_bytes().iter().fold(FNV_OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME)
+    });
+    (hash % u64::from(shards.max(1))) as u16
 }
 
 #[cfg(test)]
@@ -83,13 +156,62 @@ mod tests {
             keys.last_activity(id),
             keys.last_logout(id),
             keys.revoked_token("j"),
-            keys.activity_index(),
+            keys.activity_index_for(id),
             keys.status_channel(),
         ] {
             assert!(key.starts_with("tenant1:"), "{key}");
         }
+        let sharded = RedisKeys::for_cluster("tenant1:").unwrap();
+        for key in sharded.activity_index_shards() {
+            assert!(key.starts_with("tenant1:activity_index:{"), "{key}");
+        }
     }
 
+    #[test]
+    fn a_single_redis_keeps_one_unsharded_index() {
+        let keys = RedisKeys::new("p:").unwrap();
+        assert_eq!(keys.activity_index_for(Uuid::new_v4()), "p:activity_index");
+        assert_eq!(keys.activity_index(), "p:activity_index");
+        assert_eq!(keys.activity_index_shards(), ["p:activity_index"]);
+    }
+
+    #[test]
+    fn on_a_cluster_the_index_is_split_into_hash_tagged_shards() {
+        let keys = RedisKeys::for_cluster("").unwrap();
+        let shards = keys.activity_index_shards();
+        assert_eq!(shards.len(), usize::from(CLUSTER_INDEX_SHARDS));
+        assert_eq!(shards[0], "activity_index:{0}");
+        assert_eq!(shards[15], "activity_index:{15}");
+        // A user's shard is one of them, and the per-user keys stay unbraced.
+        let id = Uuid::new_v4();
+        assert!(shards.contains(&keys.activity_index_for(id)));
+        assert!(!keys.last_activity(id).contains('{'));
+    }
+
+    #[test]
+    fn a_users_shard_is_stable_across_processes_and_releases() {
+        // Pinned values: changing the hash would strand index entries written
+        // by processes still running the old one.
+        let id = Uuid::parse_str("6f1c2a4e-8a0b-4c1d-9e2f-0a1b2c3d4e5f").unwrap();
+        assert_eq!(index_shard(Uuid::nil(), 16), 5);
+        assert_eq!(index_shard(id, 16), 6);
+        assert_eq!(index_shard(id, 1), 0);
+    }
+
+    #[test]
+    fn users_spread_evenly_over_the_shards() {
+        let mut counts = [0u32; CLUSTER_INDEX_SHARDS as usize];
+        for n in 0..16_000u128 {
+            // Sequential ids are the worst case for a weak hash.
+            counts[usize::from(index_shard(Uuid::from_u128(n), CLUSTER_INDEX_SHARDS))] += 1;
+        }
+        for (shard, count) in counts.iter().enumerate() {
+            assert!(
+                (800..=1200).contains(count),
+                "shard {shard}: {count} of 16000"
+            );
+        }
+    }
     #[test]
     fn a_prefix_with_hash_tag_braces_is_refused() {
         assert!(RedisKeys::new("a{b}:").is_err());
