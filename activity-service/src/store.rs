@@ -1,9 +1,27 @@
 //! Storage of the activity service.
 //!
-//! `ActivityStore` is Redis: the hot path. A ping is one atomic script (one
-//! round trip) that refuses a revoked token and otherwise writes the activity
-//! key, clears the logout marker and updates the activity index together;
-//! a logout is another, which also revokes the token.
+//! `ActivityStore` is Redis: the hot path. On a single Redis a ping is one
+//! atomic script (one round trip) that refuses a revoked token and otherwise
+//! writes the activity key, clears the logout marker and updates the activity
+//! index together; a logout is another, which also revokes the token.
+//!
+//! On Redis Cluster those keys live in different slots, which no script may
+//! span, so the same guarantees are kept in steps:
+//! - ping, two round trips: is the token revoked? (if so nothing is written);
+//!   then the three writes in one batch, the activity key before the index
+//!   entry, so a reader sees an index entry ahead of its key for at most the
+//!   moment between them (or, if a master fails in between, until the next ping);
+//! - logout, three: is the token revoked? (if so nothing changes: idempotent);
+//!   then clear the activity, mark the logout and leave the index; then revoke
+//!   the token with `SET NX`, whose answer says which of two concurrent logouts
+//!   was first (that one alone writes the login_history row). Revoking last
+//!   means a logout that failed half-way is retried in full by the client,
+//!   rather than being taken for done.
+//!
+//! What a cluster cannot promise: a ping racing a logout *with the same token*
+//! may land just after it (the user then shows online until the threshold
+//! passes, as if the ping had come first).
+//!
 //! `Accounts` is PostgreSQL: accounts and login_history, never touched by a ping.
 
 use std::net::IpAddr;
@@ -12,7 +30,7 @@ use std::time::Duration;
 use presence_core::events::{StatusChange, StatusEvent};
 use presence_core::redis_client::Redis;
 use presence_core::token::{Caller, Role};
-use redis::Script;
+use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -68,25 +86,74 @@ impl ActivityStore {
         now: i64,
         key_ttl: Duration,
     ) -> Result<(), ActivityError> {
-        let keys = self.redis.keys();
-        let mut invocation = self.ping_script.prepare_invoke();
-        invocation
-            .key(keys.revoked_token(&caller.token_id))
-            .key(keys.last_activity(user_id))
-            .key(keys.last_logout(user_id))
-            .key(keys.activity_index())
-            .arg(now)
-            .arg(key_ttl.as_secs())
-            .arg(user_id.to_string());
-        let recorded: i64 = self
-            .redis
-            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-            .await?;
-        if recorded == 1 {
+        let ping = Ping {
+            user_id,
+            token_id: &caller.token_id,
+            now,
+            key_ttl,
+        };
+        let recorded = if self.redis.is_cluster() {
+            self.record_activity_in_steps(ping).await?
+        } else {
+            self.record_activity_atomically(ping).await?
+        };
+        if recorded {
             Ok(())
         } else {
             Err(ActivityError::InvalidToken("token revoked".into()))
         }
+    }
+
+    async fn record_activity_atomically(&self, ping: Ping<'_>) -> Result<bool, ActivityError> {
+        let keys = self.redis.keys();
+        let mut invocation = self.ping_script.prepare_invoke();
+        invocation
+            .key(keys.revoked_token(ping.token_id))
+            .key(keys.last_activity(ping.user_id))
+            .key(keys.last_logout(ping.user_id))
+            .key(keys.activity_index_for(ping.user_id))
+            .arg(ping.now)
+            .arg(ping.key_ttl.as_secs())
+            .arg(ping.user_id.to_string());
+        let recorded: i64 = self
+            .redis
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// The cluster ping (see the module comment): check, then one batch.
+    async fn record_activity_in_steps(&self, ping: Ping<'_>) -> Result<bool, ActivityError> {
+        if self.is_revoked(ping.token_id).await? {
+            return Ok(false);
+        }
+        let keys = self.redis.keys();
+        self.redis
+            .batch_all(vec![
+                Cmd::set_ex(
+                    keys.last_activity(ping.user_id),
+                    ping.now,
+                    ping.key_ttl.as_secs(),
+                ),
+                Cmd::del(keys.last_logout(ping.user_id)),
+                Cmd::zadd(
+                    keys.activity_index_for(ping.user_id),
+                    ping.user_id.to_string(),
+                    ping.now,
+                ),
+            ])
+            .await?;
+        Ok(true)
+    }
+
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, ActivityError> {
+        let key = self.redis.keys().revoked_token(token_id);
+        Ok(self
+            .redis
+            .run(
+                |mut connection| async move { Cmd::exists(key).query_async(&mut connection).await },
+            )
+            .await?)
     }
 
     /// Clears the caller's activity, marks the logout, revokes the token until
@@ -98,32 +165,86 @@ impl ActivityStore {
         now: i64,
         key_ttl: Duration,
     ) -> Result<bool, ActivityError> {
-        let keys = self.redis.keys();
-        let user_id = caller.user_id;
-        // Keep the revocation a little past `exp`: verifiers allow clock leeway.
-        let revocation_ttl = (caller.expires_at - now).max(0) + 60;
-        let event = StatusEvent {
-            user_id,
-            change: StatusChange::Logout,
-            at: now,
+        let logout = Logout {
+            caller,
+            now,
+            key_ttl,
+            // Keep the revocation a little past `exp`: verifiers allow clock leeway.
+            revocation_ttl: (caller.expires_at - now).max(0) as u64 + 60,
+            event: StatusEvent {
+                user_id: caller.user_id,
+                change: StatusChange::Logout,
+                at: now,
+            },
         };
+        if self.redis.is_cluster() {
+            self.sign_out_in_steps(logout).await
+        } else {
+            self.sign_out_atomically(logout).await
+        }
+    }
+
+    async fn sign_out_atomically(&self, logout: Logout<'_>) -> Result<bool, ActivityError> {
+        let keys = self.redis.keys();
+        let user_id = logout.caller.user_id;
         let mut invocation = self.logout_script.prepare_invoke();
         invocation
-            .key(keys.revoked_token(&caller.token_id))
+            .key(keys.revoked_token(&logout.caller.token_id))
             .key(keys.last_activity(user_id))
             .key(keys.last_logout(user_id))
-            .key(keys.activity_index())
-            .arg(now)
-            .arg(key_ttl.as_secs())
+            .key(keys.activity_index_for(user_id))
+            .arg(logout.now)
+            .arg(logout.key_ttl.as_secs())
             .arg(user_id.to_string())
-            .arg(revocation_ttl)
+            .arg(logout.revocation_ttl)
             .arg(keys.status_channel())
-            .arg(event.to_json());
+            .arg(logout.event.to_json());
         let signed_out: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
         Ok(signed_out == 1)
+    }
+
+    /// The cluster logout (see the module comment): check, clear, then revoke.
+    async fn sign_out_in_steps(&self, logout: Logout<'_>) -> Result<bool, ActivityError> {
+        let keys = self.redis.keys();
+        let user_id = logout.caller.user_id;
+        if self.is_revoked(&logout.caller.token_id).await? {
+            return Ok(false);
+        }
+        self.redis
+            .batch_all(vec![
+                Cmd::del(keys.last_activity(user_id)),
+                Cmd::set_ex(
+                    keys.last_logout(user_id),
+                    logout.now,
+                    logout.key_ttl.as_secs(),
+                ),
+                Cmd::zrem(keys.activity_index_for(user_id), user_id.to_string()),
+            ])
+            .await?;
+        let revoke_once = SetOptions::default()
+            .conditional_set(ExistenceCheck::NX)
+            .with_expiration(SetExpiry::EX(logout.revocation_ttl));
+        let mut results = self
+            .redis
+            .batch(vec![
+                Cmd::set_options(keys.revoked_token(&logout.caller.token_id), 1, revoke_once),
+                Cmd::publish(keys.status_channel(), logout.event.to_json()),
+            ])
+            .await?
+            .into_iter();
+        let revoked = results
+            .next()
+            .unwrap_or(Ok(Value::Nil))
+            .map_err(presence_core::Error::from)?;
+        // Watchers also find the logout at their next full read of the index.
+        if let Some(Err(error)) = results.next() {
+            tracing::warn!(%error, "could not announce a logout to status watchers");
+        }
+        // `SET NX` answers nil when another logout with this token came first.
+        Ok(revoked != Value::Nil)
     }
 
     /// Tells status watchers that a user signed in. Best effort: the login is
@@ -149,6 +270,24 @@ impl ActivityStore {
             tracing::warn!(%error, "could not announce a login to status watchers");
         }
     }
+}
+
+/// What one ping writes, whichever way it is sent.
+struct Ping<'a> {
+    user_id: Uuid,
+    /// The caller's token, which must not be revoked.
+    token_id: &'a str,
+    now: i64,
+    key_ttl: Duration,
+}
+
+/// What one logout writes, whichever way it is sent.
+struct Logout<'a> {
+    caller: &'a Caller,
+    now: i64,
+    key_ttl: Duration,
+    revocation_ttl: u64,
+    event: StatusEvent,
 }
 
 /// An account as the sign-in check needs it.

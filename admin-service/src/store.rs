@@ -2,14 +2,16 @@
 //!
 //! `Directory` is PostgreSQL: users, their last login and logout from
 //! login_history, the user total and the settings. `ActivityReader` is Redis:
-//! activity timestamps, logout markers and the activity index. Each listing
-//! costs one query to each, whatever the page size.
+//! activity timestamps, logout markers and the activity index (all of its
+//! shards on Redis Cluster). Each listing costs one query to each, whatever
+//! the page size.
 
 use std::collections::HashMap;
 
 use presence_core::redis_client::Redis;
 use presence_core::settings::{self, ActivitySettings};
 use presence_core::threshold::ThresholdMinutes;
+use redis::Cmd;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -272,84 +274,94 @@ impl ActivityReader {
         Ok(revoked)
     }
 
-    /// Every user whose last ping is at or after `since` (Unix seconds).
+    /// Every index entry (user, last ping in Unix seconds) at or after
+    /// `since`, from every shard of the activity index at once.
+    pub async fn active_since(&self, since: i64) -> Result<Vec<(Uuid, i64)>, AdminError> {
+        let reads =
+            self.on_every_index_shard(|shard| Cmd::zrangebyscore_withscores(shard, since, "+inf"));
+        let mut entries = Vec::new();
+        for shard in self.redis.batch_all(reads).await? {
+            let shard: Vec<(String, i64)> = from_value(shard)?;
+            entries.extend(
+                shard
+                    .into_iter()
+                    .filter_map(|(member, at)| Some((member.parse().ok()?, at))),
+            );
+        }
+        Ok(entries)
+    }
+
+    /// Every user whose last ping is at or after `since` (Unix seconds): ids
+    /// only, as this list can be long.
     pub async fn online_ids(&self, since: i64) -> Result<Vec<Uuid>, AdminError> {
-        let index = self.redis.keys().activity_index();
-        let members: Vec<String> = self
-            .redis
-            .run(|mut connection| async move {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(index)
-                    .arg(since)
-                    .arg("+inf")
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
-        Ok(members
-            .iter()
-            .filter_map(|member| member.parse().ok())
-            .collect())
+        let reads = self.on_every_index_shard(|shard| Cmd::zrangebyscore(shard, since, "+inf"));
+        let mut ids = Vec::new();
+        for shard in self.redis.batch_all(reads).await? {
+            let members: Vec<String> = from_value(shard)?;
+            ids.extend(
+                members
+                    .iter()
+                    .filter_map(|member| member.parse::<Uuid>().ok()),
+            );
+        }
+        Ok(ids)
+    }
+
+    /// Drops index entries older than `before` (Unix seconds) from every shard.
+    pub async fn trim_index(&self, before: i64) -> Result<(), AdminError> {
+        let trims = self
+            .on_every_index_shard(|shard| Cmd::zrembyscore(shard, "-inf", format!("({before}")));
+        self.redis.batch_all(trims).await?;
+        Ok(())
+    }
+
+    fn on_every_index_shard(&self, command: impl Fn(String) -> Cmd) -> Vec<Cmd> {
+        let shards = self.redis.keys().activity_index_shards();
+        shards.into_iter().map(command).collect()
     }
 
     /// Activity timestamps and logout markers of `users`, and the count of
-    /// users online by activity since `since`: one pipelined round trip.
+    /// users online by activity since `since`: one batch (one round trip).
     pub async fn snapshot(
         &self,
         users: &[Uuid],
         since: i64,
     ) -> Result<ActivitySnapshot, AdminError> {
         let keys = self.redis.keys();
-        let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("ZCOUNT")
-            .arg(keys.activity_index())
-            .arg(since)
-            .arg("+inf");
+        let mut commands = self.on_every_index_shard(|shard| Cmd::zcount(shard, since, "+inf"));
+        let shard_count = commands.len();
         if !users.is_empty() {
-            pipeline.cmd("MGET").arg(
-                users
-                    .iter()
-                    .map(|id| keys.last_activity(*id))
-                    .collect::<Vec<_>>(),
-            );
-            pipeline.cmd("MGET").arg(
-                users
-                    .iter()
-                    .map(|id| keys.last_logout(*id))
-                    .collect::<Vec<_>>(),
-            );
+            let activity_keys: Vec<String> =
+                users.iter().map(|id| keys.last_activity(*id)).collect();
+            let logout_keys: Vec<String> = users.iter().map(|id| keys.last_logout(*id)).collect();
+            commands.push(Cmd::mget(activity_keys));
+            commands.push(Cmd::mget(logout_keys));
         }
-        let has_users = !users.is_empty();
-        let (count, activity, markers): (u64, Vec<Option<i64>>, Vec<Option<i64>>) = self
-            .redis
-            .run(|mut connection| async move {
-                let mut values: Vec<redis::Value> = pipeline.query_async(&mut connection).await?;
-                let mut values = values.drain(..);
-                let count = redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?;
-                let activity = if has_users {
-                    redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?
-                } else {
-                    Vec::new()
-                };
-                let markers = if has_users {
-                    redis::from_redis_value(values.next().unwrap_or(redis::Value::Nil))?
-                } else {
-                    Vec::new()
-                };
-                Ok((count, activity, markers))
-            })
-            .await?;
-        let pair = |ids: &[Uuid], values: Vec<Option<i64>>| -> HashMap<Uuid, i64> {
-            ids.iter()
+        let mut values = self.redis.batch_all(commands).await?.into_iter();
+        let mut online_by_activity = 0;
+        for count in values.by_ref().take(shard_count) {
+            online_by_activity += from_value::<u64>(count)?;
+        }
+        let pair = |values: Option<redis::Value>| -> Result<HashMap<Uuid, i64>, AdminError> {
+            let Some(values) = values else {
+                return Ok(HashMap::new());
+            };
+            let values: Vec<Option<i64>> = from_value(values)?;
+            Ok(users
+                .iter()
                 .zip(values)
                 .filter_map(|(id, value)| value.map(|value| (*id, value)))
-                .collect()
+                .collect())
         };
         Ok(ActivitySnapshot {
-            last_activity: pair(users, activity),
-            logout_markers: pair(users, markers),
-            online_by_activity: count,
+            last_activity: pair(values.next())?,
+            logout_markers: pair(values.next())?,
+            online_by_activity,
         })
     }
+}
+
+/// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.
+fn from_value<T: redis::FromRedisValue>(value: redis::Value) -> Result<T, AdminError> {
+    redis::from_redis_value(value).map_err(|error| AdminError::RedisUnavailable(error.to_string()))
 }

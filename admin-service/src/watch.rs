@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::status::{Observations, evaluate, to_proto};
-use crate::store::{Directory, UserRow};
+use crate::store::{ActivityReader, Directory, UserRow};
 
 const TICK: Duration = Duration::from_secs(1);
 const FULL_RESYNC: Duration = Duration::from_secs(30);
@@ -68,7 +68,7 @@ impl StatusHub {
         tokio::spawn(follow_status_channel(redis.clone(), logouts_tx));
         let follower = Follower {
             hub: hub.clone(),
-            redis,
+            index: ActivityReader::new(redis),
             directory,
             threshold,
             activity: HashMap::new(),
@@ -95,26 +95,34 @@ impl StatusHub {
 }
 
 /// Forwards the activity service's login/logout announcements, reconnecting
-/// to Redis as needed.
+/// as needed. On Redis Cluster any node relays every published message, so
+/// when the node it listens to dies it moves on to the next seed node.
 async fn follow_status_channel(redis: Redis, events: mpsc::Sender<StatusEvent>) {
     let channel = redis.keys().status_channel();
-    loop {
-        match redis.client().get_async_pubsub().await {
-            Ok(mut pubsub) => {
-                if pubsub.subscribe(&channel).await.is_ok() {
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let payload: String = message.get_payload().unwrap_or_default();
-                        if let Some(event) = StatusEvent::from_json(&payload)
-                            && events.send(event).await.is_err()
-                        {
-                            return;
-                        }
+    let nodes = redis.pubsub_nodes().to_vec();
+    for node in nodes.iter().cycle() {
+        // Bounded, so a node that accepts connections but never answers is skipped.
+        let subscribed = tokio::time::timeout(redis.timeout(), async {
+            let mut pubsub = node.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            redis::RedisResult::Ok(pubsub)
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(mut pubsub)) => {
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    if let Some(event) = StatusEvent::from_json(&payload)
+                        && events.send(event).await.is_err()
+                    {
+                        return;
                     }
                 }
                 tracing::warn!("status channel subscription lost; reconnecting");
             }
-            Err(error) => tracing::debug!(%error, "cannot subscribe to the status channel yet"),
+            Ok(Err(error)) => tracing::debug!(%error, "cannot subscribe to the status channel yet"),
+            Err(_) => tracing::debug!("status channel subscription timed out"),
         }
         if events.is_closed() {
             return;
@@ -125,7 +133,7 @@ async fn follow_status_channel(redis: Redis, events: mpsc::Sender<StatusEvent>) 
 
 struct Follower {
     hub: StatusHub,
-    redis: Redis,
+    index: ActivityReader,
     directory: Directory,
     threshold: ThresholdWatch,
     /// Last ping per user, as far as the index told us.
@@ -165,33 +173,16 @@ impl Follower {
     }
 
     async fn read_pings(&mut self, now: i64, since: i64) -> bool {
-        let index = self.redis.keys().activity_index();
         let full = self.cursor.is_none();
         let from = self
             .cursor
             .map_or(since, |cursor| (cursor - CLOCK_SKEW_ALLOWANCE).max(since));
-        let read: Result<Vec<(String, i64)>, _> = self
-            .redis
-            .run(|mut connection| async move {
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(index)
-                    .arg(from)
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await;
-        match read {
+        match self.index.active_since(from).await {
             Ok(entries) => {
                 if full {
                     self.activity.clear();
                 }
-                for (member, score) in entries {
-                    if let Ok(id) = member.parse() {
-                        self.activity.insert(id, score);
-                    }
-                }
+                self.activity.extend(entries);
                 self.cursor = Some(now);
                 true
             }
@@ -314,19 +305,7 @@ impl Follower {
     /// the threshold), so the index stays the size of the recently active.
     async fn trim_index(&self) {
         let cutoff = chrono::Utc::now().timestamp() - 2 * self.threshold.current().seconds();
-        let index = self.redis.keys().activity_index();
-        let trimmed: Result<i64, _> = self
-            .redis
-            .run(|mut connection| async move {
-                redis::cmd("ZREMRANGEBYSCORE")
-                    .arg(index)
-                    .arg("-inf")
-                    .arg(format!("({cutoff}"))
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await;
-        if let Err(error) = trimmed {
+        if let Err(error) = self.index.trim_index(cutoff).await {
             tracing::debug!(%error, "index trim skipped");
         }
     }
