@@ -1,9 +1,15 @@
 //! Helpers for the services' integration tests (feature `testing`): a
-//! throwaway Redis for tests that stop it, and authorised requests.
+//! throwaway Redis and a throwaway Redis Cluster for tests that stop them,
+//! the flags and direct connection for either, and authorised requests.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use crate::config::RedisArgs;
+use crate::keys::RedisKeys;
+use crate::redis_client::{Redis, RedisConnection};
 
 /// The Redis the tests share (each test under its own key prefix).
 pub fn redis_url() -> String {
@@ -79,5 +85,234 @@ impl ThrowawayRedis {
 impl Drop for ThrowawayRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The Redis a test stack runs on: a single server, or a cluster's seed nodes.
+#[derive(Clone, Debug)]
+pub enum TestRedis {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+impl From<String> for TestRedis {
+    fn from(url: String) -> Self {
+        TestRedis::Single(url)
+    }
+}
+
+impl TestRedis {
+    /// The command-line flag that points a service at it.
+    pub fn flag(&self) -> String {
+        match self {
+            TestRedis::Single(url) => format!("--redis-url={url}"),
+            TestRedis::Cluster(nodes) => format!("--redis-cluster-nodes={}", nodes.join(",")),
+        }
+    }
+
+    /// The key schema the services use on it, under `prefix`.
+    pub fn keys(&self, prefix: &str) -> RedisKeys {
+        self.args(prefix).keys().expect("a test prefix is valid")
+    }
+
+    /// A direct connection, for placing and inspecting keys, patient enough
+    /// for the tests' bulk writes.
+    pub async fn connect(&self) -> RedisConnection {
+        Redis::connect_lazy(&self.args(""))
+            .expect("a valid test Redis")
+            .connection()
+            .await
+            .expect("the test Redis is reachable")
+    }
+
+    fn args(&self, prefix: &str) -> RedisArgs {
+        let (redis_url, redis_cluster_nodes) = match self {
+            TestRedis::Single(url) => (url.clone(), Vec::new()),
+            TestRedis::Cluster(nodes) => (redis_url(), nodes.clone()),
+        };
+        RedisArgs {
+            redis_url,
+            redis_cluster_nodes,
+            redis_key_prefix: prefix.to_owned(),
+            redis_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A throwaway three-master Redis Cluster (no replicas) on free loopback
+/// ports, in its own temporary directory; killed and removed on drop. Needs
+/// redis-server 7 or later (`--cluster-port` picks the bus port, which
+/// otherwise is the client port + 10000 and may not exist).
+pub struct ThrowawayCluster {
+    dir: PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    port: u16,
+    bus_port: u16,
+    process: Option<Child>,
+}
+
+const CLUSTER_SIZE: usize = 3;
+/// How long the nodes wait before declaring a silent peer failed.
+const CLUSTER_NODE_TIMEOUT_MS: u32 = 2000;
+
+impl ThrowawayCluster {
+    /// Starts the nodes, assigns the slots with `redis-cli --cluster create`,
+    /// and returns once every node reports `cluster_state:ok`.
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("presence-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let nodes = (0..CLUSTER_SIZE)
+            .map(|_| ClusterNode {
+                port: free_port(),
+                bus_port: free_port(),
+                process: None,
+            })
+            .collect();
+        // Owned from here on, so a failed start still cleans up (Drop).
+        let mut cluster = Self { dir, nodes };
+        for index in 0..CLUSTER_SIZE {
+            cluster.spawn_node(index);
+        }
+        for index in 0..CLUSTER_SIZE {
+            cluster.wait_for_node(index).await;
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+        })
+        .await
+        .expect("redis-cli ran")
+        .expect("redis-cli is installed (make test installs it)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    /// The seed nodes, as `PRESENCE_REDIS_CLUSTER_NODES` lists them.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.url()).collect()
+    }
+
+    pub fn redis(&self) -> TestRedis {
+        TestRedis::Cluster(self.urls())
+    }
+
+    /// A plain connection to one node, to see what that node holds.
+    pub async fn node(&self, index: usize) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.nodes[index].url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the node is up")
+    }
+
+    /// Kills one master, as a crash would.
+    pub fn stop_node(&mut self, index: usize) {
+        if let Some(mut process) = self.nodes[index].process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts a stopped master again on its port with its nodes file: it
+    /// rejoins with its slots (and no data: nothing is persisted). Returns
+    /// once the whole cluster is ok again.
+    pub async fn restart_node(&mut self, index: usize) {
+        self.spawn_node(index);
+        self.wait_for_node(index).await;
+        self.wait_until_ok().await;
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`.
+    pub async fn wait_until_ok(&self) {
+        for _ in 0..300 {
+            let mut all_ok = true;
+            for node in self.nodes.iter().filter(|node| node.process.is_some()) {
+                all_ok &= node.state_is_ok().await;
+            }
+            if all_ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the throwaway cluster did not reach cluster_state:ok in 30 s");
+    }
+
+    fn spawn_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let dir = self.dir.display().to_string();
+        let process = Command::new("redis-server")
+            .args(["--port", &node.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &node.bus_port.to_string()])
+            .arg("--cluster-config-file")
+            .arg(format!("{dir}/nodes-{}.conf", node.port))
+            .args([
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT_MS.to_string(),
+            ])
+            .args(["--save", "", "--appendonly", "no", "--dir", &dir])
+            .arg("--logfile")
+            .arg(format!("{dir}/redis-{}.log", node.port))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        node.process = Some(process);
+    }
+
+    async fn wait_for_node(&self, index: usize) {
+        let client = redis::Client::open(self.nodes[index].url()).expect("a valid URL");
+        for _ in 0..100 {
+            if client.get_multiplexed_async_connection().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cluster node {index} did not start");
+    }
+}
+
+impl ClusterNode {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn state_is_ok(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut connection)
+            .await;
+        info.is_ok_and(|info| info.contains("cluster_state:ok"))
+    }
+}
+
+impl Drop for ThrowawayCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.stop_node(index);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -46,17 +46,8 @@ impl Story {
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
-    let ids: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
     let names: Vec<String> = (0..USERS).map(|n| format!("gen{n:05}")).collect();
-    sqlx::query(
-        "INSERT INTO users (id, username, password_hash, role, display_name)
-         SELECT id, name, 'unused', 'user', name FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
-    )
-    .bind(&ids)
-    .bind(&names)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let ids = stack.insert_users(&names).await;
 
     let now = now();
     let mut history: (Vec<Uuid>, Vec<&str>, Vec<f64>) = Default::default();

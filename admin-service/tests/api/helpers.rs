@@ -1,6 +1,8 @@
 //! `spawn_stack()`: both services on one database and key prefix, an admin
-//! signed in, and direct access to the stores for placing facts. The gateway's
-//! tests use it too (by path), to put the gateway in front of a real stack.
+//! signed in, and direct access to the stores for placing facts; on the shared
+//! Redis, or on another one (`spawn_stack_on`: a throwaway Redis or Redis
+//! Cluster). The gateway's tests use it too (by path), to put the gateway in
+//! front of a real stack.
 
 // Shared by the admin and gateway test crates, each using a part of it.
 #![allow(dead_code)]
@@ -9,16 +11,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use presence_core::keys::RedisKeys;
 use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
 use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest};
 use presence_core::proto::admin::admin_service_client::AdminServiceClient;
 use presence_core::proto::admin::{
-    ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus,
+    ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus, UserStatusEvent,
+    WatchUserStatusesRequest,
 };
-use presence_core::testing::{authorized, redis_url, unique_prefix};
+use presence_core::redis_client::RedisConnection;
+use presence_core::testing::{TestRedis, authorized, redis_url, unique_prefix};
 use presence_core::token::Role;
 use redis::AsyncCommands;
 use sqlx::PgPool;
+use tonic::Streaming;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -37,11 +43,11 @@ struct AdminOnly {
     config: admin_service::config::AdminConfig,
 }
 
-fn shared_args(name: &str, redis_url: &str, prefix: &str) -> Vec<String> {
+fn shared_args(name: &str, redis: &TestRedis, prefix: &str) -> Vec<String> {
     vec![
         name.to_owned(),
         "--listen-addr=127.0.0.1:0".into(),
-        format!("--redis-url={redis_url}"),
+        redis.flag(),
         format!("--redis-key-prefix={prefix}"),
         format!("--jwt-secret={SECRET}"),
         "--redis-timeout-ms=300".into(),
@@ -64,9 +70,10 @@ pub struct Stack {
     pub admin: AdminServiceClient<Channel>,
     pub admin_token: String,
     pub pool: PgPool,
-    pub redis: redis::aio::MultiplexedConnection,
-    pub redis_url: String,
+    pub redis: RedisConnection,
+    pub redis_target: TestRedis,
     pub prefix: String,
+    pub keys: RedisKeys,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -74,15 +81,12 @@ pub async fn spawn_stack(pool: PgPool) -> Stack {
     spawn_stack_on(pool, redis_url()).await
 }
 
-pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
+pub async fn spawn_stack_on(pool: PgPool, redis_target: impl Into<TestRedis>) -> Stack {
+    let redis_target = redis_target.into();
     let prefix = unique_prefix();
-    let redis = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test Redis is reachable");
+    let redis = redis_target.connect().await;
     let config =
-        ActivityOnly::parse_from(shared_args("activity-service", &redis_url, &prefix)).config;
+        ActivityOnly::parse_from(shared_args("activity-service", &redis_target, &prefix)).config;
     let activity = activity_service::startup::Application::build_with_pool(config, pool.clone())
         .await
         .unwrap();
@@ -91,7 +95,7 @@ pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
     tokio::spawn(activity.run_until(async {
         let _ = stopped.await;
     }));
-    let (admin_address, admin_stop) = spawn_admin(&pool, &redis_url, &prefix).await;
+    let (admin_address, admin_stop) = spawn_admin(&pool, &redis_target, &prefix).await;
     let mut stack = Stack {
         activity_address,
         admin_address,
@@ -100,7 +104,8 @@ pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
         admin_token: String::new(),
         pool,
         redis,
-        redis_url,
+        keys: redis_target.keys(&prefix),
+        redis_target,
         prefix,
         stops: vec![stop, admin_stop],
     };
@@ -111,10 +116,10 @@ pub async fn spawn_stack_on(pool: PgPool, redis_url: String) -> Stack {
 
 async fn spawn_admin(
     pool: &PgPool,
-    redis_url: &str,
+    redis: &TestRedis,
     prefix: &str,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let config = AdminOnly::parse_from(shared_args("admin-service", redis_url, prefix)).config;
+    let config = AdminOnly::parse_from(shared_args("admin-service", redis, prefix)).config;
     let admin = admin_service::startup::Application::build_with_pool(config, pool.clone())
         .await
         .unwrap();
@@ -129,7 +134,7 @@ async fn spawn_admin(
 impl Stack {
     /// Another admin-service process on the same stores, as a second replica.
     pub async fn spawn_admin_replica(&mut self) -> AdminServiceClient<Channel> {
-        let (address, stop) = spawn_admin(&self.pool, &self.redis_url, &self.prefix).await;
+        let (address, stop) = spawn_admin(&self.pool, &self.redis_target, &self.prefix).await;
         self.stops.push(stop);
         AdminServiceClient::new(connect(address).await)
     }
@@ -165,10 +170,35 @@ impl Stack {
             .expect("ping succeeds");
     }
 
+    /// Adds enabled users straight to PostgreSQL (no password to hash: fast
+    /// for many), returning their ids in the order of `names`.
+    pub async fn insert_users(&self, names: &[String]) -> Vec<Uuid> {
+        let ids: Vec<Uuid> = names.iter().map(|_| Uuid::new_v4()).collect();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, display_name)
+             SELECT id, name, 'unused', 'user', name FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
+        )
+        .bind(&ids)
+        .bind(names)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        ids
+    }
+
+    /// The admin's live status stream.
+    pub async fn watch(&mut self) -> Streaming<UserStatusEvent> {
+        self.admin
+            .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &self.admin_token))
+            .await
+            .expect("the stream opens")
+            .into_inner()
+    }
+
     /// Places a ping at `at` (Unix seconds) as the activity service would.
     pub async fn place_activity(&mut self, user_id: Uuid, at: i64) {
-        let key = format!("{}last_activity:{user_id}", self.prefix);
-        let index = format!("{}activity_index", self.prefix);
+        let key = self.keys.last_activity(user_id);
+        let index = self.keys.activity_index_for(user_id);
         let _: () = self.redis.set_ex(key, at, 3600).await.unwrap();
         let _: () = self
             .redis
@@ -178,7 +208,7 @@ impl Stack {
     }
 
     pub async fn place_logout_marker(&mut self, user_id: Uuid, at: i64) {
-        let key = format!("{}last_logout:{user_id}", self.prefix);
+        let key = self.keys.last_logout(user_id);
         let _: () = self.redis.set_ex(key, at, 3600).await.unwrap();
     }
 

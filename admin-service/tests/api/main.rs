@@ -5,6 +5,7 @@
 //! reads statuses through the generated admin client.
 
 mod access;
+mod cluster;
 mod counts;
 mod faults;
 mod helpers;

@@ -11,7 +11,7 @@ use tonic::Streaming;
 use crate::helpers::{now, spawn_stack};
 
 /// Waits (at most `within`) for the first event matching `wanted`.
-async fn next_matching(
+pub(crate) async fn next_matching(
     stream: &mut Streaming<UserStatusEvent>,
     within: Duration,
     wanted: impl Fn(&UserStatusEvent) -> bool,
@@ -32,7 +32,7 @@ async fn next_matching(
     .expect("the expected event arrived in time")
 }
 
-fn about<'a>(username: &'a str, online: bool) -> impl Fn(&UserStatusEvent) -> bool + 'a {
+pub(crate) fn about<'a>(username: &'a str, online: bool) -> impl Fn(&UserStatusEvent) -> bool + 'a {
     move |event| {
         event
             .status
@@ -51,12 +51,7 @@ async fn the_stream_starts_with_who_is_online_then_a_marker(pool: sqlx::PgPool) 
     // Give the hub a tick to learn about it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let mut stream = stack
-        .admin
-        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &stack.admin_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = stack.watch().await;
 
     let mut snapshot = Vec::new();
     loop {
@@ -87,12 +82,7 @@ async fn the_stream_tells_of_pings_logouts_and_expiry(pool: sqlx::PgPool) {
         .await
         .unwrap();
 
-    let mut stream = stack
-        .admin
-        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &stack.admin_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = stack.watch().await;
     next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
 
     stack.ping(&phone).await;
