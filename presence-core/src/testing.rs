@@ -140,9 +140,7 @@ impl TestRedis {
 }
 
 /// A throwaway three-master Redis Cluster (no replicas) on free loopback
-/// ports, in its own temporary directory; killed and removed on drop. Needs
-/// redis-server 7 or later (`--cluster-port` picks the bus port, which
-/// otherwise is the client port + 10000 and may not exist).
+/// ports, in its own temporary directory; killed and removed on drop.
 pub struct ThrowawayCluster {
     dir: PathBuf,
     nodes: Vec<ClusterNode>,
@@ -150,8 +148,21 @@ pub struct ThrowawayCluster {
 
 struct ClusterNode {
     port: u16,
-    bus_port: u16,
     process: Option<Child>,
+}
+
+/// A free loopback port whose cluster bus port (always the port + 10000,
+/// whatever the Redis version) is free too.
+fn free_cluster_port() -> u16 {
+    use rand::Rng;
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..1000 {
+        let port = rand::thread_rng().gen_range(20_000..55_000);
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free pair of loopback ports for a cluster node");
 }
 
 const CLUSTER_SIZE: usize = 3;
@@ -166,8 +177,7 @@ impl ThrowawayCluster {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let nodes = (0..CLUSTER_SIZE)
             .map(|_| ClusterNode {
-                port: free_port(),
-                bus_port: free_port(),
+                port: free_cluster_port(),
                 process: None,
             })
             .collect();
@@ -260,7 +270,6 @@ impl ThrowawayCluster {
         let process = Command::new("redis-server")
             .args(["--port", &node.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-port", &node.bus_port.to_string()])
             .arg("--cluster-config-file")
             .arg(format!("{dir}/nodes-{}.conf", node.port))
             .args([
