@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use presence_core::cli::{MigrateArgs, exit_code};
 use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs};
 use presence_core::token::Role;
 use presence_core::{db, telemetry};
@@ -33,12 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create the database if needed and apply pending migrations (safe to run twice).
-    Migrate {
-        #[command(flatten)]
-        common: CommonArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
+    Migrate(MigrateArgs),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -94,13 +90,7 @@ impl Cli {
             Some(command) => command.run().await,
             None => serve(self.serve).await,
         };
-        match outcome {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("activity-service: {error}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code("activity-service", outcome)
     }
 }
 
@@ -116,12 +106,7 @@ async fn serve(config: ActivityConfig) -> Result<(), ActivityError> {
 impl Command {
     async fn run(self) -> Result<(), ActivityError> {
         match self {
-            Command::Migrate { common, database } => {
-                telemetry::init(common.log_format);
-                db::create_and_migrate(&database).await?;
-                tracing::info!("migrations applied");
-                Ok(())
-            }
+            Command::Migrate(migrate) => Ok(migrate.run().await?),
             Command::User(UserCommand::Upsert {
                 username,
                 role,

@@ -8,9 +8,6 @@ use tonic::{Code, Status};
 pub enum ActivityError {
     #[error("{0}")]
     InvalidArgument(String),
-    /// A missing or bad token; the detail is for the log.
-    #[error("invalid token: {0}")]
-    InvalidToken(String),
     /// Unknown user, wrong password or disabled account, deliberately alike.
     #[error("bad credentials: {0}")]
     BadCredentials(&'static str),
@@ -20,33 +17,17 @@ pub enum ActivityError {
     NotFound(String),
     #[error("too many failed sign-in attempts")]
     Throttled,
-    #[error("activity store unavailable: {0}")]
-    RedisUnavailable(String),
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<presence_core::Error> for ActivityError {
-    fn from(error: presence_core::Error) -> Self {
-        use presence_core::Error as Core;
-        match error {
-            Core::InvalidToken(detail) => ActivityError::InvalidToken(detail),
-            Core::RedisUnavailable(detail) => ActivityError::RedisUnavailable(detail),
-            Core::Database(error) => error.into(),
-            other => ActivityError::Internal(other.to_string()),
-        }
-    }
+    /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
+    /// unavailable, ...; it knows which status fits.
+    #[error(transparent)]
+    Core(#[from] presence_core::Error),
 }
 
 impl From<sqlx::Error> for ActivityError {
     fn from(error: sqlx::Error) -> Self {
-        if presence_core::db::is_unreachable(&error) {
-            ActivityError::DatabaseUnavailable(error.to_string())
-        } else {
-            ActivityError::Internal(error.to_string())
-        }
+        ActivityError::Core(error.into())
     }
 }
 
@@ -54,9 +35,6 @@ impl From<ActivityError> for Status {
     fn from(error: ActivityError) -> Self {
         let (code, message) = match &error {
             ActivityError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
-            ActivityError::InvalidToken(_) => {
-                (Code::Unauthenticated, "invalid or missing access token")
-            }
             ActivityError::BadCredentials(_) => {
                 (Code::Unauthenticated, "invalid username or password")
             }
@@ -66,15 +44,8 @@ impl From<ActivityError> for Status {
                 Code::ResourceExhausted,
                 "too many failed sign-in attempts; try again in a few minutes",
             ),
-            ActivityError::RedisUnavailable(_) => (
-                Code::Unavailable,
-                "activity store unavailable; retry shortly",
-            ),
-            ActivityError::DatabaseUnavailable(_) => (
-                Code::Unavailable,
-                "user database unavailable; retry shortly",
-            ),
             ActivityError::Internal(_) => (Code::Internal, "internal error"),
+            ActivityError::Core(core) => core.client_status(),
         };
         match code {
             Code::Internal | Code::Unavailable => tracing::error!(%error, "call failed"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
 use presence_core::redis_client::Redis;
 use presence_core::settings::ThresholdWatch;
-use presence_core::{db, proto};
+use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -79,15 +79,9 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting and lets
     /// in-flight calls finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ActivityError> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<ActivityServiceServer<ActivityHandler>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|error| ActivityError::Internal(error.to_string()))?;
+        let (_health, health_service) =
+            serving::health::<ActivityServiceServer<ActivityHandler>>().await;
+        let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "activity-service listening");
         Server::builder()
             .timeout(CALL_TIMEOUT)

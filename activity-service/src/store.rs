@@ -100,7 +100,7 @@ impl ActivityStore {
         if recorded {
             Ok(())
         } else {
-            Err(ActivityError::InvalidToken("token revoked".into()))
+            Err(presence_core::Error::InvalidToken("token revoked".into()).into())
         }
     }
 

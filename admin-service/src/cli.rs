@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use presence_core::config::{CommonArgs, DatabaseArgs};
-use presence_core::{db, telemetry};
+use presence_core::cli::{MigrateArgs, exit_code};
+use presence_core::telemetry;
 
 use crate::config::AdminConfig;
 use crate::error::AdminError;
@@ -28,32 +28,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create the database if needed and apply pending migrations (safe to run twice).
-    Migrate {
-        #[command(flatten)]
-        common: CommonArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
+    Migrate(MigrateArgs),
 }
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
         let outcome = match self.command {
-            Some(Command::Migrate { common, database }) => {
-                telemetry::init(common.log_format);
-                db::create_and_migrate(&database)
-                    .await
-                    .map_err(AdminError::from)
-            }
+            Some(Command::Migrate(migrate)) => migrate.run().await.map_err(AdminError::from),
             None => serve(self.serve).await,
         };
-        match outcome {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("admin-service: {error}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code("admin-service", outcome)
     }
 }
 

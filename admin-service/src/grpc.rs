@@ -58,7 +58,7 @@ impl AdminHandler {
         // A token revoked by logout must stop working here too. Without Redis
         // the revocation cannot be checked; the signature and expiry still are.
         match self.reader.activity.is_revoked(&caller.token_id).await {
-            Ok(true) => Err(AdminError::InvalidToken("token revoked".into())),
+            Ok(true) => Err(presence_core::Error::InvalidToken("token revoked".into()).into()),
             Ok(false) => Ok(caller),
             Err(error) => {
                 tracing::warn!(%error, "cannot check token revocation while Redis is unavailable");

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use presence_core::proto::admin::admin_service_server::AdminServiceServer;
 use presence_core::redis_client::Redis;
 use presence_core::settings::ThresholdWatch;
-use presence_core::{db, proto};
+use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -90,15 +90,8 @@ impl Application {
     /// Serves until `shutdown` completes; then open status streams end, new
     /// connections are refused, and in-flight calls finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AdminError> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<AdminServiceServer<AdminHandler>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|error| AdminError::Internal(error.to_string()))?;
+        let (_health, health_service) = serving::health::<AdminServiceServer<AdminHandler>>().await;
+        let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "admin-service listening");
         let stopping = self.stopping;
         let shutdown = async move {

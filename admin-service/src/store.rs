@@ -363,5 +363,6 @@ impl ActivityReader {
 
 /// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.
 fn from_value<T: redis::FromRedisValue>(value: redis::Value) -> Result<T, AdminError> {
-    redis::from_redis_value(value).map_err(|error| AdminError::RedisUnavailable(error.to_string()))
+    redis::from_redis_value(value)
+        .map_err(|error| presence_core::Error::RedisUnavailable(error.to_string()).into())
 }

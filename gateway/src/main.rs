@@ -31,11 +31,5 @@ async fn main() -> ExitCode {
         }
         Err(error) => Err(error),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    presence_core::cli::exit_code("gateway", outcome)
 }

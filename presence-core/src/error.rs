@@ -23,3 +23,28 @@ impl From<redis::RedisError> for Error {
         Error::RedisUnavailable(error.to_string())
     }
 }
+
+impl Error {
+    /// The gRPC code and the client-safe message for this error; the detail
+    /// stays in the log. Each service's error type defers to it for the
+    /// failures the shared crate reports.
+    pub fn client_status(&self) -> (tonic::Code, &'static str) {
+        match self {
+            Error::InvalidToken(_) => (
+                tonic::Code::Unauthenticated,
+                "invalid or missing access token",
+            ),
+            Error::RedisUnavailable(_) => (
+                tonic::Code::Unavailable,
+                "activity store unavailable; retry shortly",
+            ),
+            Error::Database(error) if crate::db::is_unreachable(error) => (
+                tonic::Code::Unavailable,
+                "user database unavailable; retry shortly",
+            ),
+            Error::InvalidConfig(_) | Error::Database(_) | Error::Migration(_) => {
+                (tonic::Code::Internal, "internal error")
+            }
+        }
+    }
+}

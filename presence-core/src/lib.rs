@@ -8,12 +8,14 @@
 //! never be spelled two ways.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 mod error;
 pub mod events;
 pub mod keys;
 pub mod redis_client;
+pub mod serving;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
