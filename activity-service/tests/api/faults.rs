@@ -8,9 +8,9 @@ use presence_core::token::Role;
 use sqlx::postgres::PgPoolOptions;
 use tonic::Code;
 
-use presence_core::testing::{ThrowawayRedis, authorized};
+use presence_core::testing::authorized;
 
-use crate::helpers::{Options, spawn_app, spawn_app_with};
+use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
 
 /// The client gives up after this long: a hanging service would show up as
 /// DEADLINE_EXCEEDED instead of the UNAVAILABLE the tests expect.
@@ -18,15 +18,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) {
-    let mut redis = ThrowawayRedis::start().await;
-    let mut app = spawn_app_with(
-        pool,
-        Options {
-            redis_url: redis.url.clone(),
-            extra_args: vec!["--redis-timeout-ms=300".into()],
-        },
-    )
-    .await;
+    let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
     app.create_user("usertest1", Role::User).await;
     let token = app.login("usertest1").await.access_token;
     app.client
@@ -49,15 +41,7 @@ async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) 
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(pool: sqlx::PgPool) {
-    let mut redis = ThrowawayRedis::start().await;
-    let mut app = spawn_app_with(
-        pool,
-        Options {
-            redis_url: redis.url.clone(),
-            extra_args: vec!["--redis-timeout-ms=300".into()],
-        },
-    )
-    .await;
+    let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
     app.create_user("usertest1", Role::User).await;
     let token = app.login("usertest1").await.access_token;
 
@@ -67,12 +51,7 @@ async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(po
     let status = app.client.logout(request).await.unwrap_err();
 
     assert_eq!(status.code(), Code::Unavailable);
-    let events: Vec<String> = app
-        .history("usertest1")
-        .await
-        .into_iter()
-        .map(|(event, _)| event)
-        .collect();
+    let events = app.events("usertest1").await;
     assert_eq!(events, ["login_success", "logout"]);
 }
 

@@ -137,6 +137,27 @@ impl TestApp {
         self.redis.keys(format!("{}*", self.prefix)).await.unwrap()
     }
 
+    /// The login_history events of a username, oldest first.
+    pub async fn events(&self, username: &str) -> Vec<String> {
+        self.history(username)
+            .await
+            .into_iter()
+            .map(|(event, _)| event)
+            .collect()
+    }
+
+    /// Serves from a throwaway Redis that the test may stop.
+    pub async fn on_throwaway_redis(
+        pool: PgPool,
+    ) -> (TestApp, presence_core::testing::ThrowawayRedis) {
+        let redis = presence_core::testing::ThrowawayRedis::start().await;
+        let options = Options {
+            redis_url: redis.url.clone(),
+            extra_args: vec!["--redis-timeout-ms=300".into()],
+        };
+        (spawn_app_with(pool, options).await, redis)
+    }
+
     /// The login_history rows of a username, oldest first: (event, failure_reason).
     pub async fn history(&self, username: &str) -> Vec<(String, Option<String>)> {
         sqlx::query_as(

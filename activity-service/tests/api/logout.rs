@@ -31,12 +31,7 @@ async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgP
         .await
         .unwrap();
     assert_eq!(score, None);
-    let events: Vec<String> = app
-        .history("usertest1")
-        .await
-        .into_iter()
-        .map(|(event, _)| event)
-        .collect();
+    let events = app.events("usertest1").await;
     assert_eq!(events, ["login_success", "logout"]);
 }
 
@@ -75,12 +70,7 @@ async fn logout_is_idempotent(pool: sqlx::PgPool) {
         .await
         .unwrap();
 
-    let events: Vec<String> = app
-        .history("usertest1")
-        .await
-        .into_iter()
-        .map(|(event, _)| event)
-        .collect();
+    let events = app.events("usertest1").await;
     assert_eq!(events, ["login_success", "logout"]);
 }
 
