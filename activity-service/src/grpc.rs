@@ -139,7 +139,7 @@ impl ActivityHandler {
         self.accounts
             .record_login_success(account.id, &username, &client)
             .await?;
-        self.store.announce_login(account.id, now).await;
+        self.store.record_login(account.id, now).await;
         tracing::info!(user_id = %account.id, role = role.as_str(), "signed in");
         Ok(LoginResponse {
             access_token: issued.token,

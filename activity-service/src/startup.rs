@@ -13,7 +13,6 @@ use presence_core::settings::ThresholdWatch;
 use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::ActivityConfig;
@@ -88,7 +87,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ActivityServiceServer::new(self.handler))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await
             .map_err(|error| ActivityError::Internal(error.to_string()))?;
         tracing::info!("activity-service stopped");

@@ -37,18 +37,18 @@ use uuid::Uuid;
 use crate::error::ActivityError;
 use crate::password;
 
-/// KEYS: revoked token, last_activity, last_logout, activity index.
+/// KEYS: revoked token, last_activity, last_logout, presence index.
 /// ARGV: now (Unix s), key TTL (s), user id.
 /// Returns 0 if the token is revoked (nothing written), 1 otherwise.
 const PING_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', KEYS[3])
-redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[4], 'GT', ARGV[1], ARGV[3])
 return 1
 ";
 
-/// KEYS: revoked token, last_activity, last_logout, activity index.
+/// KEYS: revoked token, last_activity, last_logout, presence index.
 /// ARGV: now, key TTL, user id, revocation TTL, status channel, event.
 /// Returns 0 if the token was already revoked (nothing written), 1 otherwise.
 const LOGOUT_SCRIPT: &str = r"
@@ -111,7 +111,7 @@ impl ActivityStore {
             .key(keys.revoked_token(ping.token_id))
             .key(keys.last_activity(ping.user_id))
             .key(keys.last_logout(ping.user_id))
-            .key(keys.activity_index_for(ping.user_id))
+            .key(keys.presence_index_for(ping.user_id))
             .arg(ping.now)
             .arg(ping.key_ttl.as_secs())
             .arg(ping.user_id.to_string());
@@ -136,9 +136,9 @@ impl ActivityStore {
                     ping.key_ttl.as_secs(),
                 ),
                 Cmd::del(keys.last_logout(ping.user_id)),
-                Cmd::zadd(
-                    keys.activity_index_for(ping.user_id),
-                    ping.user_id.to_string(),
+                index_entry(
+                    keys.presence_index_for(ping.user_id),
+                    ping.user_id,
                     ping.now,
                 ),
             ])
@@ -192,7 +192,7 @@ impl ActivityStore {
             .key(keys.revoked_token(&logout.caller.token_id))
             .key(keys.last_activity(user_id))
             .key(keys.last_logout(user_id))
-            .key(keys.activity_index_for(user_id))
+            .key(keys.presence_index_for(user_id))
             .arg(logout.now)
             .arg(logout.key_ttl.as_secs())
             .arg(user_id.to_string())
@@ -221,7 +221,7 @@ impl ActivityStore {
                     logout.now,
                     logout.key_ttl.as_secs(),
                 ),
-                Cmd::zrem(keys.activity_index_for(user_id), user_id.to_string()),
+                Cmd::zrem(keys.presence_index_for(user_id), user_id.to_string()),
             ])
             .await?;
         let revoke_once = SetOptions::default()
@@ -247,29 +247,41 @@ impl ActivityStore {
         Ok(revoked != Value::Nil)
     }
 
-    /// Tells status watchers that a user signed in. Best effort: the login is
-    /// already in login_history, which is what makes the user online.
-    pub async fn announce_login(&self, user_id: Uuid, now: i64) {
-        let channel = self.redis.keys().status_channel();
+    /// Puts a fresh login in the presence index (so the counts include the
+    /// user before any ping) and tells status watchers, in one round trip.
+    /// Best effort: the login is already in login_history, which is what makes
+    /// the user online, and the admin service reconciles the index from it.
+    pub async fn record_login(&self, user_id: Uuid, now: i64) {
+        let keys = self.redis.keys();
         let event = StatusEvent {
             user_id,
             change: StatusChange::Login,
             at: now,
         };
-        let published = self
+        let written = self
             .redis
-            .run(|mut connection| async move {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(event.to_json())
-                    .query_async::<i64>(&mut connection)
-                    .await
-            })
+            .batch_all(vec![
+                index_entry(keys.presence_index_for(user_id), user_id, now),
+                Cmd::publish(keys.status_channel(), event.to_json()),
+            ])
             .await;
-        if let Err(error) = published {
-            tracing::warn!(%error, "could not announce a login to status watchers");
+        if let Err(error) = written {
+            tracing::warn!(%error, "could not put a login in the presence index");
         }
     }
+}
+
+/// `ZADD GT`: an entry only moves forward, so a ping or login stamped by a
+/// replica whose clock is a little behind never makes a user look older.
+fn index_entry(index: String, user_id: Uuid, at: i64) -> Cmd {
+    let mut command = Cmd::new();
+    command
+        .arg("ZADD")
+        .arg(index)
+        .arg("GT")
+        .arg(at)
+        .arg(user_id.to_string());
+    command
 }
 
 /// What one ping writes, whichever way it is sent.

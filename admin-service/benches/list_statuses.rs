@@ -21,7 +21,6 @@
 //!   recent logins that aged past the threshold during the previous case.
 //! - Only loopback servers are accepted: this puts real load on them.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -45,6 +44,9 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const SECRET: &str = "presence-bench-secret-0123456789abcdef";
 /// The service's default threshold, which the generated data is placed around.
 const THRESHOLD_SECONDS: i64 = 15 * 60;
+/// How old the data may get during a case: recent logins are 1-10 minutes
+/// before the anchor, so they stay within the threshold.
+const ANCHOR_MAX_AGE: Duration = Duration::from_secs(120);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -283,21 +285,27 @@ FROM (
 ) AS e
 ORDER BY ago DESC";
 
-/// What Redis holds, in seconds before the anchor: pings of A, B and E, and
-/// the logout markers still alive (they live twice the threshold).
+/// What Redis holds, in seconds before the anchor: pings of A, B and E, the
+/// logins not followed by a logout (the activity service puts a login in the
+/// presence index), and the logout markers still alive (they, like the
+/// index entries, live twice the threshold).
 const REDIS_FACTS: &str = "
 SELECT p.id,
        CASE WHEN p.bucket IN ('A', 'B') THEN bench_u(p.n, 6) * 60
             WHEN p.bucket = 'E' THEN 960 + bench_u(p.n, 6) * 720 END AS activity_ago,
+       CASE WHEN s.logout_ago IS NULL AND s.login_ago < $1 THEN s.login_ago END AS login_ago,
        CASE WHEN s.logout_ago < $1 THEN s.logout_ago END AS logout_ago
 FROM bench_profile p
 LEFT JOIN bench_sessions s ON s.id = p.id AND s.session = 0
-WHERE p.bucket IN ('A', 'B', 'E') OR s.logout_ago < $1";
+WHERE p.bucket IN ('A', 'B', 'E') OR s.logout_ago < $1
+   OR (s.logout_ago IS NULL AND s.login_ago < $1)";
 
-/// A user's activity key and logout marker, as seconds before the anchor.
+/// A user's activity key, login not followed by a logout, and logout
+/// marker, as seconds before the anchor.
 struct RedisFact {
     user: Uuid,
     activity_ago: Option<i64>,
+    login_ago: Option<i64>,
     logout_ago: Option<i64>,
 }
 
@@ -324,6 +332,40 @@ struct Load {
     history_rows: i64,
     redis_keys: usize,
     database_size: String,
+    /// With no request in flight: PostgreSQL backends of the benchmark's
+    /// database at work (mean of samples), and the CPU of this process (the
+    /// service's background work), as a share of one core.
+    idle_backends: f64,
+    idle_cpu: f64,
+    /// /proc/loadavg when the cases start: anything else loading the machine.
+    load_average: String,
+}
+
+/// The first `count` load averages (1, 5, 15 minutes) from /proc/loadavg.
+fn load_average(count: usize) -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(count)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// User and system CPU time of this process so far (Linux clock ticks of 1/100 s).
+fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / 100.0)
+        })
+        .unwrap_or_default()
 }
 
 fn seconds_since(start: Instant) -> f64 {
@@ -380,16 +422,18 @@ impl Dataset {
             load.history_rows, load.history_seconds
         );
 
-        let facts: Vec<(Uuid, Option<f64>, Option<f64>)> = sqlx::query_as(REDIS_FACTS)
+        let facts: Vec<(Uuid, Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(REDIS_FACTS)
             .bind((2 * THRESHOLD_SECONDS) as f64)
             .fetch_all(&mut connection)
             .await?;
+        let seconds = |ago: Option<f64>| ago.map(|ago| ago.ceil() as i64);
         let facts = facts
             .into_iter()
-            .map(|(user, activity_ago, logout_ago)| RedisFact {
+            .map(|(user, activity_ago, login_ago, logout_ago)| RedisFact {
                 user,
-                activity_ago: activity_ago.map(|ago| ago.ceil() as i64),
-                logout_ago: logout_ago.map(|ago| ago.ceil() as i64),
+                activity_ago: seconds(activity_ago),
+                login_ago: seconds(login_ago),
+                logout_ago: seconds(logout_ago),
             })
             .collect();
         let expected_online: i64 = sqlx::query_scalar(
@@ -429,7 +473,7 @@ impl Dataset {
         })
     }
 
-    /// Writes the activity keys, the activity index and the logout markers
+    /// Writes the activity keys, the presence index and the logout markers
     /// relative to the anchor, exactly as the activity service's ping and
     /// logout scripts leave them (keys live twice the threshold from the
     /// event). Pipelined; returns the number of keys written.
@@ -441,21 +485,27 @@ impl Dataset {
                 // A key whose life would already be over is not written.
                 let alive = |ago: &i64| *ago < 2 * THRESHOLD_SECONDS;
                 if let Some(ago) = fact.activity_ago.filter(alive) {
-                    let at = self.anchor - ago;
                     pipeline
                         .cmd("SET")
                         .arg(self.keys.last_activity(fact.user))
-                        .arg(at)
+                        .arg(self.anchor - ago)
                         .arg("EX")
                         .arg(2 * THRESHOLD_SECONDS - ago)
                         .ignore();
+                    written += 1;
+                }
+                // The index entry: the later of the ping and the login.
+                let entry_ago = match (fact.activity_ago, fact.login_ago) {
+                    (Some(ping), Some(login)) => Some(ping.min(login)),
+                    (ping, login) => ping.or(login),
+                };
+                if let Some(ago) = entry_ago.filter(alive) {
                     pipeline
                         .cmd("ZADD")
-                        .arg(self.keys.activity_index())
-                        .arg(at)
+                        .arg(self.keys.presence_index_for(fact.user))
+                        .arg(self.anchor - ago)
                         .arg(fact.user.to_string())
                         .ignore();
-                    written += 1;
                 }
                 if let Some(ago) = fact.logout_ago.filter(alive) {
                     pipeline
@@ -471,6 +521,11 @@ impl Dataset {
             pipeline.query_async::<()>(&mut self.redis).await?;
         }
         Ok(written + 1)
+    }
+
+    fn anchor_age(&self) -> Duration {
+        let age = chrono::Utc::now().timestamp() - self.anchor;
+        Duration::from_secs(u64::try_from(age).unwrap_or_default())
     }
 
     /// Moves the anchor to now: shifts the last hour of login_history and
@@ -494,6 +549,39 @@ impl Dataset {
         }
         self.anchor = now;
         self.write_redis().await?;
+        Ok(())
+    }
+
+    /// What the service costs with no request in flight (its status hub
+    /// works in the background): settles, then samples for `IDLE_SECONDS`.
+    async fn measure_idle(&mut self) -> BenchResult<()> {
+        const IDLE_SECONDS: u64 = 10;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let cpu_before = process_cpu_seconds();
+        let start = Instant::now();
+        let mut samples = 0u32;
+        let mut active = 0i64;
+        while start.elapsed() < Duration::from_secs(IDLE_SECONDS) {
+            let busy: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state = 'active'
+                   AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut self.connection)
+            .await?;
+            active += busy;
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.load.idle_cpu = (process_cpu_seconds() - cpu_before) / seconds_since(start);
+        self.load.idle_backends = active as f64 / f64::from(samples.max(1));
+        self.load.load_average = load_average(3);
+        eprintln!(
+            "  idle: {:.2} PostgreSQL backends busy, service process {:.0}% of a core; load average {}",
+            self.load.idle_backends,
+            self.load.idle_cpu * 100.0,
+            self.load.load_average
+        );
         Ok(())
     }
 
@@ -581,13 +669,29 @@ struct Measured {
     name: String,
     latencies: Vec<Duration>,
     elapsed: Duration,
-    in_flight: usize,
     degraded: usize,
-    online_count: u64,
+    /// Lowest and highest online_count of the answers that were not degraded.
+    online_range: Option<(u64, u64)>,
     total_count: u64,
+    /// The 1-minute load average when the case ended: anything else running
+    /// on the machine shows here (this benchmark alone is about 2 on 2 cores).
+    load_after: String,
 }
 
 impl Measured {
+    fn record(&mut self, response: &ListUserStatusesResponse) {
+        self.total_count = response.total_count;
+        if response.degraded {
+            self.degraded += 1;
+        } else {
+            let online = response.online_count;
+            self.online_range = Some(match self.online_range {
+                Some((low, high)) => (low.min(online), high.max(online)),
+                None => (online, online),
+            });
+        }
+    }
+
     fn percentile(&self, fraction: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort();
@@ -611,6 +715,7 @@ fn millis(duration: Duration) -> f64 {
 /// The figures of one user-base size.
 struct SizeResult {
     size: u64,
+    expected_online: u64,
     load: Load,
     cases: Vec<Measured>,
     problems: Vec<String>,
@@ -635,9 +740,11 @@ async fn call(
 }
 
 /// Warms up, then times calls one at a time until `samples` are taken or the
-/// time budget is spent (but never fewer than `min_samples`).
+/// time budget is spent (but never fewer than `min_samples`). Between two
+/// calls (untimed) the data is re-anchored when it has aged `ANCHOR_MAX_AGE`.
 async fn measure_case(
     options: &Options,
+    dataset: &mut Dataset,
     client: &mut AdminServiceClient<Channel>,
     token: &str,
     case: &Case,
@@ -650,10 +757,10 @@ async fn measure_case(
         name: case.name.to_owned(),
         latencies: Vec::with_capacity(options.samples),
         elapsed: Duration::ZERO,
-        in_flight: 1,
         degraded: 0,
-        online_count: 0,
+        online_range: None,
         total_count: 0,
+        load_after: String::new(),
     };
     let start = Instant::now();
     while measured.latencies.len() < options.samples
@@ -662,11 +769,14 @@ async fn measure_case(
         let sent = Instant::now();
         let response = call(client, token, case.filter, case.page_size, &case.page_token).await?;
         measured.latencies.push(sent.elapsed());
-        measured.degraded += usize::from(response.degraded);
-        measured.online_count = response.online_count;
-        measured.total_count = response.total_count;
+        measured.record(&response);
+        // Keep recent logins inside the threshold however long the case runs.
+        if dataset.anchor_age() > ANCHOR_MAX_AGE {
+            dataset.reanchor().await?;
+        }
     }
     measured.elapsed = start.elapsed();
+    measured.load_after = load_average(1);
     Ok(measured)
 }
 
@@ -685,32 +795,32 @@ async fn measure_throughput(
         let mut client = client.clone();
         let token = token.to_owned();
         callers.spawn(async move {
-            let mut latencies = Vec::with_capacity(per_caller);
-            let mut degraded = 0;
+            let mut responses = Vec::with_capacity(per_caller);
             for _ in 0..per_caller {
                 let sent = Instant::now();
                 let response = call(&mut client, &token, StatusFilter::All, 100, "").await?;
-                latencies.push(sent.elapsed());
-                degraded += usize::from(response.degraded);
+                responses.push((sent.elapsed(), response));
             }
-            BenchResult::Ok((latencies, degraded))
+            BenchResult::Ok(responses)
         });
     }
     let mut measured = Measured {
         name: format!("(f) page of 100, ALL, {} in flight", options.concurrency),
         latencies: Vec::new(),
         elapsed: Duration::ZERO,
-        in_flight: options.concurrency,
         degraded: 0,
-        online_count: 0,
+        online_range: None,
         total_count: 0,
+        load_after: String::new(),
     };
     while let Some(joined) = callers.join_next().await {
-        let (latencies, degraded) = joined??;
-        measured.latencies.extend(latencies);
-        measured.degraded += degraded;
+        for (latency, response) in joined?? {
+            measured.latencies.push(latency);
+            measured.record(&response);
+        }
     }
     measured.elapsed = start.elapsed();
+    measured.load_after = load_average(1);
     Ok(measured)
 }
 
@@ -732,6 +842,7 @@ async fn measure_size(
     // Whatever happens from here, the database and the keys are removed.
     let outcome = serve_and_measure(options, server, &mut dataset).await;
     let load = dataset.load.clone();
+    let expected_online = dataset.expected_online;
     if options.keep {
         eprintln!(
             "  kept: database {}, Redis prefix {} (anchor {})",
@@ -745,6 +856,7 @@ async fn measure_size(
     let (cases, problems) = outcome?;
     Ok(SizeResult {
         size,
+        expected_online,
         load,
         cases,
         problems,
@@ -806,6 +918,7 @@ async fn run_cases(
 ) -> BenchResult<(Vec<Measured>, Vec<String>)> {
     let mut problems = Vec::new();
     let deep_token = deep_page_token(config, dataset, &mut client, token, &mut problems).await?;
+    dataset.measure_idle().await?;
     let cases = [
         Case {
             name: "(a) page of 100, ALL, first page",
@@ -842,7 +955,7 @@ async fn run_cases(
     for case in &cases {
         dataset.reanchor().await?;
         check_answer(dataset, &mut client, token, case, &mut problems).await?;
-        let result = measure_case(options, &mut client, token, case).await?;
+        let result = measure_case(options, dataset, &mut client, token, case).await?;
         eprintln!(
             "  {}: {} calls, p50 {:.2} ms, p99 {:.2} ms",
             result.name,
@@ -960,13 +1073,13 @@ async fn check_answer(
 
 fn table(sizes: &[SizeResult]) -> String {
     let mut out = String::from(
-        "| users | case | calls | p50 ms | p99 ms | max ms | mean ms | calls/s | degraded |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| users | case | calls | p50 ms | p99 ms | max ms | mean ms | calls/s | degraded | load 1m |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for size in sizes {
         for case in &size.cases {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} |\n",
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
                 size.size,
                 case.name,
                 case.latencies.len(),
@@ -975,7 +1088,8 @@ fn table(sizes: &[SizeResult]) -> String {
                 case.percentile(1.0),
                 case.mean(),
                 case.throughput(),
-                case.degraded
+                case.degraded,
+                case.load_after
             ));
         }
     }
@@ -984,28 +1098,25 @@ fn table(sizes: &[SizeResult]) -> String {
 
 fn loads(sizes: &[SizeResult]) -> String {
     let mut out = String::from(
-        "\n| users | users + profile s | login_history rows | login_history s | VACUUM ANALYZE s | Redis keys | Redis s | database | online (counts) | problems |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "\n| users | users + profile s | login_history rows | login_history s | VACUUM ANALYZE s | Redis keys | Redis s | database | online: by construction / answers not degraded | idle: PG backends busy | idle: service CPU | load average | problems |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
     );
     for size in sizes {
-        let counts: BTreeMap<u64, u64> = size
-            .cases
-            .iter()
-            .filter(|case| case.in_flight == 1)
-            .map(|case| (case.online_count, case.total_count))
-            .collect();
-        let counts = counts
-            .iter()
-            .map(|(online, total)| format!("{online}/{total}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let ranges = size.cases.iter().filter_map(|case| case.online_range);
+        let low = ranges.clone().map(|(low, _)| low).min();
+        let high = ranges.map(|(_, high)| high).max();
+        let counts = match (low, high) {
+            (Some(low), Some(high)) if low == high => format!("{low}"),
+            (Some(low), Some(high)) => format!("{low}-{high}"),
+            _ => "none".to_owned(),
+        };
         let problems = if size.problems.is_empty() {
             "none".to_owned()
         } else {
             size.problems.join("; ")
         };
         out.push_str(&format!(
-            "| {} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} | {} | {} | {} |\n",
+            "| {} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} | {} | {} / {} | {:.2} | {:.0}% | {} | {} |\n",
             size.size,
             size.load.users_seconds,
             size.load.history_rows,
@@ -1014,7 +1125,11 @@ fn loads(sizes: &[SizeResult]) -> String {
             size.load.redis_keys,
             size.load.redis_seconds,
             size.load.database_size,
+            size.expected_online,
             counts,
+            size.load.idle_backends,
+            size.load.idle_cpu * 100.0,
+            size.load.load_average,
             problems
         ));
     }

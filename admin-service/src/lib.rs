@@ -8,6 +8,7 @@
 //! - `listing`: statuses for pages and batches, degraded when Redis is down.
 //! - `store`: PostgreSQL (`Directory`) and Redis (`ActivityReader`) access.
 //! - `watch`: the per-process hub that follows changes for every watcher.
+//! - `index_keeper`: keeps the presence index in step with login_history.
 //! - `page_token`: signed pagination positions.
 //! - `error`: the one error type and its mapping to gRPC status.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod index_keeper;
 pub mod listing;
 pub mod page_token;
 pub mod startup;

@@ -5,14 +5,15 @@
 
 use std::collections::HashSet;
 
-use presence_core::proto::admin::StatusSource;
 use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
 use uuid::Uuid;
 
 use crate::error::AdminError;
 use crate::status::{Observations, Status, evaluate};
-use crate::store::{ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRow};
+use crate::store::{
+    ActivityReader, ActivitySnapshot, Directory, ListFilter, OnlineSet, RecentLogin, UserRow,
+};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -91,50 +92,55 @@ impl StatusReader {
         let threshold = self.threshold.current();
         let since = now - threshold.seconds();
 
-        let mut degraded = false;
-        let activity_online = match filter {
-            ListFilter::All => Vec::new(),
-            ListFilter::Online | ListFilter::Offline => match self.activity.online_ids(since).await
-            {
-                Ok(ids) => ids,
-                Err(error) => {
-                    tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
-                    degraded = true;
-                    Vec::new()
+        // Filtered pages need to know who is online before choosing the page;
+        // without Redis that comes from login_history, in the same query.
+        let indexed_online = match filter {
+            ListFilter::All => Some(Vec::new()),
+            ListFilter::Online | ListFilter::Offline => {
+                match self.activity.online_ids(since).await {
+                    Ok(ids) => Some(ids),
+                    Err(error) => {
+                        tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
+                        None
+                    }
                 }
-            },
+            }
         };
+        let online_set = match &indexed_online {
+            Some(ids) => OnlineSet::Indexed(ids),
+            None => OnlineSet::ByLoginSince(since),
+        };
+        let after = after_username.as_deref().unwrap_or("");
+        let limit = i64::from(page_size) + 1;
         let mut page = self
             .directory
-            .page(
-                after_username.as_deref().unwrap_or(""),
-                i64::from(page_size) + 1,
-                filter,
-                &activity_online,
-                since,
-            )
+            .page(after, limit, filter, online_set)
             .await?;
+        let seen = match indexed_online {
+            Some(_) => {
+                let users: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
+                let seen = self.activity_of(&users, since).await;
+                if seen.is_none() {
+                    // Redis failed after the page was chosen: start again from
+                    // login_history alone, which the degraded counts need.
+                    page = self
+                        .directory
+                        .page(after, limit, filter, OnlineSet::ByLoginSince(since))
+                        .await?;
+                }
+                seen
+            }
+            None => None,
+        };
         let has_more = page.rows.len() > page_size as usize;
         page.rows.truncate(page_size as usize);
-
-        let mut wanted: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
-        let on_page: HashSet<Uuid> = wanted.iter().copied().collect();
-        wanted.extend(
-            page.recent_logins
-                .iter()
-                .map(|login| login.user_id)
-                .filter(|id| !on_page.contains(id)),
-        );
-        let seen = if degraded {
-            None
-        } else {
-            self.activity_of(&wanted, since).await
-        };
         let degraded = seen.is_none();
+        let online = match seen.as_ref() {
+            Some(seen) => seen.online,
+            None => count_online_by_login(&page.recent_logins, now, threshold),
+        };
         let seen = seen.unwrap_or_default();
 
-        let online = seen.online_by_activity
-            + count_online_by_login(&page.recent_logins, &seen, now, threshold);
         let total = u64::try_from(page.total_users).unwrap_or_default();
         let continue_after = has_more
             .then(|| page.rows.last().map(|row| row.username.clone()))
@@ -213,28 +219,20 @@ impl StatusReader {
     }
 }
 
-/// Users online by login_history alone: a recent login, no logout at or
-/// after it, and no fresh ping (those are already counted by activity).
-fn count_online_by_login(
-    recent: &[RecentLogin],
-    seen: &ActivitySnapshot,
-    now: i64,
-    threshold: ThresholdMinutes,
-) -> u64 {
+/// Without Redis, users online by login_history (rule 2 alone): a recent
+/// login and no logout at or after it.
+fn count_online_by_login(recent: &[RecentLogin], now: i64, threshold: ThresholdMinutes) -> u64 {
+    let nothing_from_redis = ActivitySnapshot::default();
     recent
         .iter()
         .filter(|login| {
-            let status = evaluate(
-                observe(
-                    Some(login.last_login),
-                    login.last_logout,
-                    login.user_id,
-                    seen,
-                ),
-                now,
-                threshold,
+            let seen = observe(
+                Some(login.last_login),
+                login.last_logout,
+                login.user_id,
+                &nothing_from_redis,
             );
-            status.source == StatusSource::LoginHistory
+            evaluate(seen, now, threshold).online
         })
         .count() as u64
 }

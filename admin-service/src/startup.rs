@@ -1,7 +1,7 @@
 //! Builds the admin service from its configuration: lazy connections (it
 //! starts while Redis or PostgreSQL are still coming up, and answers degraded
-//! without Redis), the threshold watch, the status hub, and the gRPC server
-//! with health and reflection.
+//! without Redis), the threshold watch, the presence index keeper, the status
+//! hub, and the gRPC server with health and reflection.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,12 +13,12 @@ use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::AdminConfig;
 use crate::error::AdminError;
 use crate::grpc::AdminHandler;
+use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
 use crate::page_token::PageTokens;
 use crate::store::{ActivityReader, Directory};
@@ -48,6 +48,11 @@ impl Application {
         let redis = Redis::connect_lazy(&config.redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let directory = Directory::new(pool);
+        IndexKeeper::start(
+            directory.clone(),
+            ActivityReader::new(redis.clone()),
+            threshold.clone(),
+        );
         let watch_buffer = config.watch_buffer as usize;
         let hub = StatusHub::start(
             redis.clone(),
@@ -102,7 +107,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(AdminServiceServer::new(self.handler))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await
             .map_err(|error| AdminError::Internal(error.to_string()))?;
         tracing::info!("admin-service stopped");

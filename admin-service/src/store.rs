@@ -2,7 +2,7 @@
 //!
 //! `Directory` is PostgreSQL: users, their last login and logout from
 //! login_history, the user total and the settings. `ActivityReader` is Redis:
-//! activity timestamps, logout markers and the activity index (all of its
+//! activity timestamps, logout markers and the presence index (all of its
 //! shards on Redis Cluster). Each listing costs one query to each, whatever
 //! the page size.
 
@@ -92,6 +92,25 @@ type PageRecord = (
     Option<i64>,
 );
 
+/// Who counts as online for a filtered page.
+#[derive(Clone, Copy, Debug)]
+pub enum OnlineSet<'a> {
+    /// The users of the presence index (the normal case).
+    Indexed(&'a [Uuid]),
+    /// Redis is unreachable: users online by login_history since this moment
+    /// (Unix seconds), found in SQL.
+    ByLoginSince(i64),
+}
+
+/// A login or logout of login_history, in the order rows were written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryEvent {
+    pub row: i64,
+    pub user_id: Uuid,
+    pub login: bool,
+    pub at: i64,
+}
+
 impl Directory {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -101,52 +120,65 @@ impl Directory {
         &self.pool
     }
 
-    /// One page of enabled users after `after_username`, the recent logins
-    /// (since `login_since`, Unix seconds) and the user total, in one query.
-    /// For the online/offline filters, `activity_online` lists the users online
-    /// by activity; users online by login_history are found in SQL.
+    /// One page of enabled users after `after_username` and the user total,
+    /// in one query. When the page is filtered, `online` says who is online;
+    /// when it is `ByLoginSince`, the recent logins come back too (the
+    /// degraded counts need them).
     pub async fn page(
         &self,
         after_username: &str,
         limit: i64,
         filter: ListFilter,
-        activity_online: &[Uuid],
-        login_since: i64,
+        online: OnlineSet<'_>,
     ) -> Result<PageRows, AdminError> {
-        let filter_code = match filter {
-            ListFilter::All => 0,
-            ListFilter::Online => 1,
-            ListFilter::Offline => 2,
+        let (ids, login_since) = match online {
+            OnlineSet::Indexed(ids) => (ids, None),
+            OnlineSet::ByLoginSince(since) => (&[][..], Some(since)),
+        };
+        let is_online = if login_since.is_some() {
+            "u.id IN (SELECT user_id FROM online_by_login)"
+        } else {
+            "u.id = ANY($3)"
+        };
+        let filter_clause = match filter {
+            ListFilter::All => String::new(),
+            ListFilter::Online => format!("AND {is_online}"),
+            ListFilter::Offline => format!("AND NOT ({is_online})"),
+        };
+        // Each variant is its own statement, so each gets its own plan.
+        let (recent_ctes, recent_part) = if login_since.is_some() {
+            (
+                format!(
+                    "{RECENT_LOGINS_CTE},
+                     online_by_login AS (
+                        SELECT user_id FROM recent_status
+                        WHERE last_logout IS NULL OR last_logout < last_login
+                     ),"
+                ),
+                "UNION ALL
+                 SELECT 1, user_id, NULL, NULL, last_login, last_logout, NULL FROM recent_status",
+            )
+        } else {
+            (String::new(), "")
         };
         let query = format!(
-            "WITH {RECENT_LOGINS_CTE},
-             online_by_login AS (
-                SELECT user_id FROM recent_status
-                WHERE last_logout IS NULL OR last_logout < last_login
-             ),
+            "WITH {recent_ctes}
              page AS (
                 SELECT {USER_COLUMNS}
                 FROM users u
-                WHERE NOT u.disabled AND u.username > $2
-                  AND CASE $3::int
-                        WHEN 0 THEN true
-                        WHEN 1 THEN u.id = ANY($4) OR u.id IN (SELECT user_id FROM online_by_login)
-                        ELSE NOT (u.id = ANY($4) OR u.id IN (SELECT user_id FROM online_by_login))
-                      END
+                WHERE NOT u.disabled AND u.username > $2 {filter_clause}
                 ORDER BY u.username
-                LIMIT $5
+                LIMIT $4
              )
              SELECT 0, id, username, display_name, last_login, last_logout, NULL::bigint FROM page
-             UNION ALL
-             SELECT 1, user_id, NULL, NULL, last_login, last_logout, NULL FROM recent_status
+             {recent_part}
              UNION ALL
              SELECT 2, NULL, NULL, NULL, NULL, NULL, enabled_users FROM user_totals"
         );
         let records: Vec<PageRecord> = sqlx::query_as(&query)
-            .bind(login_since as f64)
+            .bind(login_since.unwrap_or_default() as f64)
             .bind(after_username)
-            .bind(filter_code)
-            .bind(activity_online)
+            .bind(ids)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -171,6 +203,45 @@ impl Directory {
         // UNION ALL does not promise to keep the page's order.
         page.rows.sort_by(|a, b| a.username.cmp(&b.username));
         Ok(page)
+    }
+
+    /// Logins and logouts of known users written after row `after_row`, oldest
+    /// first, at most `limit`.
+    pub async fn history_after(
+        &self,
+        after_row: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryEvent>, AdminError> {
+        let records: Vec<(i64, Uuid, bool, i64)> = sqlx::query_as(
+            "SELECT id, user_id, event = 'login_success',
+                    floor(extract(epoch FROM occurred_at))::bigint
+             FROM login_history
+             WHERE id > $1 AND user_id IS NOT NULL AND event IN ('login_success', 'logout')
+             ORDER BY id
+             LIMIT $2",
+        )
+        .bind(after_row)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(records
+            .into_iter()
+            .map(|(row, user_id, login, at)| HistoryEvent {
+                row,
+                user_id,
+                login,
+                at,
+            })
+            .collect())
+    }
+
+    /// The newest row of login_history (0 when empty).
+    pub async fn last_history_row(&self) -> Result<i64, AdminError> {
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(id), 0)::bigint FROM login_history")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Recent logins since `since` (Unix seconds), with the last logout of each.
@@ -246,8 +317,9 @@ impl Directory {
 pub struct ActivitySnapshot {
     pub last_activity: HashMap<Uuid, i64>,
     pub logout_markers: HashMap<Uuid, i64>,
-    /// Users whose last ping is at or after the cut-off, all users counted.
-    pub online_by_activity: u64,
+    /// Users online at the cut-off by the presence index (a ping, or a login
+    /// not followed by a logout), all users counted.
+    pub online: u64,
 }
 
 #[derive(Clone)]
@@ -275,7 +347,7 @@ impl ActivityReader {
     }
 
     /// Every index entry (user, last ping in Unix seconds) at or after
-    /// `since`, from every shard of the activity index at once.
+    /// `since`, from every shard of the presence index at once.
     pub async fn active_since(&self, since: i64) -> Result<Vec<(Uuid, i64)>, AdminError> {
         let reads =
             self.on_every_index_shard(|shard| Cmd::zrangebyscore_withscores(shard, since, "+inf"));
@@ -316,7 +388,7 @@ impl ActivityReader {
     }
 
     fn on_every_index_shard(&self, command: impl Fn(String) -> Cmd) -> Vec<Cmd> {
-        let shards = self.redis.keys().activity_index_shards();
+        let shards = self.redis.keys().presence_index_shards();
         shards.into_iter().map(command).collect()
     }
 
@@ -338,9 +410,9 @@ impl ActivityReader {
             commands.push(Cmd::mget(logout_keys));
         }
         let mut values = self.redis.batch_all(commands).await?.into_iter();
-        let mut online_by_activity = 0;
+        let mut online = 0;
         for count in values.by_ref().take(shard_count) {
-            online_by_activity += from_value::<u64>(count)?;
+            online += from_value::<u64>(count)?;
         }
         let pair = |values: Option<redis::Value>| -> Result<HashMap<Uuid, i64>, AdminError> {
             let Some(values) = values else {
@@ -356,9 +428,139 @@ impl ActivityReader {
         Ok(ActivitySnapshot {
             last_activity: pair(values.next())?,
             logout_markers: pair(values.next())?,
-            online_by_activity,
+            online,
         })
     }
+
+    /// The last ping of each of `users` that has one.
+    pub async fn last_activity(&self, users: &[Uuid]) -> Result<HashMap<Uuid, i64>, AdminError> {
+        self.values_of(users, |id| self.redis.keys().last_activity(id))
+            .await
+    }
+
+    async fn values_of(
+        &self,
+        users: &[Uuid],
+        key: impl Fn(Uuid) -> String,
+    ) -> Result<HashMap<Uuid, i64>, AdminError> {
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = users.iter().map(|id| key(*id)).collect();
+        let mut values = self.redis.batch_all(vec![Cmd::mget(keys)]).await?;
+        let values: Vec<Option<i64>> = from_value(values.pop().unwrap_or(redis::Value::Nil))?;
+        Ok(users
+            .iter()
+            .zip(values)
+            .filter_map(|(id, value)| Some((*id, value?)))
+            .collect())
+    }
+
+    /// Puts logins (user, Unix seconds) in the presence index, except those
+    /// a logout marker shows were followed by a logout. Returns how many it
+    /// wrote. `ZADD GT` never moves an entry back.
+    pub async fn add_logins(&self, logins: &[(Uuid, i64)]) -> Result<usize, AdminError> {
+        let users: Vec<Uuid> = logins.iter().map(|(id, _)| *id).collect();
+        let markers = self
+            .values_of(&users, |id| self.redis.keys().last_logout(id))
+            .await?;
+        let keys = self.redis.keys();
+        let writes: Vec<Cmd> = logins
+            .iter()
+            .filter(|(id, at)| markers.get(id).is_none_or(|logout| logout < at))
+            .map(|(id, at)| {
+                let mut command = Cmd::new();
+                command
+                    .arg("ZADD")
+                    .arg(keys.presence_index_for(*id))
+                    .arg("GT")
+                    .arg(*at)
+                    .arg(id.to_string());
+                command
+            })
+            .collect();
+        let written = writes.len();
+        for chunk in chunks(writes) {
+            self.redis.batch_all(chunk).await?;
+        }
+        Ok(written)
+    }
+
+    /// Takes out of the presence index the users of these logouts (user, Unix
+    /// seconds) whose entry is not newer than the logout (a later ping or
+    /// login stays).
+    pub async fn remove_logged_out(&self, logouts: &[(Uuid, i64)]) -> Result<(), AdminError> {
+        let keys = self.redis.keys();
+        let removals: Vec<Cmd> = logouts
+            .iter()
+            .map(|(id, at)| {
+                let mut command = Cmd::new();
+                command
+                    .arg("EVAL")
+                    .arg(REMOVE_IF_NOT_NEWER)
+                    .arg(1)
+                    .arg(keys.presence_index_for(*id))
+                    .arg(id.to_string())
+                    .arg(*at);
+                command
+            })
+            .collect();
+        for chunk in chunks(removals) {
+            self.redis.batch_all(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether every shard of the index holds the recent logins of
+    /// login_history (see `RedisKeys::presence_index_complete`).
+    pub async fn index_complete(&self) -> Result<bool, AdminError> {
+        let checks = self
+            .redis
+            .keys()
+            .presence_index_complete()
+            .into_iter()
+            .map(Cmd::exists)
+            .collect();
+        for exists in self.redis.batch_all(checks).await? {
+            if !from_value::<bool>(exists)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub async fn mark_index_complete(&self) -> Result<(), AdminError> {
+        let marks = self
+            .redis
+            .keys()
+            .presence_index_complete()
+            .into_iter()
+            .map(|key| Cmd::set(key, 1))
+            .collect();
+        self.redis.batch_all(marks).await?;
+        Ok(())
+    }
+}
+
+/// KEYS: an index shard. ARGV: user id, logout time. One key, so it runs on a
+/// cluster too.
+const REMOVE_IF_NOT_NEWER: &str = r"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+    return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+";
+
+/// Splits long batches so no single pipeline holds Redis for long.
+fn chunks(commands: Vec<Cmd>) -> Vec<Vec<Cmd>> {
+    const CHUNK: usize = 1000;
+    let mut chunks = Vec::new();
+    let mut commands = commands.into_iter().peekable();
+    while commands.peek().is_some() {
+        chunks.push(commands.by_ref().take(CHUNK).collect());
+    }
+    chunks
 }
 
 /// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.

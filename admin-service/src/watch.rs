@@ -4,7 +4,7 @@
 //! online now; every watcher gets a snapshot of that set, then the changes.
 //!
 //! How it learns of changes, without adding work to pings:
-//! - pings: it reads the activity index for entries newer than its cursor
+//! - pings: it reads the presence index for entries newer than its cursor
 //!   every `TICK`, and re-reads the whole online range every `FULL_RESYNC`
 //!   (and after Redis comes back) to heal anything missed;
 //! - logouts and logins: the activity service publishes them on the status
@@ -16,7 +16,7 @@
 //! watcher that falls more than its buffer behind gets a resync marker and a
 //! fresh snapshot instead of the events it missed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -28,8 +28,10 @@ use presence_core::settings::ThresholdWatch;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
-use crate::status::{Observations, evaluate, to_proto};
-use crate::store::{ActivityReader, Directory, UserRow};
+use presence_core::threshold::ThresholdMinutes;
+
+use crate::status::{Observations, Status, evaluate, to_proto};
+use crate::store::{ActivityReader, Directory};
 
 const TICK: Duration = Duration::from_secs(1);
 const FULL_RESYNC: Duration = Duration::from_secs(30);
@@ -71,9 +73,9 @@ impl StatusHub {
             index: ActivityReader::new(redis),
             directory,
             threshold,
-            activity: HashMap::new(),
+            presence: HashMap::new(),
             cursor: None,
-            names: HashMap::new(),
+            known: HashMap::new(),
         };
         tokio::spawn(follower.run(logouts_rx));
         hub
@@ -83,6 +85,11 @@ impl StatusHub {
     /// seen twice (harmless) rather than never.
     pub fn subscribe(&self) -> broadcast::Receiver<UserStatus> {
         self.changes.subscribe()
+    }
+
+    fn online_ids(&self) -> Vec<Uuid> {
+        let online = self.online.read().expect("status hub lock poisoned");
+        online.keys().copied().collect()
     }
 
     pub fn snapshot(&self) -> Vec<UserStatus> {
@@ -136,12 +143,19 @@ struct Follower {
     index: ActivityReader,
     directory: Directory,
     threshold: ThresholdWatch,
-    /// Last ping per user, as far as the index told us.
-    activity: HashMap<Uuid, i64>,
-    /// Index score up to which pings have been read; `None` forces a full read.
+    /// Presence index scores of the users online by the index.
+    presence: HashMap<Uuid, i64>,
+    /// Index score up to which entries have been read; `None` forces a full read.
     cursor: Option<i64>,
-    /// Usernames and display names of users we have reported.
-    names: HashMap<Uuid, (String, String)>,
+    /// Names and last login of users we have reported.
+    known: HashMap<Uuid, Known>,
+}
+
+#[derive(Clone, Debug)]
+struct Known {
+    username: String,
+    display_name: String,
+    last_login: Option<i64>,
 }
 
 impl Follower {
@@ -155,7 +169,7 @@ impl Follower {
                 _ = tick.tick() => {}
                 Some(event) = announcements.recv() => {
                     if event.change == StatusChange::Logout {
-                        self.activity.remove(&event.user_id);
+                        self.presence.remove(&event.user_id);
                     }
                     // A login or logout: re-evaluate now, not at the next tick.
                 }
@@ -172,141 +186,259 @@ impl Follower {
         }
     }
 
-    async fn read_pings(&mut self, now: i64, since: i64) -> bool {
-        let full = self.cursor.is_none();
-        let from = self
-            .cursor
-            .map_or(since, |cursor| (cursor - CLOCK_SKEW_ALLOWANCE).max(since));
-        match self.index.active_since(from).await {
-            Ok(entries) => {
-                if full {
-                    self.activity.clear();
-                }
-                self.activity.extend(entries);
-                self.cursor = Some(now);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the activity index; statuses from login_history alone");
-                self.activity.clear();
-                self.cursor = None;
-                false
-            }
-        }
-    }
-
     /// Recomputes who is online and tells watchers what changed.
     async fn refresh(&mut self) {
         let now = chrono::Utc::now().timestamp();
         let threshold = self.threshold.current();
         let since = now - threshold.seconds();
-        self.read_pings(now, since).await;
-        self.activity.retain(|_, at| *at >= since);
+        let verdicts = match self.read_index(now, since).await {
+            Some(changed) => self.judge_changed(changed, now, threshold).await,
+            None => self.judge_by_login_history(now, threshold).await,
+        };
+        let Some(Verdicts { online, complete }) = verdicts else {
+            return;
+        };
+        self.publish(online, complete, now, threshold);
+    }
 
-        let recent = match self.directory.recent_logins(since).await {
+    /// Reads the index (from the cursor, or all of it), updates `presence`
+    /// and returns the users whose score changed; `None` when Redis fails.
+    async fn read_index(&mut self, now: i64, since: i64) -> Option<Vec<(Uuid, i64)>> {
+        let full = self.cursor.is_none();
+        let from = self
+            .cursor
+            .map_or(since, |cursor| (cursor - CLOCK_SKEW_ALLOWANCE).max(since));
+        let entries = match self.index.active_since(from).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the presence index; statuses from login_history alone");
+                self.presence.clear();
+                self.cursor = None;
+                return None;
+            }
+        };
+        // Entries read again are judged again only if their score moved, or
+        // if they are online by a login: a ping in the same second as the
+        // login leaves the score as it was (`ZADD GT`), yet makes it rule 1.
+        let mut changed: Vec<(Uuid, i64)> = {
+            let online = self.hub.online.read().expect("status hub lock poisoned");
+            let by_login = |id: &Uuid| {
+                online
+                    .get(id)
+                    .is_some_and(|user| user.status.source == StatusSource::LoginHistory as i32)
+            };
+            entries
+                .iter()
+                .filter(|(id, score)| self.presence.get(id) != Some(score) || by_login(id))
+                .copied()
+                .collect()
+        };
+        if full {
+            self.presence = entries.into_iter().collect();
+            // Users online by us but no longer in the index are re-judged too.
+            changed.extend(
+                self.hub
+                    .online_ids()
+                    .into_iter()
+                    .filter(|id| !self.presence.contains_key(id))
+                    .map(|id| (id, i64::MIN)),
+            );
+        } else {
+            self.presence.extend(entries);
+        }
+        self.presence.retain(|_, score| *score >= since);
+        self.cursor = Some(now);
+        Some(changed)
+    }
+
+    /// Statuses of the users whose index entry changed: the index says they
+    /// are online, their last ping says by which rule.
+    async fn judge_changed(
+        &mut self,
+        changed: Vec<(Uuid, i64)>,
+        now: i64,
+        threshold: ThresholdMinutes,
+    ) -> Option<Verdicts> {
+        let ids: Vec<Uuid> = changed
+            .iter()
+            .filter(|(_, score)| *score != i64::MIN)
+            .map(|(id, _)| *id)
+            .collect();
+        let activity = match self.index.last_activity(&ids).await {
+            Ok(activity) => activity,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read last pings; trying again next tick");
+                self.cursor = None;
+                return None;
+            }
+        };
+        self.learn_names(&ids).await;
+        let mut online = HashMap::new();
+        for id in ids {
+            let Some(score) = self.presence.get(&id).copied() else {
+                continue;
+            };
+            let last_activity = activity.get(&id).copied();
+            let known = self.known.get_mut(&id);
+            // A score newer than the last ping is a login.
+            let login_set_score = last_activity.is_none_or(|ping| score > ping);
+            let last_login = match known {
+                Some(known) if login_set_score => {
+                    known.last_login = Some(score);
+                    Some(score)
+                }
+                Some(known) => known.last_login,
+                None => login_set_score.then_some(score),
+            };
+            let seen = Observations {
+                last_activity,
+                last_login,
+                ..Default::default()
+            };
+            online.insert(id, evaluate(seen, now, threshold));
+        }
+        Some(Verdicts {
+            online,
+            complete: false,
+        })
+    }
+
+    /// Without Redis: rule 2 alone, for every user with a recent login.
+    async fn judge_by_login_history(
+        &mut self,
+        now: i64,
+        threshold: ThresholdMinutes,
+    ) -> Option<Verdicts> {
+        let recent = match self
+            .directory
+            .recent_logins(now - threshold.seconds())
+            .await
+        {
             Ok(recent) => recent,
             Err(error) => {
                 tracing::warn!(%error, "cannot read recent logins; keeping the last known statuses");
-                return;
+                return None;
             }
         };
-        let mut observations: HashMap<Uuid, Observations> = HashMap::new();
-        for (id, at) in &self.activity {
-            observations.entry(*id).or_default().last_activity = Some(*at);
-        }
-        for login in &recent {
-            let seen = observations.entry(login.user_id).or_default();
-            seen.last_login = Some(login.last_login);
-            seen.last_logout_row = login.last_logout;
-        }
-        let now_online: HashMap<Uuid, Observations> = observations
-            .into_iter()
-            .filter(|(_, seen)| evaluate(*seen, now, threshold).online)
+        let online: HashMap<Uuid, Status> = recent
+            .iter()
+            .map(|login| {
+                let seen = Observations {
+                    last_login: Some(login.last_login),
+                    last_logout_row: login.last_logout,
+                    ..Default::default()
+                };
+                (login.user_id, evaluate(seen, now, threshold))
+            })
+            .filter(|(_, status)| status.online)
             .collect();
+        let ids: Vec<Uuid> = online.keys().copied().collect();
+        self.learn_names(&ids).await;
+        Some(Verdicts {
+            online,
+            complete: true,
+        })
+    }
 
-        let previously: HashSet<Uuid> = self.online_ids();
-        let missing_names: Vec<Uuid> = now_online
-            .keys()
-            .filter(|id| !self.names.contains_key(id))
+    /// Reads the names (and last login) of users not met before.
+    async fn learn_names(&mut self, ids: &[Uuid]) {
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !self.known.contains_key(id))
             .copied()
             .collect();
-        if !missing_names.is_empty() {
-            match self.directory.users_by_ids(&missing_names).await {
-                Ok(rows) => {
-                    for UserRow {
-                        id,
-                        username,
-                        display_name,
-                        ..
-                    } in rows
-                    {
-                        self.names.insert(id, (username, display_name));
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot read user names"),
-            }
+        if missing.is_empty() {
+            return;
         }
+        match self.directory.users_by_ids(&missing).await {
+            Ok(rows) => {
+                for row in rows {
+                    self.known.insert(
+                        row.id,
+                        Known {
+                            username: row.username,
+                            display_name: row.display_name,
+                            last_login: row.last_login,
+                        },
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read user names"),
+        }
+    }
 
-        let mut changed = Vec::new();
+    /// Applies the verdicts and tells watchers what changed: users coming
+    /// online or changing rule, and users going offline (those whose score
+    /// aged past the threshold or left the index, or, when the verdicts are
+    /// complete, everyone not in them).
+    fn publish(
+        &mut self,
+        verdicts: HashMap<Uuid, Status>,
+        complete: bool,
+        now: i64,
+        threshold: ThresholdMinutes,
+    ) {
+        let mut changes = Vec::new();
         {
             let mut online = self.hub.online.write().expect("status hub lock poisoned");
-            for (id, seen) in &now_online {
+            for (id, status) in &verdicts {
                 // Users unknown to the directory (deleted) are not reported.
-                let Some((username, display_name)) = self.names.get(id) else {
+                let Some(known) = self.known.get(id) else {
                     continue;
                 };
-                let status = to_proto(
-                    *id,
-                    username,
-                    display_name,
-                    &evaluate(*seen, now, threshold),
-                );
-                let is_new = !previously.contains(id);
-                let source_changed = online
-                    .get(id)
-                    .is_some_and(|user| user.status.source != status.source);
-                online.insert(
+                let status = to_proto(*id, &known.username, &known.display_name, status);
+                let previous = online.insert(
                     *id,
                     OnlineUser {
                         status: status.clone(),
                     },
                 );
-                if is_new || source_changed {
-                    changed.push(status);
+                if previous.is_none_or(|user| user.status.source != status.source) {
+                    changes.push(status);
                 }
             }
-            for id in previously.iter().filter(|id| !now_online.contains_key(id)) {
-                if let Some(user) = online.remove(id) {
+            let since = now - threshold.seconds();
+            let gone: Vec<Uuid> = online
+                .keys()
+                .filter(|id| {
+                    if complete {
+                        !verdicts.contains_key(id)
+                    } else {
+                        self.presence.get(id).is_none_or(|score| *score < since)
+                    }
+                })
+                .copied()
+                .collect();
+            for id in gone {
+                if let Some(user) = online.remove(&id) {
                     let mut status = user.status;
                     status.online = false;
                     status.source = StatusSource::None as i32;
-                    changed.push(status);
+                    changes.push(status);
                 }
             }
+            self.known
+                .retain(|id, _| online.contains_key(id) || verdicts.contains_key(id));
         }
-        self.names.retain(|id, _| now_online.contains_key(id));
-        for status in changed {
+        for status in changes {
             // No receiver is fine: nobody is watching.
             let _ = self.hub.changes.send(status);
         }
     }
 
-    fn online_ids(&self) -> HashSet<Uuid> {
-        self.hub
-            .online
-            .read()
-            .expect("status hub lock poisoned")
-            .keys()
-            .copied()
-            .collect()
-    }
-
-    /// Drops index entries whose activity keys have expired (older than twice
-    /// the threshold), so the index stays the size of the recently active.
+    /// Drops index entries older than twice the threshold (their activity
+    /// keys have expired), so the index stays the size of the recently online.
     async fn trim_index(&self) {
         let cutoff = chrono::Utc::now().timestamp() - 2 * self.threshold.current().seconds();
         if let Err(error) = self.index.trim_index(cutoff).await {
             tracing::debug!(%error, "index trim skipped");
         }
     }
+}
+
+/// Who is online after one look at the stores.
+struct Verdicts {
+    online: HashMap<Uuid, Status>,
+    /// Everyone online is in `online` (otherwise only the users that changed).
+    complete: bool,
 }

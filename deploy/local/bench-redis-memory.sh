@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Redis memory per online user: writes, for N users, exactly what a ping
 # leaves behind (the `last_activity:<id>` key with its TTL and the user's
-# entry in the activity index) under a throwaway prefix, reads `used_memory`
+# entry in the presence index) under a throwaway prefix, reads `used_memory`
 # before and after, then deletes them.
 #
 #   deploy/local/bench-redis-memory.sh [users]      (default 100000)
@@ -27,7 +27,7 @@ write = sys.stdout.write
 for n in range(users):
     user = str(uuid.uuid4())
     write(command("SET", f"{prefix}last_activity:{user}", now - n % 900, "EX", 1800))
-    write(command("ZADD", f"{prefix}activity_index", now - n % 900, user))
+    write(command("ZADD", f"{prefix}presence_index", now - n % 900, user))
 PY
 after=$(used)
 awk -v b="$before" -v a="$after" -v n="$users" 'BEGIN { printf "%d users: %.0f bytes of Redis memory per online user (key + index entry)\n", n, (a - b) / n }'

@@ -13,6 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
@@ -206,8 +207,15 @@ impl Application {
                 .await;
             notify.notify_one();
         };
+        // Nagle off: a gRPC-Web answer is several small writes, and the last
+        // must not wait for the browser's (delayed) acknowledgement.
+        let listener = self.listener.tap_io(|connection| {
+            if let Err(error) = connection.set_nodelay(true) {
+                tracing::debug!(%error, "cannot turn Nagle's algorithm off");
+            }
+        });
         let server = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

@@ -379,7 +379,7 @@ mod tests {
     fn cluster_nodes_select_redis_cluster_and_its_sharded_index() {
         let single = redis_args(&[]);
         assert!(!single.is_cluster());
-        assert_eq!(single.keys().unwrap().activity_index_shards().len(), 1);
+        assert_eq!(single.keys().unwrap().presence_index_shards().len(), 1);
 
         let cluster = redis_args(&["--redis-cluster-nodes=redis://a:7000, redis://b:7001,"]);
         assert_eq!(
@@ -387,7 +387,7 @@ mod tests {
             ["redis://a:7000", "redis://b:7001"]
         );
         assert_eq!(
-            cluster.keys().unwrap().activity_index_shards().len(),
+            cluster.keys().unwrap().presence_index_shards().len(),
             usize::from(crate::keys::CLUSTER_INDEX_SHARDS)
         );
     }

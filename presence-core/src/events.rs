@@ -1,6 +1,6 @@
 //! The messages the activity service publishes on the status channel when a
 //! user signs in or out, so status watchers hear of it at once. (Pings are not
-//! published: watchers read them from the activity index, which keeps a ping
+//! published: watchers read them from the presence index, which keeps a ping
 //! to one round trip.)
 
 use serde::{Deserialize, Serialize};

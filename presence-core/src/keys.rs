@@ -5,15 +5,20 @@
 //! an optional prefix. A prefix may not contain braces: in Redis Cluster they
 //! would become a hash tag and pin every key to one slot.
 //!
-//! The activity index is the one key every ping writes. On a single Redis it
+//! The presence index is the one key every ping writes: user ids scored by the
+//! last moment that makes them online (their last ping, or their last login
+//! when no logout followed it), so the online count is one `ZCOUNT` whatever
+//! the threshold. Logins enter it when they happen (and from login_history,
+//! which the admin service reconciles into it); a logout removes the user.
+//! On a single Redis it
 //! is one sorted set; on Redis Cluster one sorted set would be a hot key on
 //! one master, so it is split into `CLUSTER_INDEX_SHARDS` sorted sets named
-//! `activity_index:{<shard>}` (there the braces *are* a hash tag, chosen so the
+//! `presence_index:{<shard>}` (there the braces *are* a hash tag, chosen so the
 //! shards land on different slots) and a user always goes to the same shard.
 
 use uuid::Uuid;
 
-/// How many sorted sets the activity index is split into on Redis Cluster.
+/// How many sorted sets the presence index is split into on Redis Cluster.
 /// Every process of a deployment must agree on it (a user's shard depends on
 /// it), hence a constant rather than a setting; 16 spreads the index writes
 /// over every master of clusters up to 16 masters.
@@ -41,7 +46,7 @@ impl Default for RedisKeys {
 }
 
 impl RedisKeys {
-    /// The schema for a single Redis: one activity index key.
+    /// The schema for a single Redis: one presence index key.
     pub fn new(prefix: impl Into<String>) -> Result<Self, InvalidPrefix> {
         let prefix = prefix.into();
         if prefix.contains(['{', '}']) {
@@ -53,7 +58,7 @@ impl RedisKeys {
         })
     }
 
-    /// The schema for Redis Cluster: the activity index split into shards.
+    /// The schema for Redis Cluster: the presence index split into shards.
     pub fn for_cluster(prefix: impl Into<String>) -> Result<Self, InvalidPrefix> {
         Ok(Self {
             index_shards: CLUSTER_INDEX_SHARDS,
@@ -80,23 +85,23 @@ impl RedisKeys {
         format!("{}revoked_token:{jti}", self.prefix)
     }
 
-    /// The sorted set holding `user_id` in the activity index: user ids scored
-    /// by their last ping (Unix seconds), which answers "who is online" and the
-    /// counts without a scan.
-    pub fn activity_index_for(&self, user_id: Uuid) -> String {
+    /// The sorted set holding `user_id` in the presence index: user ids scored
+    /// by their last ping or login not followed by a logout (Unix seconds),
+    /// which answers "who is online" and the counts without a scan.
+    pub fn presence_index_for(&self, user_id: Uuid) -> String {
         self.index_shard_key(index_shard(user_id, self.index_shards))
     }
 
-    /// The whole activity index, for code that only ever runs against a
+    /// The whole presence index, for code that only ever runs against a
     /// single Redis (the benchmarks' data loader). A cluster has no such key:
-    /// use `activity_index_for` and `activity_index_shards` there.
-    pub fn activity_index(&self) -> String {
-        debug_assert_eq!(self.index_shards, 1, "the activity index is sharded");
+    /// use `presence_index_for` and `presence_index_shards` there.
+    pub fn presence_index(&self) -> String {
+        debug_assert_eq!(self.index_shards, 1, "the presence index is sharded");
         self.index_shard_key(0)
     }
 
-    /// Every sorted set of the activity index, which readers query together.
-    pub fn activity_index_shards(&self) -> Vec<String> {
+    /// Every sorted set of the presence index, which readers query together.
+    pub fn presence_index_shards(&self) -> Vec<String> {
         (0..self.index_shards)
             .map(|shard| self.index_shard_key(shard))
             .collect()
@@ -104,10 +109,26 @@ impl RedisKeys {
 
     fn index_shard_key(&self, shard: u16) -> String {
         if self.index_shards == 1 {
-            format!("{}activity_index", self.prefix)
+            format!("{}presence_index", self.prefix)
         } else {
-            format!("{}activity_index:{{{shard}}}", self.prefix)
+            format!("{}presence_index:{{{shard}}}", self.prefix)
         }
+    }
+
+    /// Present once the presence index holds every recent login of
+    /// login_history, one per index shard (beside it, in the same slot): a
+    /// Redis that lost its data (restarted without persistence, flushed)
+    /// lacks it, which tells the admin service to put the logins back.
+    pub fn presence_index_complete(&self) -> Vec<String> {
+        (0..self.index_shards)
+            .map(|shard| {
+                if self.index_shards == 1 {
+                    format!("{}presence_index_complete", self.prefix)
+                } else {
+                    format!("{}presence_index_complete:{{{shard}}}", self.prefix)
+                }
+            })
+            .collect()
     }
 
     /// Pub/sub channel announcing logins and logouts to status watchers.
@@ -156,35 +177,38 @@ mod tests {
             keys.last_activity(id),
             keys.last_logout(id),
             keys.revoked_token("j"),
-            keys.activity_index_for(id),
+            keys.presence_index_for(id),
             keys.status_channel(),
-        ] {
+        ]
+        .into_iter()
+        .chain(keys.presence_index_complete())
+        {
             assert!(key.starts_with("tenant1:"), "{key}");
         }
         let sharded = RedisKeys::for_cluster("tenant1:").unwrap();
-        for key in sharded.activity_index_shards() {
-            assert!(key.starts_with("tenant1:activity_index:{"), "{key}");
+        for key in sharded.presence_index_shards() {
+            assert!(key.starts_with("tenant1:presence_index:{"), "{key}");
         }
     }
 
     #[test]
     fn a_single_redis_keeps_one_unsharded_index() {
         let keys = RedisKeys::new("p:").unwrap();
-        assert_eq!(keys.activity_index_for(Uuid::new_v4()), "p:activity_index");
-        assert_eq!(keys.activity_index(), "p:activity_index");
-        assert_eq!(keys.activity_index_shards(), ["p:activity_index"]);
+        assert_eq!(keys.presence_index_for(Uuid::new_v4()), "p:presence_index");
+        assert_eq!(keys.presence_index(), "p:presence_index");
+        assert_eq!(keys.presence_index_shards(), ["p:presence_index"]);
     }
 
     #[test]
     fn on_a_cluster_the_index_is_split_into_hash_tagged_shards() {
         let keys = RedisKeys::for_cluster("").unwrap();
-        let shards = keys.activity_index_shards();
+        let shards = keys.presence_index_shards();
         assert_eq!(shards.len(), usize::from(CLUSTER_INDEX_SHARDS));
-        assert_eq!(shards[0], "activity_index:{0}");
-        assert_eq!(shards[15], "activity_index:{15}");
+        assert_eq!(shards[0], "presence_index:{0}");
+        assert_eq!(shards[15], "presence_index:{15}");
         // A user's shard is one of them, and the per-user keys stay unbraced.
         let id = Uuid::new_v4();
-        assert!(shards.contains(&keys.activity_index_for(id)));
+        assert!(shards.contains(&keys.presence_index_for(id)));
         assert!(!keys.last_activity(id).contains('{'));
     }
 

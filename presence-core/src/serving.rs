@@ -1,8 +1,11 @@
 //! What every gRPC server of presence carries besides its own service: gRPC
 //! health (`grpc.health.v1`, the Kubernetes probes ask it) and server
-//! reflection over the whole contract (so grpcurl needs no proto files).
+//! reflection over the whole contract (so grpcurl needs no proto files);
+//! and how they accept connections.
 
+use tokio::net::TcpListener;
 use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_reflection::server::v1::{ServerReflection, ServerReflectionServer};
@@ -23,4 +26,12 @@ pub fn reflection() -> Result<ServerReflectionServer<impl ServerReflection>, Err
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|error| Error::InvalidConfig(format!("reflection: {error}")))
+}
+
+/// The connections accepted on `listener`, with Nagle's algorithm off. A gRPC
+/// answer is several small writes (headers, message, trailers); with Nagle on,
+/// the last waits for the client's acknowledgement, which a delayed ACK holds
+/// back 40 ms: every answer larger than a packet took 44 ms.
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

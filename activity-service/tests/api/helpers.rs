@@ -132,6 +132,12 @@ impl TestApp {
         self.redis.ttl(key).await.unwrap()
     }
 
+    /// The presence index: (user id, score), lowest score first.
+    pub async fn presence_index(&mut self) -> Vec<(String, i64)> {
+        let index = format!("{}presence_index", self.prefix);
+        self.redis.zrange_withscores(index, 0, -1).await.unwrap()
+    }
+
     /// Every key this test wrote, for "nothing was written" checks.
     pub async fn written_keys(&mut self) -> Vec<String> {
         self.redis.keys(format!("{}*", self.prefix)).await.unwrap()

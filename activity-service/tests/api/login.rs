@@ -26,6 +26,11 @@ async fn login_returns_a_token_and_records_a_success_row(pool: sqlx::PgPool) {
         app.history("usertest1").await,
         vec![("login_success".to_owned(), None)]
     );
+    // Online before any ping: the presence index holds the login.
+    let indexed = app.presence_index().await;
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0].0, user_id.to_string());
+    assert!(crate::helpers::now() - indexed[0].1 <= 5, "{indexed:?}");
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

@@ -54,7 +54,7 @@ async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
-async fn ping_updates_the_activity_index_and_clears_the_logout_marker(pool: sqlx::PgPool) {
+async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
@@ -68,7 +68,7 @@ async fn ping_updates_the_activity_index_and_clears_the_logout_marker(pool: sqlx
         .await
         .unwrap();
 
-    let index = format!("{}activity_index", app.prefix);
+    let index = format!("{}presence_index", app.prefix);
     let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
         .await
         .unwrap();

@@ -43,9 +43,10 @@ async fn a_service_records_activity_for_a_user(pool: sqlx::PgPool) {
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn a_user_token_cannot_record_activity(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
-    app.create_user("usertest1", Role::User).await;
+    let user = app.create_user("usertest1", Role::User).await.to_string();
     let victim = app.create_user("usertest2", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
+    let after_login = app.written_keys().await;
 
     let status = app
         .client
@@ -54,7 +55,15 @@ async fn a_user_token_cannot_record_activity(pool: sqlx::PgPool) {
         .unwrap_err();
 
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(app.written_keys().await, Vec::<String>::new());
+    assert_eq!(app.written_keys().await, after_login);
+    assert_eq!(app.last_activity(&victim).await, None);
+    let indexed: Vec<String> = app
+        .presence_index()
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(indexed, vec![user]);
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

@@ -67,7 +67,7 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
                     3600,
                 );
                 pipeline.zadd(
-                    format!("{}activity_index", stack.prefix),
+                    format!("{}presence_index", stack.prefix),
                     id.to_string(),
                     now - jitter,
                 );
@@ -79,7 +79,7 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
                     3600,
                 );
                 pipeline.zadd(
-                    format!("{}activity_index", stack.prefix),
+                    format!("{}presence_index", stack.prefix),
                     id.to_string(),
                     now - T - 60 - jitter,
                 );
@@ -112,7 +112,9 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
 
     // The stack's admin signed in a moment ago: one more user, online by login.
     let expected_online = (0..USERS).filter(|n| Story::of(*n).online()).count() as u64 + 1;
-    let first = stack.list(StatusFilter::All, 10, "").await;
+    // The rows went straight into login_history, as another system's would:
+    // the admin service finds them at its next look (every second).
+    let first = stack.wait_for_online_count(expected_online).await;
     let everyone = stack.list_all(StatusFilter::All, 500).await;
     let online_walk = stack.list_all(StatusFilter::Online, 500).await;
     let offline_walk = stack.list_all(StatusFilter::Offline, 500).await;
@@ -133,4 +135,40 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
             assert_eq!(status.online, Story::of(n).online(), "{}", status.username);
         }
     }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn counts_recover_when_redis_loses_its_data(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool.clone()).await;
+    let names: Vec<String> = (0..100).map(|n| format!("lost{n:03}")).collect();
+    let ids = stack.insert_users(&names).await;
+    let now = now();
+    for id in &ids[..30] {
+        stack.place_activity(*id, now - 10).await;
+    }
+    for id in &ids[30..50] {
+        stack.place_history(*id, "login_success", now - 60).await;
+    }
+    // 30 pinging, 20 signed in without a ping, and the stack's admin.
+    stack.wait_for_online_count(51).await;
+
+    // Redis restarts empty: the pings are gone for good, the logins are not
+    // (login_history keeps them), and the counts must say so.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", stack.prefix))
+        .query_async(&mut stack.redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut stack.redis)
+        .await
+        .unwrap();
+    let listing = stack.wait_for_online_count(21).await;
+    let everyone = stack.list_all(StatusFilter::All, 500).await;
+    assert_eq!(
+        everyone.iter().filter(|s| s.online).count() as u64,
+        listing.online_count
+    );
+    assert!(!listing.degraded);
 }

@@ -198,7 +198,7 @@ impl Stack {
     /// Places a ping at `at` (Unix seconds) as the activity service would.
     pub async fn place_activity(&mut self, user_id: Uuid, at: i64) {
         let key = self.keys.last_activity(user_id);
-        let index = self.keys.activity_index_for(user_id);
+        let index = self.keys.presence_index_for(user_id);
         let _: () = self.redis.set_ex(key, at, 3600).await.unwrap();
         let _: () = self
             .redis
@@ -243,6 +243,20 @@ impl Stack {
             .await
             .expect("listing succeeds")
             .into_inner()
+    }
+
+    /// The first page once its online count is `expected`; what the index
+    /// learns from login_history (not from the services) takes a moment.
+    pub async fn wait_for_online_count(&mut self, expected: u64) -> ListUserStatusesResponse {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let page = self.list(StatusFilter::All, 10, "").await;
+            if page.online_count == expected || tokio::time::Instant::now() > deadline {
+                assert_eq!(page.online_count, expected, "online count never reached");
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Every status, walking all pages.
