@@ -300,6 +300,15 @@ LEFT JOIN bench_sessions s ON s.id = p.id AND s.session = 0
 WHERE p.bucket IN ('A', 'B', 'E') OR s.logout_ago < $1
    OR (s.logout_ago IS NULL AND s.login_ago < $1)";
 
+/// A row of `REDIS_FACTS`.
+#[derive(sqlx::FromRow)]
+struct RedisFactRow {
+    id: Uuid,
+    activity_ago: Option<f64>,
+    login_ago: Option<f64>,
+    logout_ago: Option<f64>,
+}
+
 /// A user's activity key, login not followed by a logout, and logout
 /// marker, as seconds before the anchor.
 struct RedisFact {
@@ -422,18 +431,18 @@ impl Dataset {
             load.history_rows, load.history_seconds
         );
 
-        let facts: Vec<(Uuid, Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(REDIS_FACTS)
+        let facts: Vec<RedisFactRow> = sqlx::query_as(REDIS_FACTS)
             .bind((2 * THRESHOLD_SECONDS) as f64)
             .fetch_all(&mut connection)
             .await?;
         let seconds = |ago: Option<f64>| ago.map(|ago| ago.ceil() as i64);
         let facts = facts
             .into_iter()
-            .map(|(user, activity_ago, login_ago, logout_ago)| RedisFact {
-                user,
-                activity_ago: seconds(activity_ago),
-                login_ago: seconds(login_ago),
-                logout_ago: seconds(logout_ago),
+            .map(|row| RedisFact {
+                user: row.id,
+                activity_ago: seconds(row.activity_ago),
+                login_ago: seconds(row.login_ago),
+                logout_ago: seconds(row.logout_ago),
             })
             .collect();
         let expected_online: i64 = sqlx::query_scalar(
