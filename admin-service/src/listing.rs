@@ -4,6 +4,8 @@
 //! alone and the answer says it is degraded.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
@@ -11,13 +13,21 @@ use uuid::Uuid;
 
 use crate::error::AdminError;
 use crate::status::{Observations, Status, evaluate};
-use crate::store::{
-    ActivityReader, ActivitySnapshot, Directory, ListFilter, OnlineSet, RecentLogin, UserRow,
-};
+use crate::store::{ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRow};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
 pub const MAX_BATCH: usize = 1000;
+/// An "online" page is chosen among the ids of the users online (from the
+/// presence index) when they are few, and by scanning users in order when
+/// they are many. The first costs in proportion to the users online, the
+/// second to the page size times total / online: they break even near
+/// sqrt(page size × total), kept within these bounds.
+const FEW_ONLINE: std::ops::RangeInclusive<usize> = 500..=20_000;
+/// The most users one scanning step reads.
+const MAX_SCAN_CHUNK: usize = 20_000;
+/// `online_per_mille` before any listing has measured it.
+pub const UNKNOWN_SHARE: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub struct Listing {
@@ -45,6 +55,41 @@ pub struct StatusReader {
     pub directory: Directory,
     pub activity: ActivityReader,
     pub threshold: ThresholdWatch,
+    /// The share of users online at the last listing (per mille), which sizes
+    /// the chunks of filtered pages; `UNKNOWN_SHARE` at first.
+    pub online_per_mille: Arc<AtomicU32>,
+    /// The user total at the last listing (0 at first).
+    pub last_total: Arc<AtomicU64>,
+}
+
+impl StatusReader {
+    pub fn new(directory: Directory, activity: ActivityReader, threshold: ThresholdWatch) -> Self {
+        Self {
+            directory,
+            activity,
+            threshold,
+            online_per_mille: Arc::new(AtomicU32::new(UNKNOWN_SHARE)),
+            last_total: Arc::default(),
+        }
+    }
+}
+
+/// A page being put together.
+struct Reading {
+    now: i64,
+    threshold: ThresholdMinutes,
+    since: i64,
+    page_size: usize,
+    rows: Vec<(UserRow, Status)>,
+    counts: Option<Counts>,
+    has_more: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    total: u64,
+    online: u64,
+    degraded: bool,
 }
 
 fn observe(
@@ -80,85 +125,62 @@ impl StatusReader {
         after_username: Option<String>,
     ) -> Result<Listing, AdminError> {
         let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
+            0 => DEFAULT_PAGE_SIZE as usize,
             size if size > MAX_PAGE_SIZE => {
                 return Err(AdminError::InvalidArgument(format!(
                     "page_size must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"
                 )));
             }
-            size => size,
+            size => size as usize,
         };
         let now = chrono::Utc::now().timestamp();
         let threshold = self.threshold.current();
-        let since = now - threshold.seconds();
-
-        // Filtered pages need to know who is online before choosing the page;
-        // without Redis that comes from login_history, in the same query.
-        let indexed_online = match filter {
-            ListFilter::All => Some(Vec::new()),
-            ListFilter::Online | ListFilter::Offline => {
-                match self.activity.online_ids(since).await {
-                    Ok(ids) => Some(ids),
-                    Err(error) => {
-                        tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
-                        None
-                    }
-                }
+        let after = after_username.unwrap_or_default();
+        let wanted = match filter {
+            ListFilter::All => None,
+            ListFilter::Online => Some(true),
+            ListFilter::Offline => Some(false),
+        };
+        let mut reading = Reading {
+            now,
+            threshold,
+            since: now - threshold.seconds(),
+            page_size,
+            rows: Vec::new(),
+            counts: None,
+            has_more: false,
+        };
+        match wanted {
+            None => {
+                self.read_chunk(&mut reading, &after, page_size as i64 + 1, None, None)
+                    .await?;
             }
-        };
-        let online_set = match &indexed_online {
-            Some(ids) => OnlineSet::Indexed(ids),
-            None => OnlineSet::ByLoginSince(since),
-        };
-        let after = after_username.as_deref().unwrap_or("");
-        let limit = i64::from(page_size) + 1;
-        let mut page = self
-            .directory
-            .page(after, limit, filter, online_set)
-            .await?;
-        let seen = match indexed_online {
-            Some(_) => {
-                let users: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
-                let seen = self.activity_of(&users, since).await;
-                if seen.is_none() {
-                    // Redis failed after the page was chosen: start again from
-                    // login_history alone, which the degraded counts need.
-                    page = self
-                        .directory
-                        .page(after, limit, filter, OnlineSet::ByLoginSince(since))
+            Some(true) => match self.few_online(&reading).await {
+                Some(ids) => {
+                    let limit = page_size as i64 + 1;
+                    self.read_chunk(&mut reading, &after, limit, Some(&ids), wanted)
                         .await?;
                 }
-                seen
-            }
-            None => None,
-        };
-        let has_more = page.rows.len() > page_size as usize;
-        page.rows.truncate(page_size as usize);
-        let degraded = seen.is_none();
-        let online = match seen.as_ref() {
-            Some(seen) => seen.online,
-            None => count_online_by_login(&page.recent_logins, now, threshold),
-        };
-        let seen = seen.unwrap_or_default();
-
-        let total = u64::try_from(page.total_users).unwrap_or_default();
-        let continue_after = has_more
-            .then(|| page.rows.last().map(|row| row.username.clone()))
+                None => self.scan(&mut reading, &after, true).await?,
+            },
+            Some(false) => self.scan(&mut reading, &after, false).await?,
+        }
+        let Counts {
+            total,
+            online,
+            degraded,
+        } = reading.counts.unwrap_or_default();
+        if total > 0 {
+            let share = (online as f64 / total as f64 * 1000.0) as u32;
+            self.online_per_mille.store(share, Ordering::Relaxed);
+            self.last_total.store(total, Ordering::Relaxed);
+        }
+        let continue_after = reading
+            .has_more
+            .then(|| reading.rows.last().map(|(row, _)| row.username.clone()))
             .flatten();
-        let statuses = page
-            .rows
-            .into_iter()
-            .map(|row| {
-                let status = evaluate(
-                    observe(row.last_login, row.last_logout, row.id, &seen),
-                    now,
-                    threshold,
-                );
-                (row, status)
-            })
-            .collect();
         Ok(Listing {
-            statuses,
+            statuses: reading.rows,
             continue_after,
             total,
             // Activity of a user missing from the directory could tip the sum over.
@@ -167,6 +189,104 @@ impl StatusReader {
             generated_at: now,
             degraded,
         })
+    }
+
+    /// The users online by the presence index, when they are few enough to
+    /// hand to PostgreSQL as a list; `None` when they are many (or Redis
+    /// cannot say): the page is then found by scanning.
+    async fn few_online(&self, reading: &Reading) -> Option<Vec<Uuid>> {
+        let total = self.last_total.load(Ordering::Relaxed);
+        let balance = ((reading.page_size as u64 * total) as f64).sqrt() as usize;
+        let few = balance.clamp(*FEW_ONLINE.start(), *FEW_ONLINE.end());
+        match self.activity.online_ids(reading.since, few).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
+                None
+            }
+        }
+    }
+
+    /// Fills a filtered page by reading users in order, in chunks sized by
+    /// the share of users expected to match, and keeping those that do. One
+    /// chunk is usually enough: about one query to each store per page.
+    async fn scan(
+        &self,
+        reading: &mut Reading,
+        after: &str,
+        online: bool,
+    ) -> Result<(), AdminError> {
+        let mut after = after.to_owned();
+        loop {
+            let share = match self.online_per_mille.load(Ordering::Relaxed) {
+                UNKNOWN_SHARE => 0.5,
+                per_mille => f64::from(per_mille.min(1000)) / 1000.0,
+            };
+            let share = if online { share } else { 1.0 - share };
+            let missing = (reading.page_size + 1 - reading.rows.len()) as f64;
+            let chunk = (missing / share.max(0.001) * 1.25 + 16.0).min(MAX_SCAN_CHUNK as f64);
+            match self
+                .read_chunk(reading, &after, chunk as i64, None, Some(online))
+                .await?
+            {
+                Some(last) if !reading.has_more => after = last,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads up to `limit` users after `after` (only those of `among`, when
+    /// given), judges them and adds to the page those whose status is
+    /// `wanted` (any, when `None`), up to one more than the page holds (which
+    /// says there is a next page). The first chunk also gives the counts.
+    /// Returns the last username read when the list may go on past it.
+    async fn read_chunk(
+        &self,
+        reading: &mut Reading,
+        after: &str,
+        limit: i64,
+        among: Option<&[Uuid]>,
+        wanted: Option<bool>,
+    ) -> Result<Option<String>, AdminError> {
+        let page = self.directory.page(after, limit, among).await?;
+        let users: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
+        let seen = self.activity_of(&users, reading.since).await;
+        let degraded = seen.is_none();
+        if reading.counts.is_none() {
+            let online = match &seen {
+                Some(seen) => seen.online,
+                None => {
+                    let recent = self.directory.recent_logins(reading.since).await?;
+                    count_online_by_login(&recent, reading.now, reading.threshold)
+                }
+            };
+            reading.counts = Some(Counts {
+                total: u64::try_from(page.total_users).unwrap_or_default(),
+                online,
+                degraded,
+            });
+        } else if let Some(counts) = reading.counts.as_mut() {
+            counts.degraded |= degraded;
+        }
+        let seen = seen.unwrap_or_default();
+        let read = page.rows.len();
+        let last = page.rows.last().map(|row| row.username.clone());
+        for row in page.rows {
+            let status = evaluate(
+                observe(row.last_login, row.last_logout, row.id, &seen),
+                reading.now,
+                reading.threshold,
+            );
+            if wanted.is_some_and(|online| online != status.online) {
+                continue;
+            }
+            if reading.rows.len() == reading.page_size {
+                reading.has_more = true;
+                return Ok(None);
+            }
+            reading.rows.push((row, status));
+        }
+        Ok(last.filter(|_| read as i64 == limit))
     }
 
     pub async fn batch(&self, requested: &[String]) -> Result<Batch, AdminError> {

@@ -62,11 +62,7 @@ impl Application {
         );
         let (stopping, stopping_receiver) = watch::channel(false);
         let handler = AdminHandler {
-            reader: StatusReader {
-                directory,
-                activity: ActivityReader::new(redis),
-                threshold,
-            },
+            reader: StatusReader::new(directory, ActivityReader::new(redis), threshold),
             verifier,
             page_tokens: PageTokens::new(&page_token_key),
             hub,

@@ -48,7 +48,6 @@ pub struct RecentLogin {
 pub struct PageRows {
     /// Ordered by username.
     pub rows: Vec<UserRow>,
-    pub recent_logins: Vec<RecentLogin>,
     pub total_users: i64,
 }
 
@@ -83,7 +82,6 @@ const RECENT_LOGINS_CTE: &str = "
     )";
 
 type PageRecord = (
-    i32,
     Option<Uuid>,
     Option<String>,
     Option<String>,
@@ -91,16 +89,6 @@ type PageRecord = (
     Option<i64>,
     Option<i64>,
 );
-
-/// Who counts as online for a filtered page.
-#[derive(Clone, Copy, Debug)]
-pub enum OnlineSet<'a> {
-    /// The users of the presence index (the normal case).
-    Indexed(&'a [Uuid]),
-    /// Redis is unreachable: users online by login_history since this moment
-    /// (Unix seconds), found in SQL.
-    ByLoginSince(i64),
-}
 
 /// A login or logout of login_history, in the order rows were written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,84 +108,49 @@ impl Directory {
         &self.pool
     }
 
-    /// One page of enabled users after `after_username` and the user total,
-    /// in one query. When the page is filtered, `online` says who is online;
-    /// when it is `ByLoginSince`, the recent logins come back too (the
-    /// degraded counts need them).
+    /// Up to `limit` enabled users after `after_username` in username order
+    /// (only those of `among`, when given) and the user total, in one query.
     pub async fn page(
         &self,
         after_username: &str,
         limit: i64,
-        filter: ListFilter,
-        online: OnlineSet<'_>,
+        among: Option<&[Uuid]>,
     ) -> Result<PageRows, AdminError> {
-        let (ids, login_since) = match online {
-            OnlineSet::Indexed(ids) => (ids, None),
-            OnlineSet::ByLoginSince(since) => (&[][..], Some(since)),
-        };
-        let is_online = if login_since.is_some() {
-            "u.id IN (SELECT user_id FROM online_by_login)"
+        // Two statements, so each gets its own plan.
+        let among_clause = if among.is_some() {
+            "AND u.id = ANY($3)"
         } else {
-            "u.id = ANY($3)"
-        };
-        let filter_clause = match filter {
-            ListFilter::All => String::new(),
-            ListFilter::Online => format!("AND {is_online}"),
-            ListFilter::Offline => format!("AND NOT ({is_online})"),
-        };
-        // Each variant is its own statement, so each gets its own plan.
-        let (recent_ctes, recent_part) = if login_since.is_some() {
-            (
-                format!(
-                    "{RECENT_LOGINS_CTE},
-                     online_by_login AS (
-                        SELECT user_id FROM recent_status
-                        WHERE last_logout IS NULL OR last_logout < last_login
-                     ),"
-                ),
-                "UNION ALL
-                 SELECT 1, user_id, NULL, NULL, last_login, last_logout, NULL FROM recent_status",
-            )
-        } else {
-            (String::new(), "")
+            ""
         };
         let query = format!(
-            "WITH {recent_ctes}
-             page AS (
+            "WITH page AS (
                 SELECT {USER_COLUMNS}
                 FROM users u
-                WHERE NOT u.disabled AND u.username > $2 {filter_clause}
+                WHERE NOT u.disabled AND u.username > $1 {among_clause}
                 ORDER BY u.username
-                LIMIT $4
+                LIMIT $2
              )
-             SELECT 0, id, username, display_name, last_login, last_logout, NULL::bigint FROM page
-             {recent_part}
+             SELECT id, username, display_name, last_login, last_logout, NULL::bigint FROM page
              UNION ALL
-             SELECT 2, NULL, NULL, NULL, NULL, NULL, enabled_users FROM user_totals"
+             SELECT NULL, NULL, NULL, NULL, NULL, enabled_users FROM user_totals"
         );
         let records: Vec<PageRecord> = sqlx::query_as(&query)
-            .bind(login_since.unwrap_or_default() as f64)
             .bind(after_username)
-            .bind(ids)
             .bind(limit)
+            .bind(among.unwrap_or_default())
             .fetch_all(&self.pool)
             .await?;
         let mut page = PageRows::default();
-        for (part, id, username, display_name, last_login, last_logout, total) in records {
-            match (part, id) {
-                (0, Some(id)) => page.rows.push(UserRow {
+        for (id, username, display_name, last_login, last_logout, total) in records {
+            match id {
+                Some(id) => page.rows.push(UserRow {
                     id,
                     username: username.unwrap_or_default(),
                     display_name: display_name.unwrap_or_default(),
                     last_login,
                     last_logout,
                 }),
-                (1, Some(user_id)) => page.recent_logins.push(RecentLogin {
-                    user_id,
-                    last_login: last_login.unwrap_or_default(),
-                    last_logout,
-                }),
-                _ => page.total_users = total.unwrap_or_default(),
+                None => page.total_users = total.unwrap_or_default(),
             }
         }
         // UNION ALL does not promise to keep the page's order.
@@ -363,20 +316,33 @@ impl ActivityReader {
         Ok(entries)
     }
 
-    /// Every user whose last ping is at or after `since` (Unix seconds): ids
-    /// only, as this list can be long.
-    pub async fn online_ids(&self, since: i64) -> Result<Vec<Uuid>, AdminError> {
-        let reads = self.on_every_index_shard(|shard| Cmd::zrangebyscore(shard, since, "+inf"));
+    /// Every user online by the index since `since` (Unix seconds), if there
+    /// are at most about `limit` of them; `None` if there are more.
+    pub async fn online_ids(
+        &self,
+        since: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<Uuid>>, AdminError> {
+        let shards = self.redis.keys().presence_index_shards().len();
+        let per_shard = limit.div_ceil(shards.max(1));
+        let reads = self.on_every_index_shard(|shard| {
+            let mut command = Cmd::zrangebyscore(shard, since, "+inf");
+            command.arg("LIMIT").arg(0).arg(per_shard + 1);
+            command
+        });
         let mut ids = Vec::new();
         for shard in self.redis.batch_all(reads).await? {
             let members: Vec<String> = from_value(shard)?;
+            if members.len() > per_shard {
+                return Ok(None);
+            }
             ids.extend(
                 members
                     .iter()
                     .filter_map(|member| member.parse::<Uuid>().ok()),
             );
         }
-        Ok(ids)
+        Ok(Some(ids))
     }
 
     /// Drops index entries older than `before` (Unix seconds) from every shard.

@@ -129,6 +129,12 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
     );
     assert_eq!(online_walk.len() as u64, expected_online);
     assert_eq!(offline_walk.len() as u64, first.offline_count);
+    // Filtered pages (chosen among the online ids, or by scanning) keep the
+    // order, repeat no one and hold only what they promise.
+    for (walk, online) in [(&online_walk, true), (&offline_walk, false)] {
+        assert!(walk.iter().all(|status| status.online == online));
+        assert!(walk.windows(2).all(|pair| pair[0].username < pair[1].username));
+    }
     for status in &everyone {
         if let Some(n) = status.username.strip_prefix("gen") {
             let n: usize = n.parse().unwrap();
