@@ -133,7 +133,10 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
     // order, repeat no one and hold only what they promise.
     for (walk, online) in [(&online_walk, true), (&offline_walk, false)] {
         assert!(walk.iter().all(|status| status.online == online));
-        assert!(walk.windows(2).all(|pair| pair[0].username < pair[1].username));
+        assert!(
+            walk.windows(2)
+                .all(|pair| pair[0].username < pair[1].username)
+        );
     }
     for status in &everyone {
         if let Some(n) = status.username.strip_prefix("gen") {
