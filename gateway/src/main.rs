@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gateway::config::GatewayConfig;
+use gateway::error::GatewayError;
 use gateway::startup::Application;
 use presence_core::telemetry;
 
@@ -24,18 +25,29 @@ struct Cli {
     config: GatewayConfig,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Cli::parse().config;
     telemetry::init(config.common.log_format);
     tracing::info!(config = ?config, "starting gateway");
-    let outcome = match Application::build(config).await {
-        Ok(application) => {
+    let runtime = match config.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(threads))
+            .enable_all()
+            .build(),
+    };
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(async {
+            let application = Application::build(config).await?;
             application
                 .run_until(presence_core::shutdown::signal())
                 .await
-        }
-        Err(error) => Err(error),
+        }),
+        Err(error) => Err(GatewayError::Config(format!(
+            "cannot start the runtime: {error}"
+        ))),
     };
     presence_core::cli::exit_code("gateway", outcome)
 }
