@@ -136,11 +136,7 @@ impl ActivityStore {
                     ping.key_ttl.as_secs(),
                 ),
                 Cmd::del(keys.last_logout(ping.user_id)),
-                index_entry(
-                    keys.presence_index_for(ping.user_id),
-                    ping.user_id,
-                    ping.now,
-                ),
+                keys.presence_index_entry(ping.user_id, ping.now),
             ])
             .await?;
         Ok(true)
@@ -261,7 +257,7 @@ impl ActivityStore {
         let written = self
             .redis
             .batch_all(vec![
-                index_entry(keys.presence_index_for(user_id), user_id, now),
+                keys.presence_index_entry(user_id, now),
                 Cmd::publish(keys.status_channel(), event.to_json()),
             ])
             .await;
@@ -269,19 +265,6 @@ impl ActivityStore {
             tracing::warn!(%error, "could not put a login in the presence index");
         }
     }
-}
-
-/// `ZADD GT`: an entry only moves forward, so a ping or login stamped by a
-/// replica whose clock is a little behind never makes a user look older.
-fn index_entry(index: String, user_id: Uuid, at: i64) -> Cmd {
-    let mut command = Cmd::new();
-    command
-        .arg("ZADD")
-        .arg(index)
-        .arg("GT")
-        .arg(at)
-        .arg(user_id.to_string());
-    command
 }
 
 /// What one ping writes, whichever way it is sent.

@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::AdminError;
+use crate::status::Observations;
 
 /// Which users a listing shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,17 @@ pub struct RecentLogin {
     pub user_id: Uuid,
     pub last_login: i64,
     pub last_logout: Option<i64>,
+}
+
+impl RecentLogin {
+    /// What PostgreSQL alone says of this user: rule 2's facts.
+    pub fn observations(&self) -> Observations {
+        Observations {
+            last_login: Some(self.last_login),
+            last_logout_row: self.last_logout,
+            ..Observations::default()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -380,20 +392,9 @@ impl ActivityReader {
         for count in values.by_ref().take(shard_count) {
             online += from_value::<u64>(count)?;
         }
-        let pair = |values: Option<redis::Value>| -> Result<HashMap<Uuid, i64>, AdminError> {
-            let Some(values) = values else {
-                return Ok(HashMap::new());
-            };
-            let values: Vec<Option<i64>> = from_value(values)?;
-            Ok(users
-                .iter()
-                .zip(values)
-                .filter_map(|(id, value)| value.map(|value| (*id, value)))
-                .collect())
-        };
         Ok(ActivitySnapshot {
-            last_activity: pair(values.next())?,
-            logout_markers: pair(values.next())?,
+            last_activity: by_user(users, values.next())?,
+            logout_markers: by_user(users, values.next())?,
             online,
         })
     }
@@ -414,12 +415,7 @@ impl ActivityReader {
         }
         let keys: Vec<String> = users.iter().map(|id| key(*id)).collect();
         let mut values = self.redis.batch_all(vec![Cmd::mget(keys)]).await?;
-        let values: Vec<Option<i64>> = from_value(values.pop().unwrap_or(redis::Value::Nil))?;
-        Ok(users
-            .iter()
-            .zip(values)
-            .filter_map(|(id, value)| Some((*id, value?)))
-            .collect())
+        by_user(users, values.pop())
     }
 
     /// Puts logins (user, Unix seconds) in the presence index, except those
@@ -434,16 +430,7 @@ impl ActivityReader {
         let writes: Vec<Cmd> = logins
             .iter()
             .filter(|(id, at)| markers.get(id).is_none_or(|logout| logout < at))
-            .map(|(id, at)| {
-                let mut command = Cmd::new();
-                command
-                    .arg("ZADD")
-                    .arg(keys.presence_index_for(*id))
-                    .arg("GT")
-                    .arg(*at)
-                    .arg(id.to_string());
-                command
-            })
+            .map(|(id, at)| keys.presence_index_entry(*id, *at))
             .collect();
         let written = writes.len();
         for chunk in chunks(writes) {
@@ -527,6 +514,20 @@ fn chunks(commands: Vec<Cmd>) -> Vec<Vec<Cmd>> {
         chunks.push(commands.by_ref().take(CHUNK).collect());
     }
     chunks
+}
+
+/// The reply of an `MGET` of one key per user, as user → value (users
+/// without a value left out; no reply at all, as nothing).
+fn by_user(users: &[Uuid], reply: Option<redis::Value>) -> Result<HashMap<Uuid, i64>, AdminError> {
+    let Some(reply) = reply else {
+        return Ok(HashMap::new());
+    };
+    let values: Vec<Option<i64>> = from_value(reply)?;
+    Ok(users
+        .iter()
+        .zip(values)
+        .filter_map(|(id, value)| Some((*id, value?)))
+        .collect())
 }
 
 /// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.

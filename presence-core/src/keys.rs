@@ -16,6 +16,7 @@
 //! `presence_index:{<shard>}` (there the braces *are* a hash tag, chosen so the
 //! shards land on different slots) and a user always goes to the same shard.
 
+use redis::Cmd;
 use uuid::Uuid;
 
 /// How many sorted sets the presence index is split into on Redis Cluster.
@@ -108,10 +109,16 @@ impl RedisKeys {
     }
 
     fn index_shard_key(&self, shard: u16) -> String {
+        self.sharded("presence_index", shard)
+    }
+
+    /// `name` as one key on a single Redis, or as shard `shard` of it (with
+    /// the shard as hash tag) on a cluster.
+    fn sharded(&self, name: &str, shard: u16) -> String {
         if self.index_shards == 1 {
-            format!("{}presence_index", self.prefix)
+            format!("{}{name}", self.prefix)
         } else {
-            format!("{}presence_index:{{{shard}}}", self.prefix)
+            format!("{}{name}:{{{shard}}}", self.prefix)
         }
     }
 
@@ -121,14 +128,22 @@ impl RedisKeys {
     /// lacks it, which tells the admin service to put the logins back.
     pub fn presence_index_complete(&self) -> Vec<String> {
         (0..self.index_shards)
-            .map(|shard| {
-                if self.index_shards == 1 {
-                    format!("{}presence_index_complete", self.prefix)
-                } else {
-                    format!("{}presence_index_complete:{{{shard}}}", self.prefix)
-                }
-            })
+            .map(|shard| self.sharded("presence_index_complete", shard))
             .collect()
+    }
+
+    /// `ZADD GT` of `user_id` at `at` (Unix seconds) in the presence index:
+    /// an entry only moves forward, so a ping or login stamped by a process
+    /// whose clock is a little behind never makes a user look older.
+    pub fn presence_index_entry(&self, user_id: Uuid, at: i64) -> Cmd {
+        let mut command = Cmd::new();
+        command
+            .arg("ZADD")
+            .arg(self.presence_index_for(user_id))
+            .arg("GT")
+            .arg(at)
+            .arg(user_id.to_string());
+        command
     }
 
     /// Pub/sub channel announcing logins and logouts to status watchers.
