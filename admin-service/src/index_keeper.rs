@@ -27,6 +27,7 @@ use presence_core::threshold::ThresholdMinutes;
 use uuid::Uuid;
 
 use crate::error::AdminError;
+use crate::status::evaluate;
 use crate::store::{ActivityReader, Directory, HistoryEvent};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -91,13 +92,13 @@ impl IndexKeeper {
     async fn full_pass(&mut self, threshold: ThresholdMinutes) -> Result<(), AdminError> {
         // Rows written from here on are applied by the next looks.
         let cursor = self.directory.last_history_row().await?;
-        let since = chrono::Utc::now().timestamp() - threshold.seconds();
+        let now = chrono::Utc::now().timestamp();
         let logins: Vec<(Uuid, i64)> = self
             .directory
-            .recent_logins(since)
+            .recent_logins(now - threshold.seconds())
             .await?
             .into_iter()
-            .filter(|login| login.last_logout.is_none_or(|out| out < login.last_login))
+            .filter(|login| evaluate(login.observations(), now, threshold).online)
             .map(|login| (login.user_id, login.last_login))
             .collect();
         let written = self.index.add_logins(&logins).await?;

@@ -83,13 +83,15 @@ struct Reading {
     rows: Vec<(UserRow, Status)>,
     counts: Option<Counts>,
     has_more: bool,
+    /// Redis failed during this listing: the rest is read without it rather
+    /// than waiting for it to time out again.
+    degraded: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     total: u64,
     online: u64,
-    degraded: bool,
 }
 
 fn observe(
@@ -149,13 +151,14 @@ impl StatusReader {
             rows: Vec::new(),
             counts: None,
             has_more: false,
+            degraded: false,
         };
         match wanted {
             None => {
                 self.read_chunk(&mut reading, &after, page_size as i64 + 1, None, None)
                     .await?;
             }
-            Some(true) => match self.few_online(&reading).await {
+            Some(true) => match self.few_online(&mut reading).await {
                 Some(ids) => {
                     let limit = page_size as i64 + 1;
                     self.read_chunk(&mut reading, &after, limit, Some(&ids), wanted)
@@ -165,11 +168,7 @@ impl StatusReader {
             },
             Some(false) => self.scan(&mut reading, &after, false).await?,
         }
-        let Counts {
-            total,
-            online,
-            degraded,
-        } = reading.counts.unwrap_or_default();
+        let Counts { total, online } = reading.counts.unwrap_or_default();
         if total > 0 {
             let share = (online as f64 / total as f64 * 1000.0) as u32;
             self.online_per_mille.store(share, Ordering::Relaxed);
@@ -187,14 +186,14 @@ impl StatusReader {
             online: online.min(total),
             threshold,
             generated_at: now,
-            degraded,
+            degraded: reading.degraded,
         })
     }
 
     /// The users online by the presence index, when they are few enough to
     /// hand to PostgreSQL as a list; `None` when they are many (or Redis
     /// cannot say): the page is then found by scanning.
-    async fn few_online(&self, reading: &Reading) -> Option<Vec<Uuid>> {
+    async fn few_online(&self, reading: &mut Reading) -> Option<Vec<Uuid>> {
         let total = self.last_total.load(Ordering::Relaxed);
         let balance = ((reading.page_size as u64 * total) as f64).sqrt() as usize;
         let few = balance.clamp(*FEW_ONLINE.start(), *FEW_ONLINE.end());
@@ -202,6 +201,7 @@ impl StatusReader {
             Ok(ids) => ids,
             Err(error) => {
                 tracing::warn!(%error, "Redis unavailable: filtering from login_history alone");
+                reading.degraded = true;
                 None
             }
         }
@@ -249,9 +249,13 @@ impl StatusReader {
         wanted: Option<bool>,
     ) -> Result<Option<String>, AdminError> {
         let page = self.directory.page(after, limit, among).await?;
-        let users: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
-        let seen = self.activity_of(&users, reading.since).await;
-        let degraded = seen.is_none();
+        let seen = if reading.degraded {
+            None
+        } else {
+            let users: Vec<Uuid> = page.rows.iter().map(|row| row.id).collect();
+            self.activity_of(&users, reading.since).await
+        };
+        reading.degraded = seen.is_none();
         if reading.counts.is_none() {
             let online = match &seen {
                 Some(seen) => seen.online,
@@ -263,10 +267,7 @@ impl StatusReader {
             reading.counts = Some(Counts {
                 total: u64::try_from(page.total_users).unwrap_or_default(),
                 online,
-                degraded,
             });
-        } else if let Some(counts) = reading.counts.as_mut() {
-            counts.degraded |= degraded;
         }
         let seen = seen.unwrap_or_default();
         let read = page.rows.len();
@@ -342,17 +343,8 @@ impl StatusReader {
 /// Without Redis, users online by login_history (rule 2 alone): a recent
 /// login and no logout at or after it.
 fn count_online_by_login(recent: &[RecentLogin], now: i64, threshold: ThresholdMinutes) -> u64 {
-    let nothing_from_redis = ActivitySnapshot::default();
     recent
         .iter()
-        .filter(|login| {
-            let seen = observe(
-                Some(login.last_login),
-                login.last_logout,
-                login.user_id,
-                &nothing_from_redis,
-            );
-            evaluate(seen, now, threshold).online
-        })
+        .filter(|login| evaluate(login.observations(), now, threshold).online)
         .count() as u64
 }

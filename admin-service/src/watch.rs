@@ -87,11 +87,6 @@ impl StatusHub {
         self.changes.subscribe()
     }
 
-    fn online_ids(&self) -> Vec<Uuid> {
-        let online = self.online.read().expect("status hub lock poisoned");
-        online.keys().copied().collect()
-    }
-
     pub fn snapshot(&self) -> Vec<UserStatus> {
         let online = self.online.read().expect("status hub lock poisoned");
         let mut statuses: Vec<UserStatus> =
@@ -198,12 +193,12 @@ impl Follower {
         let Some(Verdicts { online, complete }) = verdicts else {
             return;
         };
-        self.publish(online, complete, now, threshold);
+        self.publish(online, complete);
     }
 
     /// Reads the index (from the cursor, or all of it), updates `presence`
-    /// and returns the users whose score changed; `None` when Redis fails.
-    async fn read_index(&mut self, now: i64, since: i64) -> Option<Vec<(Uuid, i64)>> {
+    /// and returns the users to judge again; `None` when Redis fails.
+    async fn read_index(&mut self, now: i64, since: i64) -> Option<Vec<Uuid>> {
         let full = self.cursor.is_none();
         let from = self
             .cursor
@@ -220,7 +215,7 @@ impl Follower {
         // Entries read again are judged again only if their score moved, or
         // if they are online by a login: a ping in the same second as the
         // login leaves the score as it was (`ZADD GT`), yet makes it rule 1.
-        let mut changed: Vec<(Uuid, i64)> = {
+        let changed: Vec<Uuid> = {
             let online = self.hub.online.read().expect("status hub lock poisoned");
             let by_login = |id: &Uuid| {
                 online
@@ -230,19 +225,13 @@ impl Follower {
             entries
                 .iter()
                 .filter(|(id, score)| self.presence.get(id) != Some(score) || by_login(id))
-                .copied()
+                .map(|(id, _)| *id)
                 .collect()
         };
+        // Users who left the index go offline in `publish`: they are no
+        // longer in `presence`.
         if full {
             self.presence = entries.into_iter().collect();
-            // Users online by us but no longer in the index are re-judged too.
-            changed.extend(
-                self.hub
-                    .online_ids()
-                    .into_iter()
-                    .filter(|id| !self.presence.contains_key(id))
-                    .map(|id| (id, i64::MIN)),
-            );
         } else {
             self.presence.extend(entries);
         }
@@ -255,15 +244,10 @@ impl Follower {
     /// are online, their last ping says by which rule.
     async fn judge_changed(
         &mut self,
-        changed: Vec<(Uuid, i64)>,
+        ids: Vec<Uuid>,
         now: i64,
         threshold: ThresholdMinutes,
     ) -> Option<Verdicts> {
-        let ids: Vec<Uuid> = changed
-            .iter()
-            .filter(|(_, score)| *score != i64::MIN)
-            .map(|(id, _)| *id)
-            .collect();
         let activity = match self.index.last_activity(&ids).await {
             Ok(activity) => activity,
             Err(error) => {
@@ -323,12 +307,10 @@ impl Follower {
         let online: HashMap<Uuid, Status> = recent
             .iter()
             .map(|login| {
-                let seen = Observations {
-                    last_login: Some(login.last_login),
-                    last_logout_row: login.last_logout,
-                    ..Default::default()
-                };
-                (login.user_id, evaluate(seen, now, threshold))
+                (
+                    login.user_id,
+                    evaluate(login.observations(), now, threshold),
+                )
             })
             .filter(|(_, status)| status.online)
             .collect();
@@ -371,13 +353,7 @@ impl Follower {
     /// online or changing rule, and users going offline (those whose score
     /// aged past the threshold or left the index, or, when the verdicts are
     /// complete, everyone not in them).
-    fn publish(
-        &mut self,
-        verdicts: HashMap<Uuid, Status>,
-        complete: bool,
-        now: i64,
-        threshold: ThresholdMinutes,
-    ) {
+    fn publish(&mut self, verdicts: HashMap<Uuid, Status>, complete: bool) {
         let mut changes = Vec::new();
         {
             let mut online = self.hub.online.write().expect("status hub lock poisoned");
@@ -397,14 +373,13 @@ impl Follower {
                     changes.push(status);
                 }
             }
-            let since = now - threshold.seconds();
             let gone: Vec<Uuid> = online
                 .keys()
                 .filter(|id| {
                     if complete {
                         !verdicts.contains_key(id)
                     } else {
-                        self.presence.get(id).is_none_or(|score| *score < since)
+                        !self.presence.contains_key(id)
                     }
                 })
                 .copied()
