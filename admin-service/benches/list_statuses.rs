@@ -493,15 +493,23 @@ impl Dataset {
             for fact in chunk {
                 // A key whose life would already be over is not written.
                 let alive = |ago: &i64| *ago < 2 * THRESHOLD_SECONDS;
-                if let Some(ago) = fact.activity_ago.filter(alive) {
+                // The key as written `ago` seconds before the anchor, with
+                // the rest of its life.
+                let mut set_aged = |key: String, ago: i64| {
                     pipeline
                         .cmd("SET")
-                        .arg(self.keys.last_activity(fact.user))
+                        .arg(key)
                         .arg(self.anchor - ago)
                         .arg("EX")
                         .arg(2 * THRESHOLD_SECONDS - ago)
                         .ignore();
                     written += 1;
+                };
+                if let Some(ago) = fact.activity_ago.filter(alive) {
+                    set_aged(self.keys.last_activity(fact.user), ago);
+                }
+                if let Some(ago) = fact.logout_ago.filter(alive) {
+                    set_aged(self.keys.last_logout(fact.user), ago);
                 }
                 // The index entry: the later of the ping and the login.
                 let entry_ago = match (fact.activity_ago, fact.login_ago) {
@@ -515,16 +523,6 @@ impl Dataset {
                         .arg(self.anchor - ago)
                         .arg(fact.user.to_string())
                         .ignore();
-                }
-                if let Some(ago) = fact.logout_ago.filter(alive) {
-                    pipeline
-                        .cmd("SET")
-                        .arg(self.keys.last_logout(fact.user))
-                        .arg(self.anchor - ago)
-                        .arg("EX")
-                        .arg(2 * THRESHOLD_SECONDS - ago)
-                        .ignore();
-                    written += 1;
                 }
             }
             pipeline.query_async::<()>(&mut self.redis).await?;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use presence_core::proto::activity::{LoginRequest, LogoutRequest, PingRequest};
 use presence_core::proto::admin::{
-    BatchGetUserStatusesRequest, ListUserStatusesRequest, StatusFilter, StatusSource,
-    UpdateActivitySettingsRequest,
+    BatchGetUserStatusesRequest, ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter,
+    StatusSource, UpdateActivitySettingsRequest,
 };
 use presence_core::testing::{ThrowawayCluster, authorized};
 use presence_core::token::{Role, TokenIssuer};
@@ -66,6 +66,26 @@ async fn subscribers_on(cluster: &ThrowawayCluster, node: usize, channel: &str) 
 }
 
 /// Polls `check` every 100 ms until it holds, for at most `within`.
+/// Waits (at most `SOON`) for a first page of statuses that passes `check`.
+async fn eventually_listed(
+    stack: &Stack,
+    what: &str,
+    check: impl Fn(&ListUserStatusesResponse) -> bool,
+) {
+    let check = &check;
+    eventually(SOON, what, || {
+        let mut admin = stack.admin.clone();
+        let request = authorized(ListUserStatusesRequest::default(), &stack.admin_token);
+        async move {
+            admin
+                .list_user_statuses(request)
+                .await
+                .is_ok_and(|listing| check(listing.get_ref()))
+        }
+    })
+    .await;
+}
+
 async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -98,9 +118,7 @@ async fn ping_with_deadline(stack: &mut Stack, token: &str) -> Result<(), tonic:
         .map(drop)
 }
 
-async fn list_with_deadline(
-    stack: &mut Stack,
-) -> Result<presence_core::proto::admin::ListUserStatusesResponse, tonic::Status> {
+async fn list_with_deadline(stack: &mut Stack) -> Result<ListUserStatusesResponse, tonic::Status> {
     let request = with_deadline(ListUserStatusesRequest::default(), &stack.admin_token);
     promptly(stack.admin.list_user_statuses(request))
         .await
@@ -327,32 +345,14 @@ async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(p
     }
     let activity_keys = format!("{}last_activity:*", stack.prefix);
     assert!(!keys_on(&cluster, 0, activity_keys).await.is_empty());
-    let admin = stack.admin.clone();
-    let admin_token = stack.admin_token.clone();
-    eventually(SOON, "statuses read from Redis again", || {
-        let mut admin = admin.clone();
-        let request = authorized(ListUserStatusesRequest::default(), &admin_token);
-        async move {
-            admin
-                .list_user_statuses(request)
-                .await
-                .is_ok_and(|listing| !listing.into_inner().degraded)
-        }
+    eventually_listed(&stack, "statuses read from Redis again", |listing| {
+        !listing.degraded
     })
     .await;
     // The restarted master lost its part of the presence index too: the
     // logins of the admin and usertest1 are put back from login_history.
-    let admin = stack.admin.clone();
-    let admin_token = stack.admin_token.clone();
-    eventually(SOON, "everyone counted again", || {
-        let mut admin = admin.clone();
-        let request = authorized(ListUserStatusesRequest::default(), &admin_token);
-        async move {
-            admin
-                .list_user_statuses(request)
-                .await
-                .is_ok_and(|listing| listing.into_inner().online_count == USERS as u64 + 2)
-        }
+    eventually_listed(&stack, "everyone counted again", |listing| {
+        listing.online_count == USERS as u64 + 2
     })
     .await;
 
