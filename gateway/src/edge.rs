@@ -3,14 +3,15 @@
 //! `grpc-status` in the headers), so a browser client reads them like any
 //! other gRPC error rather than as a network failure.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Uri, header};
 use tonic::Code;
 
-#[derive(Clone)]
 pub struct EdgeRules {
     /// Origins other than the gateway's own that may call gRPC-Web.
     pub allowed_origins: Vec<String>,
@@ -21,29 +22,43 @@ impl EdgeRules {
     /// Same-origin calls (the origin names the host the request was sent to)
     /// are always allowed; others only when listed.
     fn origin_allowed(&self, request: &Request) -> bool {
-        let Some(origin) = request
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-        else {
+        self.same_origin(request.headers(), request.uri())
+            || request
+                .headers()
+                .get(header::ORIGIN)
+                .is_some_and(|origin| self.allowed_origins.iter().any(|allowed| allowed == origin))
+    }
+
+    /// Whether a request comes from the gateway's own origin, or from no
+    /// browser origin at all (so needs no CORS).
+    pub fn same_origin(&self, headers: &HeaderMap, uri: &Uri) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
             return true;
         };
-        let host = request
-            .headers()
+        let host = headers
             .get(header::HOST)
-            .and_then(|host| host.to_str().ok())
+            .map(HeaderValue::as_bytes)
             .or_else(|| {
-                request
-                    .uri()
-                    .authority()
-                    .map(|authority| authority.as_str())
+                uri.authority()
+                    .map(|authority| authority.as_str().as_bytes())
             });
-        let same_origin = host.is_some_and(|host| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, origin_host)| origin_host == host)
-        });
-        same_origin || self.allowed_origins.iter().any(|allowed| allowed == origin)
+        let origin = origin.as_bytes();
+        let origin_host = origin
+            .windows(3)
+            .position(|window| window == b"://")
+            .map(|at| &origin[at + 3..]);
+        host.is_some() && origin_host == host
+    }
+
+    /// Whether the declared length of a request is over the limit (gRPC-Web
+    /// text is base64: four bytes on the wire per three of message).
+    pub fn declares_too_large(&self, headers: &HeaderMap) -> bool {
+        let limit = self.max_request_bytes * 4 / 3 + 8;
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok())
+            .is_some_and(|length| length > limit)
     }
 }
 
@@ -72,7 +87,7 @@ pub fn grpc_error(request: &Request, code: Code, message: &str) -> Response {
     response
 }
 
-pub async fn guard(State(rules): State<EdgeRules>, request: Request, next: Next) -> Response {
+pub async fn guard(State(rules): State<Arc<EdgeRules>>, request: Request, next: Next) -> Response {
     if !is_grpc(&request) {
         return next.run(request).await;
     }
@@ -83,53 +98,10 @@ pub async fn guard(State(rules): State<EdgeRules>, request: Request, next: Next)
             "this origin may not call the gateway",
         );
     }
-    // gRPC-Web text is base64: four bytes on the wire per three of message.
-    let limit = rules.max_request_bytes * 4 / 3 + 8;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
+    if rules.declares_too_large(request.headers()) {
         return grpc_error(&request, Code::ResourceExhausted, "request too large");
     }
-    // Without a declared length, the body is cut at the limit while it streams.
-    let text = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc-web-text"));
-    let request = request.map(|body| {
-        let limited = http_body_util::Limited::new(body, limit);
-        if text {
-            Body::new(UnsizedBody(limited))
-        } else {
-            Body::new(limited)
-        }
-    });
+    // A body without a declared length is cut at the limit as it is read
+    // (`upstream::Upstream::call`).
     next.run(request).await
-}
-
-/// A body that does not announce its size. gRPC-Web text is decoded from
-/// base64 on the way through, so the size the client declared is not the
-/// size sent upstream; announcing it would make the HTTP/2 client declare a
-/// wrong content-length and the service reset the stream.
-struct UnsizedBody<B>(B);
-
-impl<B> http_body::Body for UnsizedBody<B>
-where
-    B: http_body::Body + Unpin,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        std::pin::Pin::new(&mut self.0).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
 }

@@ -9,20 +9,19 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::ConnectInfo;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use presence_core::token::TokenVerifier;
 use tonic::body::Body;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
+use crate::error::GatewayError;
 use crate::metrics::{CallRecord, Metrics, ObservedBody, grpc_status};
 use crate::rate_limit::RateLimiter;
+use crate::upstream::{Upstream, UpstreamBody, WholeAnswer};
 
 pub const ACTIVITY_SERVICE: &str = "presence.activity.v1.ActivityService";
 pub const ADMIN_SERVICE: &str = "presence.admin.v1.AdminService";
@@ -35,6 +34,8 @@ const INTERNAL_METHODS: [&str; 2] = [
 ];
 /// Methods whose answer is a stream: their deadline covers only the start.
 const STREAMING_METHODS: [&str; 1] = ["/presence.admin.v1.AdminService/WatchUserStatuses"];
+/// The largest unary answer the gateway reads whole before passing it on.
+const MAX_UNARY_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 
@@ -46,36 +47,6 @@ pub struct Limits {
     pub ping_per_user: RateLimiter,
     pub ping_per_ip: RateLimiter,
     pub login_per_ip: RateLimiter,
-}
-
-/// Several HTTP/2 connections to one upstream, used in turn, so one
-/// connection's single writer does not cap the gateway's throughput.
-pub struct Upstream {
-    channels: Vec<Channel>,
-    next: AtomicUsize,
-}
-
-impl Upstream {
-    pub fn new(channels: Vec<Channel>) -> Self {
-        assert!(
-            !channels.is_empty(),
-            "an upstream needs at least one connection"
-        );
-        Self {
-            channels,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    fn pick(&self) -> Channel {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        self.channels[turn % self.channels.len()].clone()
-    }
-
-    /// One of the connections, for health checks.
-    pub fn any(&self) -> Channel {
-        self.channels[0].clone()
-    }
 }
 
 struct State {
@@ -91,6 +62,49 @@ struct State {
 #[derive(Clone)]
 pub struct Forwarder {
     state: Arc<State>,
+}
+
+/// The client of a call: its address as the gateway's listener saw it
+/// (whatever it claims in `x-forwarded-for` is ignored). Made once per
+/// connection and handed to each of its requests.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub ip: IpAddr,
+    /// The address as text, for rate-limit keys and the access log.
+    pub text: Arc<str>,
+    /// The address as the `x-forwarded-for` value sent upstream.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Client {
+    pub fn new(address: SocketAddr) -> Self {
+        let text = address.ip().to_string();
+        Self {
+            ip: address.ip(),
+            forwarded_for: HeaderValue::from_str(&text).expect("an IP address is a header value"),
+            text: text.into(),
+        }
+    }
+}
+
+/// What the edge rules decided for one call.
+pub enum Admission<'a> {
+    /// On its way upstream; its headers were rewritten for the upstream.
+    Forward(Admitted<'a>),
+    /// For the gateway's own health service.
+    Health(CallRecord),
+    /// Refused with this answer (already recorded).
+    Refused(Status),
+}
+
+/// A call admitted by the edge rules.
+pub struct Admitted<'a> {
+    upstream: &'a Upstream,
+    pub record: CallRecord,
+    /// The bound on the wait for the answer's headers.
+    deadline: Duration,
+    /// When a stream the client bounded must end.
+    pub stream_ends: Option<tokio::time::Instant>,
 }
 
 impl Forwarder {
@@ -115,17 +129,146 @@ impl Forwarder {
             }),
         }
     }
+
+    /// The gateway's own gRPC health service.
+    pub fn health(&self) -> HealthService {
+        self.state.health.clone()
+    }
+
+    /// Applies the edge rules to a call of `path` with `headers`: the
+    /// allowlist, the rate limits and the deadline. An admitted call's
+    /// headers are rewritten for the upstream: the client's address, a
+    /// request id, and the deadline in `grpc-timeout`.
+    pub fn admit(&self, path: &str, headers: &mut HeaderMap, client: &Client) -> Admission<'_> {
+        let state = &*self.state;
+        let request_id = match headers
+            .get("x-request-id")
+            .filter(|id| !id.is_empty() && id.len() <= 128 && id.to_str().is_ok())
+        {
+            Some(id) => id.clone(),
+            None => {
+                let mut text = uuid::Uuid::encode_buffer();
+                let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+                let id = HeaderValue::from_str(text).expect("a UUID is a header value");
+                headers.insert("x-request-id", id.clone());
+                id
+            }
+        };
+        let record = CallRecord {
+            metrics: state.metrics.clone(),
+            method: path.to_owned(),
+            request_id,
+            client: client.text.clone(),
+            started: Instant::now(),
+        };
+        let upstream = match state.route(path) {
+            Route::Upstream(upstream) => upstream,
+            Route::Health => return Admission::Health(record),
+            Route::Refused(status) => return Admission::Refused(refuse(status, record)),
+        };
+        if let Err(status) = state.check_rate(path, headers, client) {
+            return Admission::Refused(refuse(status, record));
+        }
+
+        let streaming = is_streaming(path);
+        let client_deadline = requested_deadline(headers);
+        let deadline = match client_deadline {
+            Some(requested) if streaming => requested,
+            Some(requested) => requested.min(state.default_deadline),
+            None => state.default_deadline,
+        };
+        headers.insert("x-forwarded-for", client.forwarded_for.clone());
+        if !streaming || client_deadline.is_some() {
+            let millis = deadline.as_millis().clamp(1, 99_999_999);
+            headers.insert(
+                "grpc-timeout",
+                HeaderValue::from_str(&format!("{millis}m"))
+                    .expect("digits and a unit are a header value"),
+            );
+        }
+        // Upstream bounds only the start of a stream; the client's deadline
+        // ends it here.
+        let stream_ends = (streaming && client_deadline.is_some())
+            .then(|| tokio::time::Instant::now() + deadline);
+        Admission::Forward(Admitted {
+            upstream,
+            record,
+            deadline,
+            stream_ends,
+        })
+    }
+}
+
+impl Admitted<'_> {
+    /// Sends the call upstream and waits, within its deadline, for the
+    /// answer's headers; the body follows. A failure is answered (and
+    /// recorded) as a status.
+    pub async fn send<B>(
+        self,
+        request: Request<B>,
+    ) -> Result<(Response<UpstreamBody>, CallRecord), Status>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let upstream = self.upstream;
+        self.within_deadline(upstream.call(request)).await
+    }
+
+    /// Sends a unary call upstream and reads its whole answer, all within
+    /// its deadline.
+    pub async fn exchange<B>(self, request: Request<B>) -> Result<(WholeAnswer, CallRecord), Status>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let upstream = self.upstream;
+        self.within_deadline(async {
+            let response = upstream.call(request).await?;
+            WholeAnswer::read(response, MAX_UNARY_ANSWER_BYTES).await
+        })
+        .await
+    }
+
+    async fn within_deadline<T>(
+        self,
+        work: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<(T, CallRecord), Status> {
+        let record = self.record;
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(Ok(answer)) => Ok((answer, record)),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, method = %record.method, "upstream call failed");
+                Err(refuse(error.status(), record))
+            }
+            Err(_) => Err(refuse(
+                Status::new(Code::DeadlineExceeded, "the service did not answer in time"),
+                record,
+            )),
+        }
+    }
+}
+
+/// Records a call that ends with `status` before any answer came.
+fn refuse(status: Status, record: CallRecord) -> Status {
+    record.finish(status.code() as i32);
+    status
+}
+
+/// Whether the answer of `path` is a stream (its deadline covers only the start).
+pub fn is_streaming(path: &str) -> bool {
+    STREAMING_METHODS.contains(&path)
 }
 
 /// Where a path goes.
-enum Route {
-    Upstream(Channel),
+enum Route<'a> {
+    Upstream(&'a Upstream),
     Health,
     Refused(Status),
 }
 
 impl State {
-    fn route(&self, path: &str) -> Route {
+    fn route(&self, path: &str) -> Route<'_> {
         let service = path
             .trim_start_matches('/')
             .split('/')
@@ -137,32 +280,25 @@ impl State {
             ));
         }
         match service {
-            ACTIVITY_SERVICE => Route::Upstream(self.activity.pick()),
-            ADMIN_SERVICE => Route::Upstream(self.admin.pick()),
+            ACTIVITY_SERVICE => Route::Upstream(&self.activity),
+            ADMIN_SERVICE => Route::Upstream(&self.admin),
             HEALTH_SERVICE => Route::Health,
             _ => Route::Refused(Status::unimplemented("no such service behind the gateway")),
         }
     }
 
     /// The rate limits of `path` for this caller; an error when one is spent.
-    fn check_rate<B>(
-        &self,
-        path: &str,
-        request: &Request<B>,
-        client: Option<IpAddr>,
-    ) -> Result<(), Status> {
-        let ip = client.map(|ip| ip.to_string()).unwrap_or_default();
+    fn check_rate(&self, path: &str, headers: &HeaderMap, client: &Client) -> Result<(), Status> {
         let exhausted =
             || Status::resource_exhausted("too many requests; slow down and retry shortly");
         match path {
             PING => {
-                if !self.limits.ping_per_ip.allow(&ip) {
+                if !self.limits.ping_per_ip.allow(&client.text) {
                     return Err(exhausted());
                 }
                 // Keyed by the verified user; an unverifiable token is refused
                 // upstream anyway and only spends its address's allowance.
-                let caller = request
-                    .headers()
+                let caller = headers
                     .get(http::header::AUTHORIZATION)
                     .and_then(|value| value.to_str().ok())
                     .and_then(presence_core::auth::bearer_token)
@@ -174,14 +310,14 @@ impl State {
                 }
                 Ok(())
             }
-            LOGIN if !self.limits.login_per_ip.allow(&ip) => Err(exhausted()),
+            LOGIN if !self.limits.login_per_ip.allow(&client.text) => Err(exhausted()),
             _ => Ok(()),
         }
     }
 }
 
 /// The deadline a client asked for in `grpc-timeout`, if any.
-fn requested_deadline(headers: &http::HeaderMap) -> Option<Duration> {
+fn requested_deadline(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = amount.parse().ok()?;
@@ -196,11 +332,8 @@ fn requested_deadline(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-fn status_response(status: Status, record: CallRecord) -> Response<Body> {
-    record.finish(status.code() as i32);
-    status.into_http()
-}
-
+/// The general path: a gRPC call (translated from gRPC-Web by tonic-web, or
+/// native gRPC over HTTP/2), with the client in the request's extensions.
 impl Service<Request<Body>> for Forwarder {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -211,96 +344,36 @@ impl Service<Request<Body>> for Forwarder {
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let state = self.state.clone();
+        let forwarder = self.clone();
         Box::pin(async move {
-            let path = request.uri().path().to_owned();
             let client = request
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip());
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|value| value.to_str().ok())
-                .filter(|id| id.len() <= 128)
-                .map(str::to_owned)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let record = CallRecord {
-                metrics: state.metrics.clone(),
-                method: path.clone(),
-                request_id: request_id.clone(),
-                client: client.map(|ip| ip.to_string()).unwrap_or_default(),
-                started: Instant::now(),
-            };
-
-            let channel = match state.route(&path) {
-                Route::Refused(status) => return Ok(status_response(status, record)),
-                Route::Health => {
-                    let response = state.health.clone().oneshot(request).await?;
+                .get::<Client>()
+                .cloned()
+                .expect("the listener gives every request its client");
+            let path = request.uri().path().to_owned();
+            let admitted = match forwarder.admit(&path, request.headers_mut(), &client) {
+                Admission::Forward(admitted) => admitted,
+                Admission::Refused(status) => return Ok(status.into_http()),
+                Admission::Health(record) => {
+                    let health = forwarder.state.health.clone();
+                    let response = health.oneshot(request).await?;
                     record.finish(grpc_status(response.headers()).unwrap_or(0));
                     return Ok(response);
                 }
-                Route::Upstream(channel) => channel,
             };
-            if let Err(status) = state.check_rate(&path, &request, client) {
-                return Ok(status_response(status, record));
-            }
-
-            let streaming = STREAMING_METHODS.contains(&path.as_str());
-            let call_started = tokio::time::Instant::now();
-            let client_deadline = requested_deadline(request.headers());
-            let deadline = match client_deadline {
-                Some(requested) if streaming => requested,
-                Some(requested) => requested.min(state.default_deadline),
-                None => state.default_deadline,
-            };
-            let headers = request.headers_mut();
-            // The client's address as the gateway saw it; whatever the client
-            // claimed is dropped.
-            headers.remove("x-forwarded-for");
-            if let Some(ip) = client
-                && let Ok(value) = HeaderValue::from_str(&ip.to_string())
-            {
-                headers.insert("x-forwarded-for", value);
-            }
-            if let Ok(value) = HeaderValue::from_str(&request_id) {
-                headers.insert("x-request-id", value);
-            }
-            if !streaming || headers.contains_key("grpc-timeout") {
-                let millis = deadline.as_millis().clamp(1, 99_999_999);
-                if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
-                    headers.insert("grpc-timeout", value);
-                }
-            }
-
-            let upstream = channel.oneshot(request);
-            let response = match tokio::time::timeout(deadline, upstream).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(error)) => {
-                    tracing::warn!(error = ?error, method = %path, "upstream unreachable");
-                    return Ok(status_response(
-                        Status::unavailable("the service is unreachable; retry shortly"),
-                        record,
-                    ));
-                }
-                Err(_) => {
-                    return Ok(status_response(
-                        Status::new(Code::DeadlineExceeded, "the service did not answer in time"),
-                        record,
-                    ));
-                }
+            let stream_ends = admitted.stream_ends;
+            let (response, record) = match admitted.send(request).await {
+                Ok(answer) => answer,
+                Err(status) => return Ok(status.into_http()),
             };
             if let Some(code) = grpc_status(response.headers()) {
                 // A trailers-only answer: the call is over.
                 record.finish(code);
-                return Ok(response);
+                return Ok(response.map(Body::new));
             }
-            // Upstream bounds only the start of a stream; the client's
-            // deadline ends it here.
-            let stream_deadline =
-                (streaming && client_deadline.is_some()).then(|| call_started + deadline);
             Ok(response.map(|body| {
-                let body = DeadlineBody::new(body, stream_deadline);
+                let body = DeadlineBody::new(body, stream_ends);
                 Body::new(ObservedBody::new(body, record))
             }))
         })
@@ -309,13 +382,13 @@ impl Service<Request<Body>> for Forwarder {
 
 /// A response body that ends with DEADLINE_EXCEEDED trailers at `deadline`.
 struct DeadlineBody {
-    inner: Body,
+    inner: UpstreamBody,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: bool,
 }
 
 impl DeadlineBody {
-    fn new(inner: Body, deadline: Option<tokio::time::Instant>) -> Self {
+    fn new(inner: UpstreamBody, deadline: Option<tokio::time::Instant>) -> Self {
         Self {
             inner,
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
@@ -350,7 +423,9 @@ impl http_body::Body for DeadlineBody {
             );
             return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(|error| GatewayError::from(error).status())
     }
 
     fn is_end_stream(&self) -> bool {

@@ -5,18 +5,24 @@
 //!
 //! - `config`: every setting, from the environment.
 //! - `startup`: the listeners, the service stack, health and the drain.
+//! - `entrance`: what each request meets first: the direct way or the router.
+//! - `grpc_web`: the direct way for binary unary gRPC-Web (every ping).
 //! - `edge`: origin and size checks before translation.
 //! - `forward`: the generic forwarding path, allowlist, rate limits, deadlines.
+//! - `upstream`: the HTTP/2 client to the services.
 //! - `rate_limit`: token buckets per user and per address.
 //! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
 //! - `static_files`: the web app with SPA fallback, compression and caching.
-//! - `error`: what stops the gateway from starting.
+//! - `error`: the gateway's errors and the gRPC status each becomes.
 
 pub mod config;
 pub mod edge;
+pub mod entrance;
 pub mod error;
 pub mod forward;
+pub mod grpc_web;
 pub mod metrics;
 pub mod rate_limit;
 pub mod startup;
 pub mod static_files;
+pub mod upstream;

@@ -119,8 +119,8 @@ pub fn code_name(code: i32) -> &'static str {
 pub struct CallRecord {
     pub metrics: Metrics,
     pub method: String,
-    pub request_id: String,
-    pub client: String,
+    pub request_id: http::HeaderValue,
+    pub client: std::sync::Arc<str>,
     pub started: Instant,
 }
 
@@ -132,7 +132,7 @@ impl CallRecord {
             method = %self.method,
             status = code_name(code),
             latency_ms = seconds * 1000.0,
-            request_id = %self.request_id,
+            request_id = self.request_id.to_str().unwrap_or_default(),
             client = %self.client,
             "grpc call"
         );

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +17,6 @@ use axum::response::Response;
 use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -27,11 +27,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
+use crate::entrance::Entrances;
 use crate::error::GatewayError;
-use crate::forward::{Forwarder, Limits, Upstream};
+use crate::forward::{Forwarder, Limits};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::static_files;
+use crate::upstream::Upstream;
 
 /// The health service name whose status says whether both upstreams answer
 /// (the Kubernetes readiness probe asks for it; the empty name is liveness).
@@ -41,22 +43,20 @@ const READINESS_EVERY: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
-    router: Router,
+    entrances: Entrances,
     metrics: Metrics,
     health: HealthReporter,
     drain: Duration,
 }
 
-fn upstream(url: &str, variable: &str, connections: usize) -> Result<Upstream, GatewayError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|error| GatewayError::Config(format!("{variable}: {error}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        .http2_keep_alive_interval(Duration::from_secs(30));
-    let channels = (0..connections.max(1))
-        .map(|_| endpoint.connect_lazy())
-        .collect();
-    Ok(Upstream::new(channels))
+fn upstream(
+    url: &str,
+    variable: &str,
+    connections: usize,
+    max_request_bytes: usize,
+) -> Result<Upstream, GatewayError> {
+    Upstream::new(url, connections, max_request_bytes)
+        .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
 }
 
 fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
@@ -94,16 +94,26 @@ impl Application {
     pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
         let verifier = config.jwt.verifier(config.common.environment)?;
         let connections = usize::from(config.upstream_connections);
-        let activity = upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL", connections)?;
-        let admin = upstream(&config.admin_url, "PRESENCE_ADMIN_URL", connections)?;
+        let activity = upstream(
+            &config.activity_url,
+            "PRESENCE_ACTIVITY_URL",
+            connections,
+            config.max_request_bytes,
+        )?;
+        let admin = upstream(
+            &config.admin_url,
+            "PRESENCE_ADMIN_URL",
+            connections,
+            config.max_request_bytes,
+        )?;
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(READINESS, ServingStatus::NotServing)
             .await;
         tokio::spawn(follow_upstreams(
             health.clone(),
-            activity.any(),
-            admin.any(),
+            activity.clone(),
+            admin.clone(),
         ));
 
         let metrics = Metrics::default();
@@ -125,7 +135,7 @@ impl Application {
         let grpc = ServiceBuilder::new()
             .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
             .layer(tonic_web::GrpcWebLayer::new())
-            .service(forwarder);
+            .service(forwarder.clone());
         let grpc: BoxCloneSyncService<Request, Response, Infallible> =
             BoxCloneSyncService::new(grpc);
         let web = static_files::service(&config.web_dir);
@@ -139,14 +149,22 @@ impl Application {
                 }
             }
         });
-        let rules = EdgeRules {
+        let rules = Arc::new(EdgeRules {
             allowed_origins: config.cors_origins.clone(),
             max_request_bytes: config.max_request_bytes,
-        };
+        });
         let router = Router::new()
             .fallback_service(dispatch)
-            .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
+            .layer(axum::middleware::from_fn_with_state(
+                rules.clone(),
+                edge::guard,
+            ))
             .layer(cors(&config.cors_origins)?);
+        let entrances = Entrances {
+            forwarder,
+            rules,
+            router,
+        };
 
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address).await.map_err(|error| {
@@ -156,7 +174,7 @@ impl Application {
         Ok(Self {
             listener: bind(config.listen_addr).await?,
             metrics_listener: bind(config.metrics_addr).await?,
-            router,
+            entrances,
             metrics,
             health,
             drain: Duration::from_secs(config.drain_seconds),
@@ -214,12 +232,7 @@ impl Application {
                 tracing::debug!(%error, "cannot turn Nagle's algorithm off");
             }
         });
-        let server = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let server = axum::serve(listener, self.entrances).with_graceful_shutdown(signal);
         let drain = self.drain;
         tokio::select! {
             served = server => served.map_err(|error| GatewayError::Config(error.to_string()))?,
@@ -233,7 +246,7 @@ impl Application {
 }
 
 /// Keeps the `readiness` health status in step with the upstreams.
-async fn follow_upstreams(health: HealthReporter, activity: Channel, admin: Channel) {
+async fn follow_upstreams(health: HealthReporter, activity: Upstream, admin: Upstream) {
     let mut tick = tokio::time::interval(READINESS_EVERY);
     loop {
         tick.tick().await;
@@ -248,8 +261,8 @@ async fn follow_upstreams(health: HealthReporter, activity: Channel, admin: Chan
     }
 }
 
-async fn answers(channel: Channel) -> bool {
-    let mut client = HealthClient::new(channel);
+async fn answers(upstream: Upstream) -> bool {
+    let mut client = HealthClient::new(upstream);
     let check = client.check(HealthCheckRequest {
         service: String::new(),
     });

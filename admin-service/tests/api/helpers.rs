@@ -132,6 +132,34 @@ async fn spawn_admin(
 }
 
 impl Stack {
+    /// Another activity-service process on the same stores, listening on
+    /// `address`; it stops when the sender is dropped or sent to, and the
+    /// handle ends once it has stopped.
+    pub async fn spawn_activity_at(
+        &self,
+        address: SocketAddr,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let mut args = shared_args("activity-service", &self.redis_target, &self.prefix);
+        args[1] = format!("--listen-addr={address}");
+        let config = ActivityOnly::parse_from(args).config;
+        let activity =
+            activity_service::startup::Application::build_with_pool(config, self.pool.clone())
+                .await
+                .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            let _ = activity
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, running)
+    }
+
     /// Another admin-service process on the same stores, as a second replica.
     pub async fn spawn_admin_replica(&mut self) -> AdminServiceClient<Channel> {
         let (address, stop) = spawn_admin(&self.pool, &self.redis_target, &self.prefix).await;

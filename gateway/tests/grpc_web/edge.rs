@@ -65,6 +65,32 @@ async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(p
     )
     .await;
     assert_eq!(grpc_status(&call), 7);
+
+    // While a call from the allowed one is answered, with what a browser
+    // needs to read its status.
+    let allowed_call = http(
+        gateway.address,
+        "POST",
+        PING,
+        &[
+            ("Content-Type", BINARY),
+            ("Origin", "https://allowed.example"),
+        ],
+        &crate::helpers::frame(&PingRequest {}),
+        SOON,
+    )
+    .await;
+    assert_eq!(grpc_status(&allowed_call), 16, "no token: refused upstream");
+    assert_eq!(
+        allowed_call.header("access-control-allow-origin"),
+        Some("https://allowed.example")
+    );
+    assert!(
+        allowed_call
+            .header("access-control-expose-headers")
+            .unwrap()
+            .contains("grpc-status")
+    );
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

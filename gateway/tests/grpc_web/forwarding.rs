@@ -11,6 +11,7 @@ use redis::AsyncCommands;
 
 use crate::helpers::{
     BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, spawn_gateway,
+    spawn_gateway_to,
 };
 use crate::stack::{PASSWORD, spawn_stack};
 
@@ -46,6 +47,66 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
     let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
     let written: Option<i64> = stack.redis.get(key).await.unwrap();
     assert_eq!(written, pong.server_time.map(|t| t.seconds));
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let origin = format!("http://{}", gateway.address);
+    let bearer = format!("Bearer {token}");
+
+    let ping = http(
+        gateway.address,
+        "POST",
+        PING,
+        &[
+            ("Content-Type", BINARY),
+            ("Origin", &origin),
+            ("Authorization", &bearer),
+        ],
+        &frame(&PingRequest {}),
+        SOON,
+    )
+    .await;
+
+    assert_eq!(grpc_status(&ping), 0);
+    let pong =
+        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+    assert_eq!(pong.threshold_minutes, 15);
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    let address: std::net::SocketAddr =
+        format!("127.0.0.1:{}", presence_core::testing::free_port())
+            .parse()
+            .unwrap();
+    let (stop, stopped) = stack.spawn_activity_at(address).await;
+    let gateway = spawn_gateway_to(
+        &format!("http://{address}"),
+        &format!("http://{}", stack.admin_address),
+        &[],
+    )
+    .await;
+    let ping = || call(&gateway, PING, Some(&token), &PingRequest {});
+    assert_eq!(grpc_status(&ping().await), 0);
+
+    stop.send(()).unwrap();
+    stopped.await.unwrap();
+    assert_eq!(grpc_status(&ping().await), 14, "the service is down");
+
+    let (_stop, _running) = stack.spawn_activity_at(address).await;
+    assert_eq!(
+        grpc_status(&ping().await),
+        0,
+        "the next call opens a new connection"
+    );
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

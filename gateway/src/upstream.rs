@@ -1,0 +1,394 @@
+//! The gateway's client to one upstream service: a few HTTP/2 connections,
+//! used in turn, spoken with `h2` directly. A call goes from the browser's
+//! connection task straight onto an upstream connection and its answer wakes
+//! that task directly: no request queue, no task per call in between (the
+//! hops a general-purpose client adds cost a ping through the gateway about a
+//! quarter of its CPU; see docs/benchmarks.md). A connection that died is
+//! re-opened by the next call that needs it, within the connect timeout.
+//!
+//! Request bodies are read whole (they are bounded by the edge's size limit)
+//! and sent in one frame: every method of the contract takes a single
+//! message. Answers stream back as they arrive, so server streams pass
+//! through unchanged.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, Response, Uri, header};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+
+use crate::error::GatewayError;
+
+/// How long a new connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle connections are probed this often, by TCP keep-alive and an HTTP/2 ping.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
+/// A connection whose peer does not answer a ping within this time is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers that only describe the browser's hop; HTTP/2 forbids them.
+const HOP_HEADERS: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::HOST,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+];
+
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `host:port`, for connecting and for error messages.
+    address: String,
+    authority: Authority,
+    /// The largest request body sent on, in bytes.
+    max_request_bytes: usize,
+    connections: Vec<Connection>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Connection {
+    /// The open connection's sender, cloned for each call.
+    sender: Mutex<Option<SendRequest<Bytes>>>,
+    /// Held while (re)opening, so a dead connection is re-opened once.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Upstream {
+    /// An upstream at `url` (`http://host:port`) over `connections`
+    /// connections, opened when first needed, taking request bodies of at
+    /// most `max_request_bytes`.
+    pub fn new(url: &str, connections: usize, max_request_bytes: usize) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|error| format!("{url:?} is not a URL: {error}"))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(format!(
+                "{url:?}: only http:// upstreams are supported (TLS between pods belongs to the mesh)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .filter(|authority| authority.port_u16().is_some())
+            .ok_or_else(|| format!("{url:?}: the upstream needs a host and a port"))?
+            .clone();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                address: authority.as_str().to_owned(),
+                authority,
+                max_request_bytes,
+                connections: (0..connections.max(1))
+                    .map(|_| Connection::default())
+                    .collect(),
+                next: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Sends `request` (its body read whole first) and returns the answer
+    /// once its headers arrive; the body follows as the upstream sends it.
+    pub async fn call<B>(&self, request: Request<B>) -> Result<Response<UpstreamBody>, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut head, body) = request.into_parts();
+        let body = read_whole(body, self.inner.max_request_bytes).await?;
+        let path = head.uri.path_and_query().cloned();
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.inner.authority.clone());
+        uri.path_and_query = path;
+        head.uri = Uri::from_parts(uri).map_err(|_| GatewayError::MalformedRequest {
+            reason: "bad path".to_owned(),
+        })?;
+        head.version = http::Version::HTTP_2;
+        for name in &HOP_HEADERS {
+            head.headers.remove(name);
+        }
+        head.headers.remove(header::CONTENT_LENGTH);
+        if !body.is_empty() {
+            head.headers
+                .insert(header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+        }
+
+        let connection = self.pick();
+        // A connection found dead before the request leaves is re-opened;
+        // once it left, nothing is retried (the call may have taken effect).
+        let mut sender = match self.ready_sender(connection).await {
+            Ok(sender) => sender,
+            Err(_) => self.reopen(connection).await?,
+        };
+        // `ready` checked what `send_request` checks: this does not fail
+        // for a connection that was just found alive.
+        let (answer, mut stream) =
+            sender.send_request(Request::from_parts(head, ()), body.is_empty())?;
+        if !body.is_empty() {
+            stream.send_data(body, true)?;
+        }
+        let answer = answer.await?;
+        Ok(answer.map(|receive| UpstreamBody {
+            receive,
+            data_done: false,
+            finished: false,
+        }))
+    }
+
+    fn pick(&self) -> &Connection {
+        let turn = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        &self.inner.connections[turn % self.inner.connections.len()]
+    }
+
+    async fn ready_sender(
+        &self,
+        connection: &Connection,
+    ) -> Result<SendRequest<Bytes>, GatewayError> {
+        let current = connection
+            .sender
+            .lock()
+            .expect("upstream lock poisoned")
+            .clone();
+        match current {
+            Some(sender) => Ok(sender.ready().await?),
+            None => self.reopen(connection).await,
+        }
+    }
+
+    /// Opens the connection again unless another call just did.
+    async fn reopen(&self, connection: &Connection) -> Result<SendRequest<Bytes>, GatewayError> {
+        let _opening = connection.opening.lock().await;
+        let current = connection
+            .sender
+            .lock()
+            .expect("upstream lock poisoned")
+            .clone();
+        if let Some(sender) = current
+            && let Ok(sender) = sender.ready().await
+        {
+            return Ok(sender);
+        }
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+            .await
+            .map_err(|_| GatewayError::Unreachable {
+                address: self.inner.address.clone(),
+                reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
+            })??;
+        *connection.sender.lock().expect("upstream lock poisoned") = Some(sender.clone());
+        Ok(sender.ready().await?)
+    }
+
+    async fn open(&self) -> Result<SendRequest<Bytes>, GatewayError> {
+        let unreachable = |error: std::io::Error| GatewayError::Unreachable {
+            address: self.inner.address.clone(),
+            reason: error.to_string(),
+        };
+        let socket = TcpStream::connect(&self.inner.address)
+            .await
+            .map_err(unreachable)?;
+        // Small answers must not wait for a delayed acknowledgement.
+        socket.set_nodelay(true).map_err(unreachable)?;
+        socket2::SockRef::from(&socket)
+            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_EVERY))
+            .map_err(unreachable)?;
+        let (sender, mut connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .handshake::<_, Bytes>(socket)
+            .await?;
+        let ping_pong = connection.ping_pong();
+        let address = self.inner.address.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = &mut connection => {
+                    if let Err(error) = ended {
+                        tracing::warn!(%address, %error, "upstream connection closed");
+                    }
+                }
+                () = keep_alive(ping_pong) => {
+                    tracing::warn!(%address, "upstream did not answer a ping; closing the connection");
+                }
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A request body, read whole; refused beyond `limit` bytes.
+async fn read_whole<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| GatewayError::MalformedRequest {
+            reason: error.into().to_string(),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total > limit {
+                return Err(GatewayError::TooLarge);
+            }
+            chunks.push(data);
+        }
+    }
+    Ok(concat(chunks))
+}
+
+/// Pings the peer now and then; returns when it stops answering.
+async fn keep_alive(ping_pong: Option<h2::PingPong>) {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(KEEPALIVE_EVERY).await;
+        if ping_pong.send_ping(h2::Ping::opaque()).is_err() {
+            return;
+        }
+        let pong = std::future::poll_fn(|cx| ping_pong.poll_pong(cx));
+        if !matches!(
+            tokio::time::timeout(KEEPALIVE_TIMEOUT, pong).await,
+            Ok(Ok(_))
+        ) {
+            return;
+        }
+    }
+}
+
+/// A unary answer read whole: its head, its framed message(s) and its trailers.
+pub struct WholeAnswer {
+    pub head: http::response::Parts,
+    pub messages: Bytes,
+    pub trailers: HeaderMap,
+}
+
+impl WholeAnswer {
+    /// Reads `response` to its end, refusing answers over `limit` bytes.
+    pub async fn read<B>(response: Response<B>, limit: usize) -> Result<Self, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (head, body) = response.into_parts();
+        let mut body = std::pin::pin!(body);
+        let mut messages: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        let mut trailers = HeaderMap::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| match error.into().downcast::<h2::Error>() {
+                Ok(error) => GatewayError::Upstream(*error),
+                Err(error) => GatewayError::BrokenAnswer {
+                    reason: error.to_string(),
+                },
+            })?;
+            match frame.into_data() {
+                Ok(data) => {
+                    size += data.len();
+                    if size > limit {
+                        return Err(GatewayError::BrokenAnswer {
+                            reason: format!("an answer over {limit} bytes"),
+                        });
+                    }
+                    messages.push(data);
+                }
+                Err(frame) => {
+                    if let Ok(more) = frame.into_trailers() {
+                        trailers.extend(more);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            head,
+            messages: concat(messages),
+            trailers,
+        })
+    }
+}
+
+fn concat(mut chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => chunks.concat().into(),
+    }
+}
+
+/// An answer's body as the upstream sends it: messages, then trailers.
+pub struct UpstreamBody {
+    receive: h2::RecvStream,
+    data_done: bool,
+    finished: bool,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if !self.data_done {
+            match ready!(self.receive.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Consumed: let the upstream send more.
+                    let _ = self.receive.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => self.data_done = true,
+            }
+        }
+        let trailers: Result<Option<HeaderMap>, h2::Error> = ready!(self.receive.poll_trailers(cx));
+        self.finished = true;
+        Poll::Ready(
+            trailers
+                .transpose()
+                .map(|trailers| trailers.map(Frame::trailers)),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished || self.receive.is_end_stream()
+    }
+}
+
+/// The upstream as a gRPC client transport, for the gateway's own calls
+/// (health checks).
+impl tower::Service<Request<tonic::body::Body>> for Upstream {
+    type Response = Response<UpstreamBody>;
+    type Error = GatewayError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
+        let upstream = self.clone();
+        Box::pin(async move { upstream.call(request).await })
+    }
+}
