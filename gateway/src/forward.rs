@@ -17,10 +17,11 @@ use presence_core::token::TokenVerifier;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
+use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::metrics::{CallRecord, Metrics, ObservedBody, grpc_status};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{KnownTokens, RateLimiter};
 use crate::upstream::{Upstream, UpstreamBody, WholeAnswer};
 
 pub const ACTIVITY_SERVICE: &str = "presence.activity.v1.ActivityService";
@@ -44,16 +45,16 @@ pub type HealthService =
     tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 pub struct Limits {
-    pub ping_per_user: RateLimiter,
-    pub ping_per_ip: RateLimiter,
-    pub login_per_ip: RateLimiter,
+    pub ping_per_user: RateLimiter<Uuid>,
+    pub ping_per_ip: RateLimiter<IpAddr>,
+    pub login_per_ip: RateLimiter<IpAddr>,
 }
 
 struct State {
     activity: Upstream,
     admin: Upstream,
     health: HealthService,
-    verifier: TokenVerifier,
+    callers: KnownTokens,
     limits: Limits,
     metrics: Metrics,
     default_deadline: Duration,
@@ -122,7 +123,7 @@ impl Forwarder {
                 activity,
                 admin,
                 health,
-                verifier,
+                callers: KnownTokens::new(verifier),
                 limits,
                 metrics,
                 default_deadline,
@@ -293,7 +294,7 @@ impl State {
             || Status::resource_exhausted("too many requests; slow down and retry shortly");
         match path {
             PING => {
-                if !self.limits.ping_per_ip.allow(&client.text) {
+                if !self.limits.ping_per_ip.allow(client.ip) {
                     return Err(exhausted());
                 }
                 // Keyed by the verified user; an unverifiable token is refused
@@ -302,15 +303,15 @@ impl State {
                     .get(http::header::AUTHORIZATION)
                     .and_then(|value| value.to_str().ok())
                     .and_then(presence_core::auth::bearer_token)
-                    .and_then(|token| self.verifier.verify(token).ok());
-                if let Some(caller) = caller
-                    && !self.limits.ping_per_user.allow(&caller.user_id.to_string())
+                    .and_then(|token| self.callers.user_of(token));
+                if let Some(user_id) = caller
+                    && !self.limits.ping_per_user.allow(user_id)
                 {
                     return Err(exhausted());
                 }
                 Ok(())
             }
-            LOGIN if !self.limits.login_per_ip.allow(&client.text) => Err(exhausted()),
+            LOGIN if !self.limits.login_per_ip.allow(client.ip) => Err(exhausted()),
             _ => Ok(()),
         }
     }

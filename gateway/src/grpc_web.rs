@@ -62,7 +62,7 @@ where
         Admission::Forward(admitted) => admitted,
         Admission::Refused(status) => return trailers_only(&status),
         Admission::Health(record) => {
-            let answer = health(forwarder, head, body).await;
+            let answer = Box::pin(health(forwarder, head, body)).await;
             let code = match &answer {
                 Ok(answer) => answer_code(answer),
                 Err(status) => status.code() as i32,

@@ -1,16 +1,22 @@
 //! Token-bucket rate limits, kept per key (a user id or a client address) in
-//! this process. Each gateway replica limits on its own: the limits guard the
+//! this process; and the users named by bearer tokens, remembered once
+//! verified, so the per-user limit checks a token's signature once, not on
+//! every ping. Each gateway replica limits on its own: the limits guard the
 //! services from floods, they are not an exact global quota.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use presence_core::token::TokenVerifier;
+use uuid::Uuid;
 
 /// Beyond this many tracked keys, full buckets (idle keys) are dropped.
 const MAX_TRACKED_KEYS: usize = 100_000;
 
-pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+pub struct RateLimiter<K> {
+    buckets: Mutex<HashMap<K, Bucket>>,
     capacity: f64,
     refill_per_second: f64,
 }
@@ -21,7 +27,7 @@ struct Bucket {
     updated: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Allows `allowance` calls per `window`, refilled continuously.
     pub fn new(allowance: u32, window: Duration) -> Self {
         let capacity = f64::from(allowance.max(1));
@@ -33,19 +39,19 @@ impl RateLimiter {
     }
 
     /// Takes one token for `key`; false when its allowance is used up.
-    pub fn allow(&self, key: &str) -> bool {
+    pub fn allow(&self, key: K) -> bool {
         self.allow_at(key, Instant::now())
     }
 
-    fn allow_at(&self, key: &str, now: Instant) -> bool {
+    fn allow_at(&self, key: K, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
-        if buckets.len() >= MAX_TRACKED_KEYS && !buckets.contains_key(key) {
+        if buckets.len() >= MAX_TRACKED_KEYS && !buckets.contains_key(&key) {
             let (capacity, rate) = (self.capacity, self.refill_per_second);
             buckets.retain(|_, bucket| {
                 bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * rate < capacity
             });
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: self.capacity,
             updated: now,
         });
@@ -61,6 +67,71 @@ impl RateLimiter {
     }
 }
 
+/// Beyond this many remembered tokens, expired ones are forgotten (and all
+/// of them if none has expired): at most a few megabytes.
+const MAX_KNOWN_TOKENS: usize = 20_000;
+
+/// The users named by valid bearer tokens, remembered until the tokens expire.
+pub struct KnownTokens {
+    verifier: TokenVerifier,
+    known: Mutex<HashMap<Box<str>, Known>>,
+}
+
+#[derive(Clone, Copy)]
+struct Known {
+    user_id: Uuid,
+    expires_at: i64,
+}
+
+impl KnownTokens {
+    pub fn new(verifier: TokenVerifier) -> Self {
+        Self {
+            verifier,
+            known: Mutex::default(),
+        }
+    }
+
+    /// The user `token` names, if it is valid now (signature, issuer, expiry;
+    /// revocation is the services' to check).
+    pub fn user_of(&self, token: &str) -> Option<Uuid> {
+        self.user_at(token, chrono::Utc::now().timestamp())
+    }
+
+    fn user_at(&self, token: &str, now: i64) -> Option<Uuid> {
+        let remembered = self
+            .known
+            .lock()
+            .expect("token cache lock poisoned")
+            .get(token)
+            .copied();
+        if let Some(known) = remembered
+            && known.expires_at > now
+        {
+            return Some(known.user_id);
+        }
+        let caller = self
+            .verifier
+            .verify(token)
+            .ok()
+            .filter(|caller| caller.expires_at > now)?;
+        let mut known = self.known.lock().expect("token cache lock poisoned");
+        if known.len() >= MAX_KNOWN_TOKENS {
+            known.retain(|_, token| token.expires_at > now);
+            if known.len() >= MAX_KNOWN_TOKENS {
+                known.clear();
+            }
+        }
+        known.insert(
+            token.into(),
+            Known {
+                user_id: caller.user_id,
+                expires_at: caller.expires_at,
+            },
+        );
+        Some(caller.user_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,11 +140,43 @@ mod tests {
     fn an_allowance_is_spent_then_refilled() {
         let limiter = RateLimiter::new(2, Duration::from_secs(2));
         let start = Instant::now();
-        assert!(limiter.allow_at("a", start));
-        assert!(limiter.allow_at("a", start));
-        assert!(!limiter.allow_at("a", start));
-        assert!(limiter.allow_at("b", start), "keys are limited separately");
-        assert!(limiter.allow_at("a", start + Duration::from_secs(1)));
-        assert!(!limiter.allow_at("a", start + Duration::from_secs(1)));
+        assert!(limiter.allow_at('a', start));
+        assert!(limiter.allow_at('a', start));
+        assert!(!limiter.allow_at('a', start));
+        assert!(limiter.allow_at('b', start), "keys are limited separately");
+        assert!(limiter.allow_at('a', start + Duration::from_secs(1)));
+        assert!(!limiter.allow_at('a', start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_a_forged_one_never() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+        use presence_core::token::{Role, TokenIssuer};
+        const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+        let issuer = TokenIssuer::new(
+            Algorithm::HS256,
+            EncodingKey::from_secret(SECRET),
+            "presence",
+            60,
+        );
+        let verifier = TokenVerifier::new(
+            Algorithm::HS256,
+            DecodingKey::from_secret(SECRET),
+            "presence",
+        );
+        let known = KnownTokens::new(verifier);
+        let now = chrono::Utc::now().timestamp();
+        let user = Uuid::new_v4();
+        let token = issuer.issue(user, Role::User, now).unwrap();
+
+        assert_eq!(known.user_at(&token.token, now), Some(user));
+        assert_eq!(known.user_at(&token.token, now + 30), Some(user));
+        assert_eq!(
+            known.user_at(&token.token, token.expires_at + 10),
+            None,
+            "expired: checked again, and refused"
+        );
+        let forged = format!("{}x", token.token);
+        assert_eq!(known.user_at(&forged, now), None);
     }
 }

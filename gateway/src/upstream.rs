@@ -130,7 +130,7 @@ impl Upstream {
         // once it left, nothing is retried (the call may have taken effect).
         let mut sender = match self.ready_sender(connection).await {
             Ok(sender) => sender,
-            Err(_) => self.reopen(connection).await?,
+            Err(_) => Box::pin(self.reopen(connection)).await?,
         };
         // `ready` checked what `send_request` checks: this does not fail
         // for a connection that was just found alive.
@@ -163,11 +163,12 @@ impl Upstream {
             .clone();
         match current {
             Some(sender) => Ok(sender.ready().await?),
-            None => self.reopen(connection).await,
+            None => Box::pin(self.reopen(connection)).await,
         }
     }
 
-    /// Opens the connection again unless another call just did.
+    /// Opens the connection again unless another call just did. (Callers
+    /// box this rare, large future so that every call's own stays small.)
     async fn reopen(&self, connection: &Connection) -> Result<SendRequest<Bytes>, GatewayError> {
         let _opening = connection.opening.lock().await;
         let current = connection
