@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use presence_core::token::TokenVerifier;
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -20,7 +20,7 @@ use tower::{Service, ServiceExt};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::metrics::{CallRecord, Metrics, ObservedBody, grpc_status};
+use crate::metrics::{CallRecord, Metrics, ObservedBody, RequestId, grpc_status};
 use crate::rate_limit::{KnownTokens, RateLimiter};
 use crate::upstream::{Upstream, UpstreamBody, WholeAnswer};
 
@@ -37,6 +37,9 @@ const INTERNAL_METHODS: [&str; 2] = [
 const STREAMING_METHODS: [&str; 1] = ["/presence.admin.v1.AdminService/WatchUserStatuses"];
 /// The largest unary answer the gateway reads whole before passing it on.
 const MAX_UNARY_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 
@@ -58,6 +61,8 @@ struct State {
     limits: Limits,
     metrics: Metrics,
     default_deadline: Duration,
+    /// `grpc-timeout` for the default deadline, made once.
+    default_timeout_header: HeaderValue,
 }
 
 #[derive(Clone)]
@@ -127,6 +132,7 @@ impl Forwarder {
                 limits,
                 metrics,
                 default_deadline,
+                default_timeout_header: timeout_header(default_deadline),
             }),
         }
     }
@@ -138,22 +144,18 @@ impl Forwarder {
 
     /// Applies the edge rules to a call of `path` with `headers`: the
     /// allowlist, the rate limits and the deadline. An admitted call's
-    /// headers are rewritten for the upstream: the client's address, a
-    /// request id, and the deadline in `grpc-timeout`.
+    /// headers are rewritten for the upstream: the client's address and the
+    /// deadline in `grpc-timeout`. A client's `x-request-id` goes on with the
+    /// call and names it in the access log; a call without one is numbered
+    /// by the gateway for its own log.
     pub fn admit(&self, path: &str, headers: &mut HeaderMap, client: &Client) -> Admission<'_> {
         let state = &*self.state;
         let request_id = match headers
-            .get("x-request-id")
+            .get(&X_REQUEST_ID)
             .filter(|id| !id.is_empty() && id.len() <= 128 && id.to_str().is_ok())
         {
-            Some(id) => id.clone(),
-            None => {
-                let mut text = uuid::Uuid::encode_buffer();
-                let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-                let id = HeaderValue::from_str(text).expect("a UUID is a header value");
-                headers.insert("x-request-id", id.clone());
-                id
-            }
+            Some(id) => RequestId::Client(id.clone()),
+            None => RequestId::numbered(),
         };
         let record = CallRecord {
             metrics: state.metrics.clone(),
@@ -178,14 +180,11 @@ impl Forwarder {
             Some(requested) => requested.min(state.default_deadline),
             None => state.default_deadline,
         };
-        headers.insert("x-forwarded-for", client.forwarded_for.clone());
-        if !streaming || client_deadline.is_some() {
-            let millis = deadline.as_millis().clamp(1, 99_999_999);
-            headers.insert(
-                "grpc-timeout",
-                HeaderValue::from_str(&format!("{millis}m"))
-                    .expect("digits and a unit are a header value"),
-            );
+        headers.insert(X_FORWARDED_FOR, client.forwarded_for.clone());
+        if client_deadline.is_none() && !streaming {
+            headers.insert(GRPC_TIMEOUT, state.default_timeout_header.clone());
+        } else if client_deadline.is_some() {
+            headers.insert(GRPC_TIMEOUT, timeout_header(deadline));
         }
         // Upstream bounds only the start of a stream; the client's deadline
         // ends it here.
@@ -317,9 +316,15 @@ impl State {
     }
 }
 
+/// `grpc-timeout` for `deadline`, in milliseconds (at most 8 digits).
+fn timeout_header(deadline: Duration) -> HeaderValue {
+    let millis = deadline.as_millis().clamp(1, 99_999_999);
+    HeaderValue::from_str(&format!("{millis}m")).expect("digits and a unit are a header value")
+}
+
 /// The deadline a client asked for in `grpc-timeout`, if any.
 fn requested_deadline(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(&GRPC_TIMEOUT)?.to_str().ok()?;
     let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = amount.parse().ok()?;
     Some(match unit {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -119,7 +120,7 @@ pub fn code_name(code: i32) -> &'static str {
 pub struct CallRecord {
     pub metrics: Metrics,
     pub method: String,
-    pub request_id: http::HeaderValue,
+    pub request_id: RequestId,
     pub client: std::sync::Arc<str>,
     pub started: Instant,
 }
@@ -132,16 +133,46 @@ impl CallRecord {
             method = %self.method,
             status = code_name(code),
             latency_ms = seconds * 1000.0,
-            request_id = self.request_id.to_str().unwrap_or_default(),
+            request_id = %self.request_id,
             client = %self.client,
             "grpc call"
         );
     }
 }
 
+/// Which call an access-log line is about: the client's `x-request-id`, or
+/// a number the gateway gave it (unique across replicas by a random tag).
+pub enum RequestId {
+    Client(http::HeaderValue),
+    Numbered(u64),
+}
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+static REPLICA_TAG: LazyLock<u32> = LazyLock::new(rand::random);
+
+impl RequestId {
+    pub fn numbered() -> Self {
+        RequestId::Numbered(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Client(id) => f.write_str(id.to_str().unwrap_or("?")),
+            RequestId::Numbered(number) => write!(f, "gw-{:08x}-{number}", *REPLICA_TAG),
+        }
+    }
+}
+
 /// The gRPC status carried by headers or trailers, if any.
 pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    headers
+        .get(&tonic::Status::GRPC_STATUS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A response body that records the call when its trailers arrive, or when

@@ -34,15 +34,33 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 /// A connection whose peer does not answer a ping within this time is closed.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Headers that only describe the browser's hop; HTTP/2 forbids them.
-const HOP_HEADERS: [header::HeaderName; 6] = [
-    header::CONNECTION,
-    header::HOST,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HeaderName::from_static("keep-alive"),
-    header::HeaderName::from_static("proxy-connection"),
-];
+/// Whether a request header stays at the edge: it describes only the
+/// browser's hop (HTTP/2 forbids the connection-level ones), or only
+/// concerns the browser (cookies, fetch metadata, client hints) and would
+/// cost every forwarded call its encoding for nothing.
+fn stays_at_the_edge(name: &header::HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "connection"
+            | "host"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+            | "content-length"
+            | "cookie"
+            | "origin"
+            | "referer"
+            | "accept-language"
+            | "accept-encoding"
+            | "cache-control"
+            | "pragma"
+            | "priority"
+            | "dnt"
+            | "x-grpc-web"
+    ) || name.starts_with("sec-")
+}
 
 #[derive(Clone)]
 pub struct Upstream {
@@ -116,13 +134,14 @@ impl Upstream {
             reason: "bad path".to_owned(),
         })?;
         head.version = http::Version::HTTP_2;
-        for name in &HOP_HEADERS {
+        let staying: Vec<header::HeaderName> = head
+            .headers
+            .keys()
+            .filter(|name| stays_at_the_edge(name))
+            .cloned()
+            .collect();
+        for name in staying {
             head.headers.remove(name);
-        }
-        head.headers.remove(header::CONTENT_LENGTH);
-        if !body.is_empty() {
-            head.headers
-                .insert(header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
         }
 
         let connection = self.pick();

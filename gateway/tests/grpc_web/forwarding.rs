@@ -79,6 +79,39 @@ async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgP
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_sign_in_through_the_gateway_records_the_browsers_user_agent(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+
+    let login = http(
+        gateway.address,
+        "POST",
+        LOGIN,
+        &[
+            ("Content-Type", BINARY),
+            ("User-Agent", "presence-test-browser/1.0"),
+            // Browser-only headers stay at the edge; the call still passes.
+            ("Cookie", "session=not-for-the-services"),
+            ("Sec-Fetch-Mode", "cors"),
+        ],
+        &frame(&credentials("usertest1")),
+        SOON,
+    )
+    .await;
+    assert_eq!(grpc_status(&login), 0);
+
+    let user_agent: Option<String> = sqlx::query_scalar(
+        "SELECT user_agent FROM login_history WHERE username = 'usertest1' \
+         ORDER BY occurred_at DESC LIMIT 1",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(user_agent.as_deref(), Some("presence-test-browser/1.0"));
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
