@@ -3,7 +3,12 @@
 # native gRPC (h2load), and through the gateway over HTTP/1.1 gRPC-Web as
 # browsers send it (wrk), at the same concurrency, on this machine.
 #
-#   deploy/local/bench-ping.sh [connections] [seconds]     (defaults: 64 and 20)
+#   deploy/local/bench-ping.sh [connections] [seconds] [rounds]   (defaults: 64, 20, 3)
+#
+# Each round runs both phases back to back on the same processes, and the
+# summary gives each round's ratio and their median: on a shared machine the
+# throughput drifts from minute to minute, and a ratio of neighbouring runs is
+# steadier than a ratio of single runs.
 #
 # Starts its own release-built services on free loopback ports, with their own
 # database and key prefix; installs nghttp2-client and wrk if missing. All
@@ -13,6 +18,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 connections=${1:-64}
 seconds=${2:-20}
+rounds=${3:-3}
 eval "$(deploy/local/services.sh)"
 if ! command -v h2load >/dev/null || ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -89,15 +95,6 @@ cpu_per_ping() {
     printf "CPU per ping: activity-service %.1f us, gateway %.1f us, redis %.1f us\n", a*1e6/t/n, g*1e6/t/n, r*1e6/t/n }'
 }
 
-echo "== direct: native gRPC to the activity service (h2load, $connections connections, ${seconds}s)"
-before=$(snapshot)
-h2load -t 1 -c "$connections" -m 1 -D "$seconds" \
-  -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
-  -d "$work/ping.bin" "http://127.0.0.1:$activity_port/presence.activity.v1.ActivityService/Ping" \
-  | tee "$work/h2load.out" | grep -E "finished in|requests:|status codes|time for request|req/s|traffic"
-done_direct=$(awk '/^requests:/ {print $8}' "$work/h2load.out")
-cpu_per_ping "$before" "$(snapshot)" "$done_direct"
-
 cat > "$work/ping.lua" <<LUA
 wrk.method = "POST"
 wrk.body = "\0\0\0\0\0"
@@ -105,13 +102,44 @@ wrk.headers["Content-Type"] = "application/grpc-web+proto"
 wrk.headers["X-Grpc-Web"] = "1"
 wrk.headers["Authorization"] = "Bearer $token"
 LUA
-echo "== through the gateway: gRPC-Web over HTTP/1.1 (wrk, $connections connections, ${seconds}s)"
-before=$(snapshot)
-wrk -t 1 -c "$connections" -d "${seconds}s" --latency -s "$work/ping.lua" \
-  "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Ping" \
-  | tee "$work/wrk.out" | grep -vE "^\s*$"
-done_gateway=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-cpu_per_ping "$before" "$(snapshot)" "$done_gateway"
+
+direct_round() {
+  echo "== direct: native gRPC to the activity service (h2load, $connections connections, ${seconds}s)"
+  local before; before=$(snapshot)
+  h2load -t 1 -c "$connections" -m 1 -D "$seconds" \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $token" \
+    -d "$work/ping.bin" "http://127.0.0.1:$activity_port/presence.activity.v1.ActivityService/Ping" \
+    | tee "$work/h2load.out" | grep -E "finished in|requests:|status codes|time for request|req/s|traffic"
+  local pings; pings=$(awk '/^requests:/ {print $8}' "$work/h2load.out")
+  cpu_per_ping "$before" "$(snapshot)" "$pings"
+  awk '/finished in/ {gsub(",", "", $4); print $4}' "$work/h2load.out" >>"$work/direct.rates"
+}
+
+gateway_round() {
+  echo "== through the gateway: gRPC-Web over HTTP/1.1 (wrk, $connections connections, ${seconds}s)"
+  local before; before=$(snapshot)
+  wrk -t 1 -c "$connections" -d "${seconds}s" --latency -s "$work/ping.lua" \
+    "http://127.0.0.1:$gateway_port/presence.activity.v1.ActivityService/Ping" \
+    | tee "$work/wrk.out" | grep -vE "^\s*$"
+  local pings; pings=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+  cpu_per_ping "$before" "$(snapshot)" "$pings"
+  awk '/^Requests\/sec/ {print $2}' "$work/wrk.out" >>"$work/gateway.rates"
+}
+
+for round in $(seq "$rounds"); do
+  echo "#### round $round of $rounds"
+  direct_round
+  gateway_round
+done
+echo "== summary: pings/s per round, and the gateway's share of the direct throughput"
+paste "$work/direct.rates" "$work/gateway.rates" | awk '{
+  printf "round %d: direct %.0f, gateway %.0f, ratio %.1f %%\n", NR, $1, $2, 100 * $2 / $1 }'
+paste "$work/direct.rates" "$work/gateway.rates" | awk '{ print 100 * $2 / $1 }' | sort -n | awk '
+  { ratio[NR] = $1 }
+  END {
+    median = (NR % 2) ? ratio[(NR + 1) / 2] : (ratio[NR / 2] + ratio[NR / 2 + 1]) / 2
+    printf "median ratio: %.1f %% (target: at least 70 %%)\n", median
+  }'
 echo "== the gateway's own count of Ping outcomes"
 curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep 'requests_total{method="/presence.activity.v1.ActivityService/Ping"'
 echo "== bytes on the wire for one browser ping (HTTP/1.1 gRPC-Web, this token)"
