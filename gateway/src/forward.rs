@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use presence_core::token::TokenVerifier;
@@ -157,13 +157,12 @@ impl Forwarder {
             Some(id) => RequestId::Client(id.clone()),
             None => RequestId::numbered(),
         };
-        let record = CallRecord {
-            metrics: state.metrics.clone(),
-            method: path.to_owned(),
+        let record = CallRecord::start(
+            state.metrics.clone(),
+            path.to_owned(),
             request_id,
-            client: client.text.clone(),
-            started: Instant::now(),
-        };
+            client.text.clone(),
+        );
         let upstream = match state.route(path) {
             Route::Upstream(upstream) => upstream,
             Route::Health => return Admission::Health(record),

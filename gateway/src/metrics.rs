@@ -116,17 +116,41 @@ pub fn code_name(code: i32) -> &'static str {
     }
 }
 
-/// What the access log says of one call; never a token or a body.
+/// What the access log says of one call; never a token or a body. A call
+/// whose record is dropped unfinished (the client went away) is recorded as
+/// CANCELLED.
 pub struct CallRecord {
-    pub metrics: Metrics,
+    metrics: Metrics,
     pub method: String,
-    pub request_id: RequestId,
-    pub client: std::sync::Arc<str>,
-    pub started: Instant,
+    request_id: RequestId,
+    client: std::sync::Arc<str>,
+    started: Instant,
+    finished: bool,
 }
 
 impl CallRecord {
-    pub fn finish(&self, code: i32) {
+    pub fn start(
+        metrics: Metrics,
+        method: String,
+        request_id: RequestId,
+        client: std::sync::Arc<str>,
+    ) -> Self {
+        Self {
+            metrics,
+            method,
+            request_id,
+            client,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    pub fn finish(mut self, code: i32) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: i32) {
+        self.finished = true;
         let seconds = self.started.elapsed().as_secs_f64();
         self.metrics.record(&self.method, code, seconds);
         tracing::info!(
@@ -137,6 +161,14 @@ impl CallRecord {
             client = %self.client,
             "grpc call"
         );
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(tonic::Code::Cancelled as i32);
+        }
     }
 }
 
@@ -176,7 +208,7 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 }
 
 /// A response body that records the call when its trailers arrive, or when
-/// it ends or is dropped without them (the client went away: CANCELLED).
+/// it ends without them (dropped before: the record says CANCELLED).
 pub struct ObservedBody<B> {
     inner: B,
     record: Option<CallRecord>,
@@ -194,12 +226,6 @@ impl<B> ObservedBody<B> {
         if let Some(record) = self.record.take() {
             record.finish(code);
         }
-    }
-}
-
-impl<B> Drop for ObservedBody<B> {
-    fn drop(&mut self) {
-        self.finish(tonic::Code::Cancelled as i32);
     }
 }
 
