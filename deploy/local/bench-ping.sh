@@ -3,7 +3,7 @@
 # native gRPC (h2load), and through the gateway over HTTP/1.1 gRPC-Web as
 # browsers send it (wrk), at the same concurrency, on this machine.
 #
-#   deploy/local/bench-ping.sh [connections] [seconds] [rounds]   (defaults: 64, 20, 3)
+#   deploy/local/bench-ping.sh [connections] [seconds] [rounds]   (defaults: 64, 20, 5)
 #
 # Each round runs both phases back to back on the same processes, and the
 # summary gives each round's ratio and their median: on a shared machine the
@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 connections=${1:-64}
 seconds=${2:-20}
-rounds=${3:-3}
+rounds=${3:-5}
 eval "$(deploy/local/services.sh)"
 if ! command -v h2load >/dev/null || ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
