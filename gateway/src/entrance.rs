@@ -67,7 +67,7 @@ impl Service<Request> for Entrance {
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        if grpc_web::takes(&request, &self.entrances.rules) {
+        if grpc_web::takes(&request, &self.entrances.forwarder, &self.entrances.rules) {
             let entrance = self.clone();
             return Box::pin(async move {
                 let Entrances {

@@ -1,9 +1,12 @@
-//! The generic forwarding path: every gRPC call (already translated from
-//! gRPC-Web by `tonic_web::GrpcWebLayer`) is routed by its service name to an
-//! upstream channel, after the edge rules: the method allowlist, rate limits
-//! and a deadline. Adding a method to a browser-facing service needs no code
-//! here; internal methods are refused before they reach upstream.
+//! The edge rules every call meets, whichever way it came (`Forwarder::admit`:
+//! the method allowlist, rate limits and a deadline), and the general
+//! forwarding path: a gRPC call (translated from gRPC-Web by
+//! `tonic_web::GrpcWebLayer`, or native) routed by its service name to an
+//! upstream. Adding a method to a browser-facing service needs no code here:
+//! which methods stream is read from the contract's descriptors; internal
+//! methods are refused before they reach upstream.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use presence_core::token::TokenVerifier;
+use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
@@ -33,8 +37,6 @@ const INTERNAL_METHODS: [&str; 2] = [
     "/presence.activity.v1.ActivityService/RecordActivity",
     "/presence.admin.v1.AdminService/BatchGetUserStatuses",
 ];
-/// Methods whose answer is a stream: their deadline covers only the start.
-const STREAMING_METHODS: [&str; 1] = ["/presence.admin.v1.AdminService/WatchUserStatuses"];
 /// The largest unary answer the gateway reads whole before passing it on.
 const MAX_UNARY_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -63,6 +65,8 @@ struct State {
     default_deadline: Duration,
     /// `grpc-timeout` for the default deadline, made once.
     default_timeout_header: HeaderValue,
+    /// The paths of the methods whose answer is a stream.
+    streaming: HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -133,8 +137,15 @@ impl Forwarder {
                 metrics,
                 default_deadline,
                 default_timeout_header: timeout_header(default_deadline),
+                streaming: server_streaming_methods(presence_core::proto::FILE_DESCRIPTOR_SET),
             }),
         }
+    }
+
+    /// Whether the answer of `path` is a stream (its deadline covers only
+    /// the start, and it cannot be read whole).
+    pub fn is_streaming(&self, path: &str) -> bool {
+        self.state.streaming.contains(path)
     }
 
     /// The gateway's own gRPC health service.
@@ -172,7 +183,7 @@ impl Forwarder {
             return Admission::Refused(refuse(status, record));
         }
 
-        let streaming = is_streaming(path);
+        let streaming = self.is_streaming(path);
         let client_deadline = requested_deadline(headers);
         let deadline = match client_deadline {
             Some(requested) if streaming => requested,
@@ -254,9 +265,27 @@ fn refuse(status: Status, record: CallRecord) -> Status {
     status
 }
 
-/// Whether the answer of `path` is a stream (its deadline covers only the start).
-pub fn is_streaming(path: &str) -> bool {
-    STREAMING_METHODS.contains(&path)
+/// The paths (`/package.Service/Method`) of the server-streaming methods
+/// described in an encoded `FileDescriptorSet`.
+fn server_streaming_methods(descriptors: &[u8]) -> HashSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(descriptors)
+        .expect("the contract's descriptors, built with the gateway, decode");
+    let mut streaming = HashSet::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                if method.server_streaming() {
+                    streaming.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    streaming
 }
 
 /// Where a path goes.
@@ -351,11 +380,11 @@ impl Service<Request<Body>> for Forwarder {
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let forwarder = self.clone();
         Box::pin(async move {
-            let client = request
-                .extensions()
-                .get::<Client>()
-                .cloned()
-                .expect("the listener gives every request its client");
+            // `entrance` gives every request its client.
+            let Some(client) = request.extensions().get::<Client>().cloned() else {
+                tracing::error!("a request reached the forwarder without its client");
+                return Ok(Status::internal("the gateway is misconfigured").into_http());
+            };
             let path = request.uri().path().to_owned();
             let admitted = match forwarder.admit(&path, request.headers_mut(), &client) {
                 Admission::Forward(admitted) => admitted,
@@ -441,6 +470,14 @@ impl http_body::Body for DeadlineBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streaming_methods_are_read_from_the_contract() {
+        let streaming = server_streaming_methods(presence_core::proto::FILE_DESCRIPTOR_SET);
+        assert!(streaming.contains("/presence.admin.v1.AdminService/WatchUserStatuses"));
+        assert!(!streaming.contains(PING));
+        assert!(!streaming.contains("/presence.admin.v1.AdminService/ListUserStatuses"));
+    }
 
     #[test]
     fn grpc_timeouts_are_read_in_every_unit() {

@@ -15,7 +15,7 @@ use tonic::Status;
 use tower::ServiceExt;
 
 use crate::edge::EdgeRules;
-use crate::forward::{Admission, Client, Forwarder, is_streaming};
+use crate::forward::{Admission, Client, Forwarder};
 use crate::metrics::grpc_status;
 use crate::upstream::WholeAnswer;
 
@@ -26,7 +26,7 @@ const TRAILERS_FRAME: u8 = 0x80;
 const MAX_HEALTH_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Whether `request` takes the direct way.
-pub fn takes<B>(request: &Request<B>, rules: &EdgeRules) -> bool {
+pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
     let headers = request.headers();
     let binary = headers
         .get(header::CONTENT_TYPE)
@@ -38,7 +38,7 @@ pub fn takes<B>(request: &Request<B>, rules: &EdgeRules) -> bool {
     binary
         && !wants_text
         && request.method() == Method::POST
-        && !is_streaming(request.uri().path())
+        && !forwarder.is_streaming(request.uri().path())
         && rules.same_origin(headers, request.uri())
 }
 

@@ -147,9 +147,17 @@ impl Upstream {
         let connection = self.pick();
         // A connection found dead before the request leaves is re-opened;
         // once it left, nothing is retried (the call may have taken effect).
-        let mut sender = match self.ready_sender(connection).await {
-            Ok(sender) => sender,
-            Err(_) => Box::pin(self.reopen(connection)).await?,
+        let open = connection
+            .sender
+            .lock()
+            .expect("upstream lock poisoned")
+            .clone();
+        let mut sender = match open {
+            Some(sender) => match sender.ready().await {
+                Ok(sender) => sender,
+                Err(_) => Box::pin(self.reopen(connection)).await?,
+            },
+            None => Box::pin(self.reopen(connection)).await?,
         };
         // `ready` checked what `send_request` checks: this does not fail
         // for a connection that was just found alive.
@@ -169,21 +177,6 @@ impl Upstream {
     fn pick(&self) -> &Connection {
         let turn = self.inner.next.fetch_add(1, Ordering::Relaxed);
         &self.inner.connections[turn % self.inner.connections.len()]
-    }
-
-    async fn ready_sender(
-        &self,
-        connection: &Connection,
-    ) -> Result<SendRequest<Bytes>, GatewayError> {
-        let current = connection
-            .sender
-            .lock()
-            .expect("upstream lock poisoned")
-            .clone();
-        match current {
-            Some(sender) => Ok(sender.ready().await?),
-            None => Box::pin(self.reopen(connection)).await,
-        }
     }
 
     /// Opens the connection again unless another call just did. (Callers

@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use prost::Message;
+
 use presence_core::proto::activity::PingRequest;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{SOON, call, http, spawn_gateway, spawn_gateway_to};
+use crate::helpers::{
+    GrpcWebAnswer, SOON, call, grpc_status, http, spawn_gateway, spawn_gateway_to,
+};
 use crate::stack::{connect, spawn_stack};
 
 async fn health(address: std::net::SocketAddr, service: &str) -> i32 {
@@ -56,6 +60,27 @@ async fn readiness_follows_the_upstreams(pool: sqlx::PgPool) {
         health(cut_off.address, "").await,
         ServingStatus::Serving as i32
     );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+
+    let answer = call(
+        &gateway,
+        "/grpc.health.v1.Health/Check",
+        None,
+        &HealthCheckRequest {
+            service: String::new(),
+        },
+    )
+    .await;
+
+    assert_eq!(grpc_status(&answer), 0);
+    let message = &GrpcWebAnswer::parse(&answer.body).messages[0];
+    let health = tonic_health::pb::HealthCheckResponse::decode(message.as_slice()).unwrap();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
