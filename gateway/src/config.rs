@@ -74,7 +74,8 @@ pub struct GatewayConfig {
     /// Length of the rate window, in seconds (allowances refill continuously).
     #[arg(long, env = "PRESENCE_RATE_WINDOW_SECONDS", default_value_t = 60)]
     pub rate_window_seconds: u64,
-    /// Seconds open streams may take to finish after a shutdown request.
+    /// Seconds open streams may run on after a shutdown request; then they
+    /// end with UNAVAILABLE, and browsers reconnect to another replica.
     #[arg(long, env = "PRESENCE_DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
     #[command(flatten)]

@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use presence_core::token::TokenVerifier;
 use prost::Message;
+use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
@@ -67,6 +68,8 @@ struct State {
     default_timeout_header: HeaderValue,
     /// The paths of the methods whose answer is a stream.
     streaming: HashSet<String>,
+    /// Becomes true when the shutdown's drain is over: open streams end.
+    drain_over: watch::Receiver<bool>,
 }
 
 #[derive(Clone)]
@@ -115,6 +118,8 @@ pub struct Admitted<'a> {
     deadline: Duration,
     /// When a stream the client bounded must end.
     pub stream_ends: Option<tokio::time::Instant>,
+    /// Whether the answer is a stream.
+    pub streaming: bool,
 }
 
 impl Forwarder {
@@ -126,6 +131,7 @@ impl Forwarder {
         limits: Limits,
         metrics: Metrics,
         default_deadline: Duration,
+        drain_over: watch::Receiver<bool>,
     ) -> Self {
         Self {
             state: Arc::new(State {
@@ -138,6 +144,7 @@ impl Forwarder {
                 default_deadline,
                 default_timeout_header: timeout_header(default_deadline),
                 streaming: server_streaming_methods(presence_core::proto::FILE_DESCRIPTOR_SET),
+                drain_over,
             }),
         }
     }
@@ -205,6 +212,7 @@ impl Forwarder {
             record,
             deadline,
             stream_ends,
+            streaming,
         })
     }
 }
@@ -396,7 +404,7 @@ impl Service<Request<Body>> for Forwarder {
                     return Ok(response);
                 }
             };
-            let stream_ends = admitted.stream_ends;
+            let (stream_ends, streaming) = (admitted.stream_ends, admitted.streaming);
             let (response, record) = match admitted.send(request).await {
                 Ok(answer) => answer,
                 Err(status) => return Ok(status.into_http()),
@@ -407,27 +415,49 @@ impl Service<Request<Body>> for Forwarder {
                 return Ok(response.map(Body::new));
             }
             Ok(response.map(|body| {
-                let body = DeadlineBody::new(body, stream_ends);
+                let drain_over = streaming.then(|| forwarder.state.drain_over.clone());
+                let body = DeadlineBody::new(body, stream_ends, drain_over);
                 Body::new(ObservedBody::new(body, record))
             }))
         })
     }
 }
 
-/// A response body that ends with DEADLINE_EXCEEDED trailers at `deadline`.
+/// A response body that ends early with trailers: DEADLINE_EXCEEDED at the
+/// client's deadline, or UNAVAILABLE when the gateway's drain is over (the
+/// browser then reconnects, to another replica).
 struct DeadlineBody {
     inner: UpstreamBody,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    drain_over: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     expired: bool,
 }
 
 impl DeadlineBody {
-    fn new(inner: UpstreamBody, deadline: Option<tokio::time::Instant>) -> Self {
+    fn new(
+        inner: UpstreamBody,
+        deadline: Option<tokio::time::Instant>,
+        drain_over: Option<watch::Receiver<bool>>,
+    ) -> Self {
         Self {
             inner,
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            drain_over: drain_over.map(|mut over| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(async move {
+                    // A dropped sender means the gateway is gone: end too.
+                    let _ = over.wait_for(|over| *over).await;
+                })
+            }),
             expired: false,
         }
+    }
+
+    fn end(&mut self, code: Code, message: &'static str) -> http_body::Frame<bytes::Bytes> {
+        self.expired = true;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert(Status::GRPC_STATUS, HeaderValue::from(code as i32));
+        trailers.insert(Status::GRPC_MESSAGE, HeaderValue::from_static(message));
+        http_body::Frame::trailers(trailers)
     }
 }
 
@@ -445,17 +475,14 @@ impl http_body::Body for DeadlineBody {
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            self.expired = true;
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert(
-                "grpc-status",
-                HeaderValue::from(Code::DeadlineExceeded as i32),
-            );
-            trailers.insert(
-                "grpc-message",
-                HeaderValue::from_static("deadline exceeded"),
-            );
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+            let trailers = self.end(Code::DeadlineExceeded, "deadline exceeded");
+            return Poll::Ready(Some(Ok(trailers)));
+        }
+        if let Some(drain_over) = self.drain_over.as_mut()
+            && drain_over.as_mut().poll(cx).is_ready()
+        {
+            let trailers = self.end(Code::Unavailable, "the gateway is shutting down; reconnect");
+            return Poll::Ready(Some(Ok(trailers)));
         }
         Pin::new(&mut self.inner)
             .poll_frame(cx)

@@ -1,8 +1,8 @@
 //! Builds the gateway from its configuration and serves it: gRPC-Web and the
 //! web app on one listener (HTTP/1.1 and HTTP/2), metrics on another, health
 //! with a `readiness` service that follows the upstreams, and a shutdown that
-//! stops accepting, lets calls and streams finish, and gives up after the
-//! drain deadline.
+//! stops accepting, lets calls and streams finish, and at the drain deadline
+//! ends the streams still open with UNAVAILABLE (their browsers reconnect).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +17,7 @@ use axum::response::Response;
 use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,6 +40,8 @@ use crate::upstream::Upstream;
 /// (the Kubernetes readiness probe asks for it; the empty name is liveness).
 pub const READINESS: &str = "readiness";
 const READINESS_EVERY: Duration = Duration::from_secs(2);
+/// How long the streams ended at the drain deadline get to send their last frames.
+const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
 
 pub struct Application {
     listener: TcpListener,
@@ -47,6 +50,8 @@ pub struct Application {
     metrics: Metrics,
     health: HealthReporter,
     drain: Duration,
+    /// Told when the drain is over, so the streams still open end.
+    drain_over: watch::Sender<bool>,
 }
 
 fn upstream(
@@ -123,6 +128,7 @@ impl Application {
             ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
             login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
         };
+        let (drain_over, drain_over_seen) = watch::channel(false);
         let forwarder = Forwarder::new(
             activity,
             admin,
@@ -131,6 +137,7 @@ impl Application {
             limits,
             metrics.clone(),
             config.upstream_timeout(),
+            drain_over_seen,
         );
         let grpc = ServiceBuilder::new()
             .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
@@ -178,6 +185,7 @@ impl Application {
             metrics,
             health,
             drain: Duration::from_secs(config.drain_seconds),
+            drain_over,
         })
     }
 
@@ -232,12 +240,20 @@ impl Application {
                 tracing::debug!(%error, "cannot turn Nagle's algorithm off");
             }
         });
-        let server = axum::serve(listener, self.entrances).with_graceful_shutdown(signal);
+        let server = axum::serve(listener, self.entrances)
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let mut server = std::pin::pin!(server);
         let drain = self.drain;
         tokio::select! {
-            served = server => served.map_err(|error| GatewayError::Config(error.to_string()))?,
+            served = &mut server => served.map_err(|error| GatewayError::Config(error.to_string()))?,
             () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
-                tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; closing remaining streams");
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; ending the streams still open");
+                self.drain_over.send_replace(true);
+                // Their last frames leave, then their connections close.
+                if tokio::time::timeout(STREAMS_END_WITHIN, &mut server).await.is_err() {
+                    tracing::warn!("connections still open after the drain; closing them");
+                }
             }
         }
         tracing::info!("gateway stopped");

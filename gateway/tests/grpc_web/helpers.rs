@@ -23,7 +23,7 @@ struct ConfigOnly {
 pub struct Gateway {
     pub address: SocketAddr,
     pub metrics: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     _web_dir: TempDir,
 }
 
@@ -91,8 +91,17 @@ pub async fn spawn_gateway_to(activity_url: &str, admin_url: &str, extra: &[&str
     Gateway {
         address,
         metrics,
-        _stop: stop,
+        stop: Some(stop),
         _web_dir: web,
+    }
+}
+
+impl Gateway {
+    /// Asks the gateway to stop, as SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -155,7 +164,7 @@ pub async fn http(
     .expect("the gateway answered in time")
 }
 
-fn parse_response(raw: &[u8]) -> HttpResponse {
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -199,8 +208,12 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         if size == 0 {
             return out;
         }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
+        // A body cut short (the connection closed) ends at its last whole chunk.
+        let Some(chunk) = data.get(line_end + 2..line_end + 2 + size) else {
+            return out;
+        };
+        out.extend_from_slice(chunk);
+        data = data.get(line_end + 2 + size + 2..).unwrap_or_default();
     }
 }
 
@@ -217,7 +230,10 @@ impl GrpcWebAnswer {
         while body.len() >= 5 {
             let flags = body[0];
             let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-            let payload = &body[5..5 + length];
+            // A body cut short ends at its last whole frame.
+            let Some(payload) = body.get(5..5 + length) else {
+                break;
+            };
             if flags & 0x80 != 0 {
                 answer.trailers = String::from_utf8_lossy(payload)
                     .split("\r\n")

@@ -1,19 +1,25 @@
-//! What operators and browsers get besides gRPC-Web: health, metrics and the
-//! web app.
+//! What operators and browsers get besides gRPC-Web: health, metrics, the
+//! web app, and a shutdown that drains open streams.
 
-use std::time::Duration;
-
-use prost::Message;
+use std::time::{Duration, Instant};
 
 use presence_core::proto::activity::PingRequest;
+use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
+use presence_core::token::Role;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    GrpcWebAnswer, SOON, call, grpc_status, http, spawn_gateway, spawn_gateway_to,
+    BINARY, GrpcWebAnswer, SOON, call, frame, grpc_status, http, parse_response, spawn_gateway,
+    spawn_gateway_to,
 };
 use crate::stack::{connect, spawn_stack};
+
+const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
 
 async fn health(address: std::net::SocketAddr, service: &str) -> i32 {
     HealthClient::new(connect(address).await)
@@ -127,4 +133,73 @@ async fn the_web_app_is_served_with_a_fallback_to_its_page(pool: sqlx::PgPool) {
     assert_eq!(asset.status, 200);
     assert_eq!(asset.header("content-encoding"), Some("gzip"));
     assert!(asset.header("cache-control").unwrap().contains("immutable"));
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let mut gateway = spawn_gateway(&stack, &["--drain-seconds=4"]).await;
+
+    // An admin's status stream, open (its first bytes arrived) before the shutdown.
+    let mut stream = TcpStream::connect(gateway.address).await.unwrap();
+    let body = frame(&WatchUserStatusesRequest {});
+    let head = format!(
+        "POST {WATCH} HTTP/1.1\r\nHost: {}\r\nContent-Type: {BINARY}\r\n\
+         Authorization: Bearer {}\r\ngrpc-timeout: 60S\r\nContent-Length: {}\r\n\r\n",
+        gateway.address,
+        stack.admin_token,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut raw = vec![0u8; 64 * 1024];
+    let first = tokio::time::timeout(SOON, stream.read(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    raw.truncate(first);
+
+    let shutting_down = Instant::now();
+    gateway.begin_shutdown();
+    // A sign-in during the drain still reaches the open stream.
+    stack.login("usertest1").await;
+    // New connections are refused while the open stream drains.
+    let mut refused = false;
+    for _ in 0..20 {
+        if TcpStream::connect(gateway.address).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "no new connections once shutting down");
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the drain deadline ends the stream")
+        .unwrap();
+    let lasted = shutting_down.elapsed();
+
+    let answer = GrpcWebAnswer::parse(&parse_response(&raw).body);
+    let events: Vec<UserStatusEvent> = answer
+        .messages
+        .iter()
+        .map(|message| UserStatusEvent::decode(message.as_slice()).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|event| event
+            .status
+            .as_ref()
+            .is_some_and(|status| status.username == "usertest1" && status.online)),
+        "the stream kept delivering during the drain: {events:?}"
+    );
+    assert_eq!(
+        answer.trailer("grpc-status"),
+        Some("14"),
+        "ended as UNAVAILABLE, so the browser reconnects elsewhere"
+    );
+    assert!(
+        lasted >= Duration::from_secs(3) && lasted < Duration::from_secs(20),
+        "ended at the 4 s drain deadline, not before and not at its own 60 s deadline: {lasted:?}"
+    );
 }
