@@ -50,6 +50,12 @@ const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 pub type HealthService =
     tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
+/// The services behind the gateway.
+pub struct Upstreams {
+    pub activity: Upstream,
+    pub admin: Upstream,
+}
+
 pub struct Limits {
     pub ping_per_user: RateLimiter<Uuid>,
     pub ping_per_ip: RateLimiter<IpAddr>,
@@ -124,8 +130,7 @@ pub struct Admitted<'a> {
 
 impl Forwarder {
     pub fn new(
-        activity: Upstream,
-        admin: Upstream,
+        Upstreams { activity, admin }: Upstreams,
         health: HealthService,
         verifier: TokenVerifier,
         limits: Limits,

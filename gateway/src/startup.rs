@@ -30,7 +30,7 @@ use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
 use crate::entrance::Entrances;
 use crate::error::GatewayError;
-use crate::forward::{Forwarder, Limits};
+use crate::forward::{Forwarder, Limits, Upstreams};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::static_files;
@@ -130,8 +130,7 @@ impl Application {
         };
         let (drain_over, drain_over_seen) = watch::channel(false);
         let forwarder = Forwarder::new(
-            activity,
-            admin,
+            Upstreams { activity, admin },
             BoxCloneSyncService::new(health_service),
             verifier,
             limits,
