@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use presence_core::token::TokenVerifier;
 use prost::Message;
 use tokio::sync::watch;
@@ -71,8 +72,8 @@ struct State {
     default_deadline: Duration,
     /// `grpc-timeout` for the default deadline, made once.
     default_timeout_header: HeaderValue,
-    /// The paths of the methods whose answer is a stream (a few: a scan
-    /// costs less than hashing the path).
+    /// The paths of the methods whose answer is a stream, the contract's and
+    /// the health service's (a few: a scan costs less than hashing the path).
     streaming: Vec<String>,
     /// Becomes true when the shutdown's drain is over: open streams end.
     drain_over: watch::Receiver<bool>,
@@ -110,8 +111,12 @@ impl Client {
 pub enum Admission<'a> {
     /// On its way upstream; its headers were rewritten for the upstream.
     Forward(Admitted<'a>),
-    /// For the gateway's own health service.
-    Health(CallRecord),
+    /// For the gateway's own health service (`stream_ends`: when a watch
+    /// the client bounded must end).
+    Health {
+        record: CallRecord,
+        stream_ends: Option<tokio::time::Instant>,
+    },
     /// Refused with this answer (already recorded).
     Refused(Status),
 }
@@ -148,7 +153,13 @@ impl Forwarder {
                 metrics,
                 default_deadline,
                 default_timeout_header: timeout_header(default_deadline),
-                streaming: server_streaming_methods(presence_core::proto::FILE_DESCRIPTOR_SET),
+                streaming: [
+                    presence_core::proto::FILE_DESCRIPTOR_SET,
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                ]
+                .into_iter()
+                .flat_map(server_streaming_methods)
+                .collect(),
                 drain_over,
             }),
         }
@@ -160,9 +171,29 @@ impl Forwarder {
         self.state.streaming.iter().any(|method| method == path)
     }
 
-    /// The gateway's own gRPC health service.
-    pub fn health(&self) -> HealthService {
-        self.state.health.clone()
+    /// When a stream must end: the services bound only its start, so the
+    /// client's deadline, if it set one, is kept here.
+    fn stream_ends(
+        &self,
+        path: &str,
+        client_deadline: Option<Duration>,
+    ) -> Option<tokio::time::Instant> {
+        client_deadline
+            .filter(|_| self.is_streaming(path))
+            .map(|deadline| tokio::time::Instant::now() + deadline)
+    }
+
+    /// Asks the gateway's own gRPC health service, within the default
+    /// deadline (a client that never finishes its request waits no longer).
+    pub async fn ask_health(&self, request: Request<Body>) -> Result<Response<Body>, Status> {
+        let asking = self.state.health.clone().oneshot(request);
+        match tokio::time::timeout(self.state.default_deadline, asking).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(never)) => match never {},
+            Err(_) => Err(Status::deadline_exceeded(
+                "the health check did not complete in time",
+            )),
+        }
     }
 
     /// Applies the edge rules to a call of `path` with `headers`: the
@@ -188,7 +219,13 @@ impl Forwarder {
         );
         let upstream = match state.route(path) {
             Route::Upstream(upstream) => upstream,
-            Route::Health => return Admission::Health(record),
+            Route::Health => {
+                let stream_ends = self.stream_ends(path, requested_deadline(headers));
+                return Admission::Health {
+                    record,
+                    stream_ends,
+                };
+            }
             Route::Refused(status) => return Admission::Refused(refuse(status, record)),
         };
         if let Err(status) = state.check_rate(path, headers, client) {
@@ -208,10 +245,7 @@ impl Forwarder {
         } else if client_deadline.is_some() {
             headers.insert(GRPC_TIMEOUT, timeout_header(deadline));
         }
-        // Upstream bounds only the start of a stream; the client's deadline
-        // ends it here.
-        let stream_ends = (streaming && client_deadline.is_some())
-            .then(|| tokio::time::Instant::now() + deadline);
+        let stream_ends = self.stream_ends(path, client_deadline);
         Admission::Forward(Admitted {
             upstream,
             record,
@@ -402,11 +436,21 @@ impl Service<Request<Body>> for Forwarder {
             let admitted = match forwarder.admit(&path, request.headers_mut(), &client) {
                 Admission::Forward(admitted) => admitted,
                 Admission::Refused(status) => return Ok(status.into_http()),
-                Admission::Health(record) => {
-                    let health = forwarder.state.health.clone();
-                    let response = health.oneshot(request).await?;
-                    record.finish(grpc_status(response.headers()).unwrap_or(0));
-                    return Ok(response);
+                Admission::Health {
+                    record,
+                    stream_ends,
+                } => {
+                    let streaming = forwarder.is_streaming(&path);
+                    return Ok(match forwarder.ask_health(request).await {
+                        Ok(response) => forwarder.pass_on(
+                            response,
+                            record,
+                            stream_ends,
+                            streaming,
+                            |status: Status| status,
+                        ),
+                        Err(status) => refuse(status, record).into_http(),
+                    });
                 }
             };
             let (stream_ends, streaming) = (admitted.stream_ends, admitted.streaming);
@@ -414,16 +458,38 @@ impl Service<Request<Body>> for Forwarder {
                 Ok(answer) => answer,
                 Err(status) => return Ok(status.into_http()),
             };
-            if let Some(code) = grpc_status(response.headers()) {
-                // A trailers-only answer: the call is over.
-                record.finish(code);
-                return Ok(response.map(Body::new));
-            }
-            Ok(response.map(|body| {
-                let drain_over = streaming.then(|| forwarder.state.drain_over.clone());
-                let body = DeadlineBody::new(body, stream_ends, drain_over);
-                Body::new(ObservedBody::new(body, record))
-            }))
+            Ok(
+                forwarder.pass_on(response, record, stream_ends, streaming, |error| {
+                    GatewayError::from(error).status()
+                }),
+            )
+        })
+    }
+}
+
+impl Forwarder {
+    /// An answer on its way back: recorded when it ends, and a stream ended
+    /// at the client's deadline or when the gateway's drain is over.
+    fn pass_on<B>(
+        &self,
+        response: Response<B>,
+        record: CallRecord,
+        stream_ends: Option<tokio::time::Instant>,
+        streaming: bool,
+        map_error: fn(B::Error) -> Status,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    {
+        if let Some(code) = grpc_status(response.headers()) {
+            // A trailers-only answer: the call is over.
+            record.finish(code);
+            return response.map(|body| Body::new(body.map_err(map_error)));
+        }
+        let drain_over = streaming.then(|| self.state.drain_over.clone());
+        response.map(|body| {
+            let body = DeadlineBody::new(body, stream_ends, drain_over, map_error);
+            Body::new(ObservedBody::new(body, record))
         })
     }
 }
@@ -431,21 +497,24 @@ impl Service<Request<Body>> for Forwarder {
 /// A response body that ends early with trailers: DEADLINE_EXCEEDED at the
 /// client's deadline, or UNAVAILABLE when the gateway's drain is over (the
 /// browser then reconnects, to another replica).
-struct DeadlineBody {
-    inner: UpstreamBody,
+struct DeadlineBody<B: http_body::Body> {
+    inner: B,
+    map_error: fn(B::Error) -> Status,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     drain_over: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     expired: bool,
 }
 
-impl DeadlineBody {
+impl<B: http_body::Body> DeadlineBody<B> {
     fn new(
-        inner: UpstreamBody,
+        inner: B,
         deadline: Option<tokio::time::Instant>,
         drain_over: Option<watch::Receiver<bool>>,
+        map_error: fn(B::Error) -> Status,
     ) -> Self {
         Self {
             inner,
+            map_error,
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             drain_over: drain_over.map(|mut over| -> Pin<Box<dyn Future<Output = ()> + Send>> {
                 Box::pin(async move {
@@ -466,7 +535,10 @@ impl DeadlineBody {
     }
 }
 
-impl http_body::Body for DeadlineBody {
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
     type Data = bytes::Bytes;
     type Error = Status;
 
@@ -489,9 +561,8 @@ impl http_body::Body for DeadlineBody {
             let trailers = self.end(Code::Unavailable, "the gateway is shutting down; reconnect");
             return Poll::Ready(Some(Ok(trailers)));
         }
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map_err(|error| GatewayError::from(error).status())
+        let map_error = self.map_error;
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(map_error)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -510,6 +581,8 @@ mod tests {
             streaming,
             ["/presence.admin.v1.AdminService/WatchUserStatuses"]
         );
+        let health = server_streaming_methods(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        assert_eq!(health, ["/grpc.health.v1.Health/Watch"]);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::Full;
 use tonic::Status;
-use tower::ServiceExt;
 
 use crate::edge::EdgeRules;
 use crate::forward::{Admission, Client, Forwarder};
@@ -61,7 +60,7 @@ where
     let admitted = match forwarder.admit(&path, &mut head.headers, client) {
         Admission::Forward(admitted) => admitted,
         Admission::Refused(status) => return trailers_only(&status),
-        Admission::Health(record) => {
+        Admission::Health { record, .. } => {
             let answer = Box::pin(health(forwarder, head, body)).await;
             let code = match &answer {
                 Ok(answer) => answer_code(answer),
@@ -105,7 +104,7 @@ where
 {
     as_grpc(&mut head.headers);
     let request = Request::from_parts(head, tonic::body::Body::new(body));
-    let Ok(response) = forwarder.health().oneshot(request).await;
+    let response = forwarder.ask_health(request).await?;
     WholeAnswer::read(response, MAX_HEALTH_ANSWER_BYTES)
         .await
         .map_err(|error| error.status())

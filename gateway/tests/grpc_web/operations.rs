@@ -87,6 +87,28 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     let message = &GrpcWebAnswer::parse(&answer.body).messages[0];
     let health = tonic_health::pb::HealthCheckResponse::decode(message.as_slice()).unwrap();
     assert_eq!(health.status, ServingStatus::Serving as i32);
+
+    // Watching is a stream: it is passed on as one, until the client's deadline.
+    let watched = http(
+        gateway.address,
+        "POST",
+        "/grpc.health.v1.Health/Watch",
+        &[("Content-Type", BINARY), ("grpc-timeout", "1S")],
+        &frame(&HealthCheckRequest {
+            service: String::new(),
+        }),
+        SOON,
+    )
+    .await;
+    let watched = GrpcWebAnswer::parse(&watched.body);
+    let first =
+        tonic_health::pb::HealthCheckResponse::decode(watched.messages[0].as_slice()).unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watched.trailer("grpc-status"),
+        Some("4"),
+        "ended by its deadline"
+    );
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
