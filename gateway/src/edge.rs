@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Uri, header};
-use tonic::Code;
+use tonic::{Code, Status};
 
 pub struct EdgeRules {
     /// Origins other than the gateway's own that may call gRPC-Web.
@@ -70,21 +69,24 @@ pub fn is_grpc(request: &Request) -> bool {
         .is_some_and(|content_type| content_type.starts_with("application/grpc"))
 }
 
-/// A trailers-only gRPC(-Web) error answer.
-pub fn grpc_error(request: &Request, code: Code, message: &str) -> Response {
+/// A trailers-only gRPC(-Web) answer: `status` in the headers (its message
+/// percent-encoded, as gRPC clients expect), with `content_type`.
+pub fn trailers_only<B: Default>(status: Status, content_type: HeaderValue) -> http::Response<B> {
+    let mut response = status.into_http::<B>();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+}
+
+/// A refusal of the edge, in the content type the request was sent in.
+fn grpc_error(request: &Request, code: Code, message: &'static str) -> Response {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/grpc-web+proto"));
-    let mut response = Response::new(Body::empty());
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert("grpc-status", HeaderValue::from(code as i32));
-    if let Ok(message) = HeaderValue::from_str(message) {
-        headers.insert("grpc-message", message);
-    }
-    response
+    trailers_only(Status::new(code, message), content_type)
 }
 
 pub async fn guard(State(rules): State<Arc<EdgeRules>>, request: Request, next: Next) -> Response {

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::Full;
 use tonic::Status;
 
-use crate::edge::EdgeRules;
+use crate::edge::{self, EdgeRules};
 use crate::forward::{Admission, Client, Forwarder};
 use crate::metrics::grpc_status;
 use crate::upstream::WholeAnswer;
@@ -53,13 +53,13 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if rules.declares_too_large(request.headers()) {
-        return trailers_only(&Status::resource_exhausted("request too large"));
+        return trailers_only(Status::resource_exhausted("request too large"));
     }
     let (mut head, body) = request.into_parts();
     let path = head.uri.path().to_owned();
     let admitted = match forwarder.admit(&path, &mut head.headers, client) {
         Admission::Forward(admitted) => admitted,
-        Admission::Refused(status) => return trailers_only(&status),
+        Admission::Refused(status) => return trailers_only(status),
         Admission::Health { record, .. } => {
             let answer = Box::pin(health(forwarder, head, body)).await;
             let code = match &answer {
@@ -69,7 +69,7 @@ where
             record.finish(code);
             return match answer {
                 Ok(answer) => encode(answer),
-                Err(status) => trailers_only(&status),
+                Err(status) => trailers_only(status),
             };
         }
     };
@@ -79,7 +79,7 @@ where
             record.finish(answer_code(&answer));
             encode(answer)
         }
-        Err(status) => trailers_only(&status),
+        Err(status) => trailers_only(status),
     }
 }
 
@@ -146,12 +146,8 @@ fn encode(answer: WholeAnswer) -> Response<Full<Bytes>> {
 }
 
 /// An answer that is only a status, in the headers.
-fn trailers_only(status: &Status) -> Response<Full<Bytes>> {
-    let mut response = status.clone().into_http::<Full<Bytes>>();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(BINARY));
-    response
+fn trailers_only(status: Status) -> Response<Full<Bytes>> {
+    edge::trailers_only(status, HeaderValue::from_static(BINARY))
 }
 
 #[cfg(test)]
