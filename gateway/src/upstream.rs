@@ -245,22 +245,54 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    match read_to_end(body, limit).await {
+        Ok((data, _)) => Ok(data),
+        Err(Unread::OverLimit) => Err(GatewayError::TooLarge),
+        Err(Unread::Broken(error)) => Err(GatewayError::MalformedRequest {
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// Why a body could not be read to its end.
+enum Unread {
+    OverLimit,
+    Broken(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a body to its end: its data, joined, and its trailers.
+async fn read_to_end<B>(body: B, limit: usize) -> Result<(Bytes, HeaderMap), Unread>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut body = std::pin::pin!(body);
     let mut chunks: Vec<Bytes> = Vec::new();
-    let mut total = 0;
+    let mut size = 0;
+    let mut trailers = HeaderMap::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| GatewayError::MalformedRequest {
-            reason: error.into().to_string(),
-        })?;
-        if let Ok(data) = frame.into_data() {
-            total += data.len();
-            if total > limit {
-                return Err(GatewayError::TooLarge);
+        let frame = frame.map_err(|error| Unread::Broken(error.into()))?;
+        match frame.into_data() {
+            Ok(data) => {
+                size += data.len();
+                if size > limit {
+                    return Err(Unread::OverLimit);
+                }
+                chunks.push(data);
             }
-            chunks.push(data);
+            Err(frame) => {
+                if let Ok(more) = frame.into_trailers() {
+                    trailers.extend(more);
+                }
+            }
         }
     }
-    Ok(concat(chunks))
+    let data = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => chunks.concat().into(),
+    };
+    Ok((data, trailers))
 }
 
 /// Pings the peer now and then; returns when it stops answering.
@@ -298,47 +330,25 @@ impl WholeAnswer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (head, body) = response.into_parts();
-        let mut body = std::pin::pin!(body);
-        let mut messages: Vec<Bytes> = Vec::new();
-        let mut size = 0;
-        let mut trailers = HeaderMap::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|error| match error.into().downcast::<h2::Error>() {
-                Ok(error) => GatewayError::Upstream(*error),
-                Err(error) => GatewayError::BrokenAnswer {
-                    reason: error.to_string(),
-                },
-            })?;
-            match frame.into_data() {
-                Ok(data) => {
-                    size += data.len();
-                    if size > limit {
-                        return Err(GatewayError::BrokenAnswer {
-                            reason: format!("an answer over {limit} bytes"),
-                        });
-                    }
-                    messages.push(data);
-                }
-                Err(frame) => {
-                    if let Ok(more) = frame.into_trailers() {
-                        trailers.extend(more);
-                    }
-                }
-            }
-        }
+        let (messages, trailers) =
+            read_to_end(body, limit)
+                .await
+                .map_err(|unread| match unread {
+                    Unread::OverLimit => GatewayError::BrokenAnswer {
+                        reason: format!("an answer over {limit} bytes"),
+                    },
+                    Unread::Broken(error) => match error.downcast::<h2::Error>() {
+                        Ok(error) => GatewayError::Upstream(*error),
+                        Err(error) => GatewayError::BrokenAnswer {
+                            reason: error.to_string(),
+                        },
+                    },
+                })?;
         Ok(Self {
             head,
-            messages: concat(messages),
+            messages,
             trailers,
         })
-    }
-}
-
-fn concat(mut chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().expect("one chunk"),
-        _ => chunks.concat().into(),
     }
 }
 
