@@ -111,10 +111,11 @@ impl Client {
 pub enum Admission<'a> {
     /// On its way upstream; its headers were rewritten for the upstream.
     Forward(Admitted<'a>),
-    /// For the gateway's own health service (`stream_ends`: when a watch
-    /// the client bounded must end).
+    /// For the gateway's own health service (`streaming` for a watch, and
+    /// `stream_ends` when the client bounded it).
     Health {
         record: CallRecord,
+        streaming: bool,
         stream_ends: Option<tokio::time::Instant>,
     },
     /// Refused with this answer (already recorded).
@@ -171,18 +172,6 @@ impl Forwarder {
         self.state.streaming.iter().any(|method| method == path)
     }
 
-    /// When a stream must end: the services bound only its start, so the
-    /// client's deadline, if it set one, is kept here.
-    fn stream_ends(
-        &self,
-        path: &str,
-        client_deadline: Option<Duration>,
-    ) -> Option<tokio::time::Instant> {
-        client_deadline
-            .filter(|_| self.is_streaming(path))
-            .map(|deadline| tokio::time::Instant::now() + deadline)
-    }
-
     /// Asks the gateway's own gRPC health service, within the default
     /// deadline (a client that never finishes its request waits no longer).
     pub async fn ask_health(&self, request: Request<Body>) -> Result<Response<Body>, Status> {
@@ -217,13 +206,15 @@ impl Forwarder {
             request_id,
             client.text.clone(),
         );
+        let streaming = self.is_streaming(path);
+        let client_deadline = requested_deadline(headers);
         let upstream = match state.route(path) {
             Route::Upstream(upstream) => upstream,
             Route::Health => {
-                let stream_ends = self.stream_ends(path, requested_deadline(headers));
                 return Admission::Health {
                     record,
-                    stream_ends,
+                    streaming,
+                    stream_ends: stream_ends(streaming, client_deadline),
                 };
             }
             Route::Refused(status) => return Admission::Refused(refuse(status, record)),
@@ -232,8 +223,6 @@ impl Forwarder {
             return Admission::Refused(refuse(status, record));
         }
 
-        let streaming = self.is_streaming(path);
-        let client_deadline = requested_deadline(headers);
         let deadline = match client_deadline {
             Some(requested) if streaming => requested,
             Some(requested) => requested.min(state.default_deadline),
@@ -245,12 +234,11 @@ impl Forwarder {
         } else if client_deadline.is_some() {
             headers.insert(GRPC_TIMEOUT, timeout_header(deadline));
         }
-        let stream_ends = self.stream_ends(path, client_deadline);
         Admission::Forward(Admitted {
             upstream,
             record,
             deadline,
-            stream_ends,
+            stream_ends: stream_ends(streaming, client_deadline),
             streaming,
         })
     }
@@ -304,6 +292,14 @@ impl Admitted<'_> {
             )),
         }
     }
+}
+
+/// When a stream must end: the services bound only its start, so the
+/// client's deadline, if it set one, is kept here.
+fn stream_ends(streaming: bool, client_deadline: Option<Duration>) -> Option<tokio::time::Instant> {
+    client_deadline
+        .filter(|_| streaming)
+        .map(|deadline| tokio::time::Instant::now() + deadline)
 }
 
 /// Records a call that ends with `status` before any answer came.
@@ -438,9 +434,9 @@ impl Service<Request<Body>> for Forwarder {
                 Admission::Refused(status) => return Ok(status.into_http()),
                 Admission::Health {
                     record,
+                    streaming,
                     stream_ends,
                 } => {
-                    let streaming = forwarder.is_streaming(&path);
                     return Ok(match forwarder.ask_health(request).await {
                         Ok(response) => forwarder.pass_on(
                             response,
