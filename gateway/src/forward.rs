@@ -90,7 +90,7 @@ pub struct Forwarder {
 #[derive(Clone, Debug)]
 pub struct Client {
     pub ip: IpAddr,
-    /// The address as text, for rate-limit keys and the access log.
+    /// The address as text, for the access log (the limits key on `ip`).
     pub text: Arc<str>,
     /// The address as the `x-forwarded-for` value sent upstream.
     pub forwarded_for: HeaderValue,
