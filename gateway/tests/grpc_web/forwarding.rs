@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
-use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
+use presence_core::proto::admin::WatchUserStatusesRequest;
 use presence_core::token::Role;
 use prost::Message;
 use redis::AsyncCommands;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, spawn_gateway,
+    BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, shows_online, spawn_gateway,
     spawn_gateway_to,
 };
 use crate::stack::{PASSWORD, spawn_stack};
@@ -215,21 +215,11 @@ async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgP
     .await;
 
     let answer = GrpcWebAnswer::parse(&response.body);
-    let events: Vec<UserStatusEvent> = answer
-        .messages
-        .iter()
-        .map(|message| UserStatusEvent::decode(message.as_slice()).unwrap())
-        .collect();
+    let events = answer.status_events();
     assert!(events.len() >= 2, "{events:?}");
     assert!(events.iter().any(|event| event.snapshot_complete));
     // In the snapshot, or just after it if the sign-in was a moment ago.
-    assert!(
-        events.iter().any(|event| event
-            .status
-            .as_ref()
-            .is_some_and(|status| status.username == "admintest1" && status.online)),
-        "{events:?}"
-    );
+    assert!(shows_online(&events, "admintest1"), "{events:?}");
     assert_eq!(
         answer.trailer("grpc-status"),
         Some("4"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use gateway::config::GatewayConfig;
 use gateway::startup::Application;
+use presence_core::proto::admin::UserStatusEvent;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -254,6 +255,26 @@ impl GrpcWebAnswer {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
+}
+
+impl GrpcWebAnswer {
+    /// The messages of a status stream.
+    pub fn status_events(&self) -> Vec<UserStatusEvent> {
+        self.messages
+            .iter()
+            .map(|message| UserStatusEvent::decode(message.as_slice()).unwrap())
+            .collect()
+    }
+}
+
+/// Whether one of `events` shows `username` online.
+pub fn shows_online(events: &[UserStatusEvent], username: &str) -> bool {
+    events.iter().any(|event| {
+        event
+            .status
+            .as_ref()
+            .is_some_and(|status| status.username == username && status.online)
+    })
 }
 
 /// The gRPC status of an answer: from the trailers, or from the headers of a

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use presence_core::proto::activity::PingRequest;
-use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
+use presence_core::proto::admin::WatchUserStatusesRequest;
 use presence_core::token::Role;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,8 +14,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, call, frame, grpc_status, http, parse_response, spawn_gateway,
-    spawn_gateway_to,
+    BINARY, GrpcWebAnswer, SOON, call, frame, grpc_status, http, parse_response, shows_online,
+    spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{connect, spawn_stack};
 
@@ -203,16 +203,9 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
     let lasted = shutting_down.elapsed();
 
     let answer = GrpcWebAnswer::parse(&parse_response(&raw).body);
-    let events: Vec<UserStatusEvent> = answer
-        .messages
-        .iter()
-        .map(|message| UserStatusEvent::decode(message.as_slice()).unwrap())
-        .collect();
+    let events = answer.status_events();
     assert!(
-        events.iter().any(|event| event
-            .status
-            .as_ref()
-            .is_some_and(|status| status.username == "usertest1" && status.online)),
+        shows_online(&events, "usertest1"),
         "the stream kept delivering during the drain: {events:?}"
     );
     assert_eq!(
