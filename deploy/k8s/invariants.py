@@ -104,6 +104,11 @@ def main(overlay: str, path: str) -> int:
             need(hpa is not None and hpa["spec"]["minReplicas"] >= 3,
                  f"HorizontalPodAutoscaler/{name}: production keeps at least 3 replicas")
 
+    for name in SERVICES:
+        d = deployments.get(name)
+        if d is not None:
+            errors.extend(token_key_problems(name, d, by_kind.get("ConfigMap", {})))
+
     job = by_kind.get("Job", {}).get("presence-migrate")
     need(job is not None and job["spec"]["template"]["spec"]["containers"][0].get("args")
          == ["migrate"], "Job/presence-migrate missing or not running `migrate`")
@@ -132,6 +137,45 @@ def main(overlay: str, path: str) -> int:
     for e in errors:
         print(f"   invariant: {e}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def token_key_problems(name: str, deployment: dict, config_maps: dict) -> list[str]:
+    """Every service verifies tokens (the gateway too, for its per-user ping limit), so each
+    must get the verifying key its algorithm needs: the shared secret from a Secret with
+    HS256, or a mounted public key file with RS256/EdDSA (and the signer its private key)."""
+    pod = deployment["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    settings: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        settings.update(config_maps.get(ref, {}).get("data", {}))
+    env = {e["name"]: e for e in c.get("env", [])}
+    settings.update({k: e["value"] for k, e in env.items() if "value" in e})
+    where = f"Deployment/{name}"
+    algorithm = settings.get("PRESENCE_JWT_ALGORITHM", "HS256")
+    if algorithm == "HS256":
+        secret = env.get("PRESENCE_JWT_SECRET", {}).get("valueFrom", {}).get("secretKeyRef")
+        return [] if secret else [f"{where}: HS256 but no PRESENCE_JWT_SECRET from a Secret"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    problems = []
+    wanted = [("PRESENCE_JWT_PUBLIC_KEY_FILE", True),
+              ("PRESENCE_JWT_PRIVATE_KEY_FILE", name == "activity-service")]
+    for variable, required in wanted:
+        path = settings.get(variable)
+        if not path:
+            if required:
+                problems.append(f"{where}: {algorithm} but {variable} is not set")
+            continue
+        directory, _, file = path.rpartition("/")
+        mounted = False
+        for m in c.get("volumeMounts", []):
+            secret = volumes.get(m["name"], {}).get("secret")
+            if m["mountPath"].rstrip("/") == directory and secret is not None:
+                items = secret.get("items")
+                mounted = items is None or any(i["path"] == file for i in items)
+        if not mounted:
+            problems.append(f"{where}: {variable}={path} is not mounted from a Secret")
+    return problems
 
 
 if __name__ == "__main__":
