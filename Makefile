@@ -11,6 +11,7 @@ test: lint test-rust test-web test-k8s test-e2e
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	./deploy/local/cargo-deny.sh
 
 # The Rust tests against real PostgreSQL and Redis (sqlx::test makes a
 # database per test on TEST_DATABASE_URL's server).

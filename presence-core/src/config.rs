@@ -103,6 +103,11 @@ pub struct RedisArgs {
     /// Milliseconds a Redis connection attempt or command may take before the call fails.
     #[arg(long, env = "PRESENCE_REDIS_TIMEOUT_MS", default_value_t = 500)]
     pub redis_timeout_ms: u64,
+    /// PEM file of the certificate authorities trusted for `rediss://` (TLS)
+    /// URLs, instead of the system's; for a Redis whose certificate a private
+    /// CA signed. Without it, `rediss://` trusts the system's CAs.
+    #[arg(long, env = "PRESENCE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -133,6 +138,19 @@ impl RedisArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }
+
+    /// The certificate authorities of `PRESENCE_REDIS_CA_FILE`, if set.
+    pub fn ca_certificates(&self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(path) = &self.redis_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|error| {
+            Error::InvalidConfig(format!(
+                "PRESENCE_REDIS_CA_FILE {}: {error}",
+                path.display()
+            ))
+        })
+    }
 }
 
 impl std::fmt::Debug for RedisArgs {
@@ -149,6 +167,7 @@ impl std::fmt::Debug for RedisArgs {
             )
             .field("redis_key_prefix", &self.redis_key_prefix)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("redis_ca_file", &self.redis_ca_file)
             .finish()
     }
 }
@@ -315,18 +334,38 @@ impl JwtArgs {
     }
 }
 
-/// Hides the password of a `scheme://user:password@host` URL for logging.
+/// A URL fit for a log line: its password and any query parameter that may
+/// carry a secret (`password=`, `sslpassword=`, `token=`, ...) are replaced.
+/// Parsed as a URL (the last `@` ends the credentials, as in every client),
+/// so a password holding `@`, `:` or `/` is hidden whole.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    const HIDDEN: &str = "<redacted>";
+    let Ok(mut parsed) = url::Url::parse(url) else {
         return "<unparseable url>".into();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(HIDDEN));
     }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let lowered = name.to_ascii_lowercase();
+                let secret = ["pass", "secret", "token", "key", "auth"]
+                    .iter()
+                    .any(|word| lowered.contains(word));
+                let value = if secret {
+                    HIDDEN.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // The placeholder's brackets come back percent-encoded; show them plainly.
+    parsed.as_str().replace("%3Credacted%3E", HIDDEN)
 }
 
 #[cfg(test)]
@@ -411,5 +450,32 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    #[test]
+    fn passwords_with_at_signs_or_in_the_query_never_reach_the_log() {
+        for (url, secret) in [
+            ("postgres://app:p@ss@db:5432/presence", "ss"),
+            ("postgres://app:p%40ss:w%2Frd@db/presence", "ss"),
+            (
+                "postgres://db/presence?user=app&password=hunter2",
+                "hunter2",
+            ),
+            (
+                "postgres://db/presence?sslmode=require&sslpassword=hunter2",
+                "hunter2",
+            ),
+            ("rediss://:hunter2@cache:6380/0", "hunter2"),
+            ("redis://cache:6379/?token=hunter2", "hunter2"),
+        ] {
+            let printed = redact_url(url);
+            assert!(!printed.contains(secret), "{url} printed as {printed}");
+            assert!(printed.contains("<redacted>"), "{url} printed as {printed}");
+        }
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db:5432/presence?sslmode=require"),
+            "postgres://app:<redacted>@db:5432/presence?sslmode=require"
+        );
+        assert_eq!(redact_url("not a url with p@ss"), "<unparseable url>");
     }
 }

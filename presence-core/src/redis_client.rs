@@ -177,8 +177,17 @@ impl Redis {
         let timeout = args.timeout();
         let keys = args.keys()?;
         let seeds = args.cluster_nodes();
+        let ca = args.ca_certificates()?;
+        if ca.is_some()
+            || [args.redis_url.as_str()]
+                .into_iter()
+                .chain(seeds.iter().copied())
+                .any(is_tls)
+        {
+            install_tls_provider();
+        }
         if seeds.is_empty() {
-            let client = open_client(&args.redis_url, "REDIS_URL")?;
+            let client = open_client(&args.redis_url, "REDIS_URL", ca.as_deref())?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -192,18 +201,20 @@ impl Redis {
                 pubsub_nodes: Arc::new([client]),
             });
         }
-        let client = ClusterClient::builder(seeds.iter().copied())
+        let mut builder = ClusterClient::builder(seeds.iter().copied())
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(RETRIES)
-            .max_retry_wait(timeout.as_millis() as u64)
-            .build()
-            .map_err(|error| {
-                Error::InvalidConfig(format!("PRESENCE_REDIS_CLUSTER_NODES: {error}"))
-            })?;
+            .max_retry_wait(timeout.as_millis() as u64);
+        if let Some(ca) = &ca {
+            builder = builder.certs(certificates(ca));
+        }
+        let client = builder.build().map_err(|error| {
+            Error::InvalidConfig(format!("PRESENCE_REDIS_CLUSTER_NODES: {error}"))
+        })?;
         let pubsub_nodes = seeds
             .iter()
-            .map(|seed| open_client(seed, "PRESENCE_REDIS_CLUSTER_NODES"))
+            .map(|seed| open_client(seed, "PRESENCE_REDIS_CLUSTER_NODES", ca.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             connector: Connector::Cluster(Arc::new(LazyCluster {
@@ -319,6 +330,249 @@ impl Redis {
     }
 }
 
-fn open_client(url: &str, variable: &str) -> Result<redis::Client, Error> {
-    redis::Client::open(url).map_err(|error| Error::InvalidConfig(format!("{variable}: {error}")))
+/// A client for `url`: `rediss://` speaks TLS, verifying the server's
+/// certificate against `ca` (PEM) when given, else the system's CAs.
+fn open_client(url: &str, variable: &str, ca: Option<&[u8]>) -> Result<redis::Client, Error> {
+    let invalid = |error: redis::RedisError| Error::InvalidConfig(format!("{variable}: {error}"));
+    match ca {
+        Some(ca) if is_tls(url) => redis::Client::build_with_tls(url, certificates(ca)),
+        Some(_) => {
+            return Err(Error::InvalidConfig(format!(
+                "{variable}: PRESENCE_REDIS_CA_FILE is set but the URL is not rediss:// (TLS)"
+            )));
+        }
+        None => redis::Client::open(url),
+    }
+    .map_err(invalid)
+}
+
+fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://")
+}
+
+fn certificates(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    }
+}
+
+/// rustls needs one process-wide cryptography provider; sqlx and redis both
+/// use ring's. Installing it twice is harmless (the second call is refused).
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A throwaway `redis-server` that speaks only TLS, with a certificate
+    /// (for `127.0.0.1` and `localhost`) signed by a CA made for it.
+    struct TlsRedis {
+        dir: PathBuf,
+        port: u16,
+        child: Child,
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl {args:?} failed");
+    }
+
+    fn make_ca(dir: &Path, name: &str) {
+        let key = format!("{name}.key");
+        let crt = format!("{name}.crt");
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ]
+            .into_iter()
+            .chain([
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+                "-subj",
+                &format!("/CN={name}"),
+            ])
+            .collect::<Vec<_>>(),
+        );
+    }
+
+    impl TlsRedis {
+        async fn start() -> Self {
+            let dir = std::env::temp_dir().join(format!("presence-tls-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            make_ca(&dir, "ca");
+            make_ca(&dir, "other-ca");
+            openssl(
+                &dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            );
+            std::fs::write(dir.join("san"), "subjectAltName=DNS:localhost,IP:127.0.0.1").unwrap();
+            openssl(
+                &dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "server.crt",
+                    "-days",
+                    "1",
+                    "-extfile",
+                    "san",
+                ],
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .args([
+                    "--tls-cert-file",
+                    "server.crt",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
+                .args(["--save", "", "--appendonly", "no"])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            let server = Self { dir, port, child };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return server;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the TLS redis-server did not start");
+        }
+
+        fn args(&self, ca: &str) -> RedisArgs {
+            RedisArgs {
+                redis_url: format!("rediss://127.0.0.1:{}", self.port),
+                redis_cluster_nodes: Vec::new(),
+                redis_key_prefix: String::new(),
+                redis_timeout_ms: 2000,
+                redis_ca_file: Some(self.dir.join(ca)),
+            }
+        }
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn rediss_urls_speak_tls_and_verify_the_server_against_the_configured_ca() {
+        let server = TlsRedis::start().await;
+        let redis = Redis::connect_lazy(&server.args("ca.crt")).unwrap();
+        redis
+            .run(|mut connection| async move {
+                Cmd::set("greeting", "hello")
+                    .query_async::<()>(&mut connection)
+                    .await
+            })
+            .await
+            .expect("a command over TLS succeeds");
+        let read: String =
+            redis
+                .run(|mut connection| async move {
+                    Cmd::get("greeting").query_async(&mut connection).await
+                })
+                .await
+                .unwrap();
+        assert_eq!(read, "hello");
+
+        // Pub/sub (the status stream's) goes over TLS too.
+        let mut subscription = redis.pubsub_nodes()[0].get_async_pubsub().await.unwrap();
+        subscription.subscribe("events").await.unwrap();
+        redis
+            .run(|mut connection| async move {
+                Cmd::publish("events", "login")
+                    .query_async::<i64>(&mut connection)
+                    .await
+            })
+            .await
+            .unwrap();
+        let message =
+            tokio::time::timeout(Duration::from_secs(5), subscription.on_message().next())
+                .await
+                .expect("the message arrives")
+                .unwrap();
+        assert_eq!(message.get_payload::<String>().unwrap(), "login");
+
+        // A certificate that the configured CA did not sign is refused.
+        let untrusting = Redis::connect_lazy(&server.args("other-ca.crt")).unwrap();
+        let refused = untrusting
+            .run(|mut connection| async move {
+                Cmd::get("greeting")
+                    .query_async::<String>(&mut connection)
+                    .await
+            })
+            .await;
+        assert!(
+            refused.is_err(),
+            "a server the CA did not sign must be refused"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_with_a_plaintext_url_is_refused_at_start() {
+        let args = RedisArgs {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster_nodes: Vec::new(),
+            redis_key_prefix: String::new(),
+            redis_timeout_ms: 500,
+            redis_ca_file: Some("/dev/null".into()),
+        };
+        let error = Redis::connect_lazy(&args).err().expect("refused");
+        assert!(error.to_string().contains("rediss://"), "{error}");
+    }
 }

@@ -135,6 +135,7 @@ impl TestRedis {
             redis_cluster_nodes,
             redis_key_prefix: prefix.to_owned(),
             redis_timeout_ms: 5000,
+            redis_ca_file: None,
         }
     }
 }
