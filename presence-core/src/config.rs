@@ -73,12 +73,6 @@ pub struct DatabaseArgs {
     pub database_statement_timeout_ms: u64,
 }
 
-impl DatabaseArgs {
-    pub fn statement_timeout(&self) -> Duration {
-        Duration::from_millis(self.database_statement_timeout_ms)
-    }
-}
-
 impl std::fmt::Debug for DatabaseArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseArgs")
