@@ -15,8 +15,12 @@ pub enum ActivityError {
     PermissionDenied(&'static str),
     #[error("{0}")]
     NotFound(String),
-    #[error("too many failed sign-in attempts")]
-    Throttled,
+    /// The sign-in throttle refused the attempt; says which limit, for the log.
+    #[error("too many failed sign-in attempts ({0})")]
+    Throttled(&'static str),
+    /// Every password check slot is taken: retry shortly.
+    #[error("too many sign-ins being checked at once")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
     /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
@@ -40,9 +44,13 @@ impl From<ActivityError> for Status {
             }
             ActivityError::PermissionDenied(message) => (Code::PermissionDenied, *message),
             ActivityError::NotFound(message) => (Code::NotFound, message.as_str()),
-            ActivityError::Throttled => (
+            ActivityError::Throttled(_) => (
                 Code::ResourceExhausted,
                 "too many failed sign-in attempts; try again in a few minutes",
+            ),
+            ActivityError::Busy => (
+                Code::ResourceExhausted,
+                "busy checking other sign-ins; retry in a few seconds",
             ),
             ActivityError::Internal(_) => (Code::Internal, "internal error"),
             ActivityError::Core(core) => core.client_status(),

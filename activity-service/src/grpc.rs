@@ -19,8 +19,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::error::ActivityError;
-use crate::password;
-use crate::store::{Accounts, ActivityStore, ClientInfo};
+use crate::password::{Admission, PasswordChecks};
+use crate::store::{Account, Accounts, ActivityStore, ClientInfo};
+use crate::throttle::{LoginThrottle, Reservation, Reserved};
 
 const MAX_USERNAME_CHARS: usize = 64;
 const MAX_PASSWORD_BYTES: usize = 1024;
@@ -28,14 +29,6 @@ const MAX_USER_AGENT_CHARS: usize = 512;
 /// How long a logout row is retried while PostgreSQL is unreachable: the
 /// logout itself already took effect in Redis; the row must not be lost.
 const LOGOUT_ROW_RETRY_FOR: Duration = Duration::from_secs(120);
-
-/// Sign-in throttling limits.
-#[derive(Clone, Copy, Debug)]
-pub struct LoginThrottle {
-    pub max_failures_per_user: i64,
-    pub max_failures_per_client: i64,
-    pub window_seconds: i64,
-}
 
 #[derive(Clone)]
 pub struct ActivityHandler {
@@ -46,7 +39,18 @@ pub struct ActivityHandler {
     pub threshold: ThresholdWatch,
     pub ping_interval_seconds: u32,
     pub throttle: LoginThrottle,
+    pub password_checks: PasswordChecks,
     pub trust_forwarded_for: bool,
+}
+
+/// What checking a username and password found.
+enum Verdict {
+    Accepted(Account),
+    /// The reason is recorded in login_history, never told to the client.
+    Refused {
+        user_id: Option<Uuid>,
+        reason: &'static str,
+    },
 }
 
 fn now() -> i64 {
@@ -99,46 +103,91 @@ impl ActivityHandler {
         check_username_shape(&username)?;
         check_password_shape(&password)?;
 
-        let (user_failures, client_failures) = self
-            .accounts
-            .recent_failures(&username, &client, self.throttle.window_seconds)
-            .await?;
-        if user_failures >= self.throttle.max_failures_per_user
-            || client_failures >= self.throttle.max_failures_per_client
-        {
-            self.accounts
-                .record_login_failure(None, &username, "throttled", &client)
-                .await?;
-            return Err(ActivityError::Throttled);
-        }
+        // A place among the password checks first: a flood is refused here,
+        // in memory, before it costs the database anything.
+        let admission = self.password_checks.admit()?;
+        // Counted as a failure before the password is checked (see `throttle`).
+        let reserved = match self.throttle.reserve(&username, client.ip).await? {
+            Reservation::Granted(reserved) => reserved,
+            Reservation::Refused(refusal) => {
+                self.accounts
+                    .record_login_failure(None, &username, "throttled", &client)
+                    .await?;
+                return Err(ActivityError::Throttled(refusal.as_str()));
+            }
+        };
+        let checked = self.check_credentials(admission, &username, password).await;
+        let account = match checked {
+            Ok(Verdict::Accepted(account)) => account,
+            Ok(Verdict::Refused { user_id, reason }) => {
+                self.throttle.failed(reserved);
+                self.accounts
+                    .record_login_failure(user_id, &username, reason, &client)
+                    .await?;
+                return Err(ActivityError::BadCredentials(reason));
+            }
+            // Busy, or the database failed: the password was never judged.
+            Err(error) => {
+                self.throttle.release(reserved).await;
+                return Err(error);
+            }
+        };
+        self.sign_in(account, &username, &client, reserved).await
+    }
 
-        let account = self.accounts.find_by_username(&username).await?;
+    /// Whether `password` signs `username` in. Waits for its turn to check
+    /// (or is refused as busy); never judges without checking a hash.
+    async fn check_credentials(
+        &self,
+        admission: Admission,
+        username: &str,
+        password: String,
+    ) -> Result<Verdict, ActivityError> {
+        let account = self.accounts.find_by_username(username).await?;
         let stored_hash = account
             .as_ref()
             .map(|account| account.password_hash.clone());
-        let password_matches = password::verify(password, stored_hash).await?;
-        let refusal = match &account {
-            None => Some("unknown_user"),
-            Some(_) if !password_matches => Some("wrong_password"),
-            Some(account) if account.disabled => Some("account_disabled"),
-            Some(account) if account.role == Role::Service => Some("service_account"),
-            Some(_) => None,
+        let password_matches = admission.verify(password, stored_hash).await?;
+        let Some(account) = account else {
+            return Ok(Verdict::Refused {
+                user_id: None,
+                reason: "unknown_user",
+            });
         };
-        if let Some(reason) = refusal {
-            let user_id = account.as_ref().map(|account| account.id);
-            self.accounts
-                .record_login_failure(user_id, &username, reason, &client)
-                .await?;
-            return Err(ActivityError::BadCredentials(reason));
-        }
-        let account = account.expect("refusal covers the missing account");
+        let reason = if !password_matches {
+            "wrong_password"
+        } else if account.disabled {
+            "account_disabled"
+        } else if account.role == Role::Service {
+            "service_account"
+        } else {
+            return Ok(Verdict::Accepted(account));
+        };
+        Ok(Verdict::Refused {
+            user_id: Some(account.id),
+            reason,
+        })
+    }
 
+    async fn sign_in(
+        &self,
+        account: Account,
+        username: &str,
+        client: &ClientInfo,
+        reserved: Reserved,
+    ) -> Result<LoginResponse, ActivityError> {
         let now = now();
         let role = account.role.0;
         let issued = self.issuer.issue(account.id, role, now)?;
-        self.accounts
-            .record_login_success(account.id, &username, &client)
-            .await?;
+        let recorded = self
+            .accounts
+            .record_login_success(account.id, username, client)
+            .await;
+        if let Err(error) = recorded {
+            self.throttle.release(reserved).await;
+            return Err(error);
+        }
+        self.throttle.succeeded(reserved).await;
         self.store.record_login(account.id, now).await;
         tracing::info!(user_id = %account.id, role = role.as_str(), "signed in");
         Ok(LoginResponse {

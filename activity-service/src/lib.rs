@@ -6,7 +6,10 @@
 //! - `startup`: builds the gRPC server from the configuration.
 //! - `grpc`: the handlers; each parses its request into domain values first.
 //! - `store`: Redis (activity keys, revocations) and PostgreSQL (accounts, login_history).
-//! - `password`: argon2id hashing, off the async threads.
+//! - `password`: argon2id hashing, off the async threads, a bounded number at once.
+//! - `throttle`: the sign-in throttle (per address, per username and address,
+//!   and a per-username backoff that never holds the owner back).
+//! - `retention`: the background purge of old login_history rows.
 //! - `error`: the one error type and its mapping to gRPC status.
 
 pub mod cli;
@@ -14,5 +17,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod password;
+pub mod retention;
 pub mod startup;
 pub mod store;
+pub mod throttle;

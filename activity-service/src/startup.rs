@@ -1,7 +1,7 @@
 //! Builds the activity service from its configuration: connections (lazy, so
 //! the process starts while Redis or PostgreSQL are still coming up), the
 //! threshold watch, the gRPC server with health and reflection, bound to its
-//! address (port 0 in tests).
+//! address (port 0 in tests), and the login_history purge that runs beside it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,15 +17,20 @@ use tonic::transport::Server;
 
 use crate::config::ActivityConfig;
 use crate::error::ActivityError;
-use crate::grpc::{ActivityHandler, LoginThrottle};
+use crate::grpc::ActivityHandler;
+use crate::retention::Purge;
 use crate::store::{Accounts, ActivityStore};
+use crate::throttle::LoginThrottle;
 
 /// No call may run longer than this, whatever its client asked.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// At shutdown, the purge is given this long to finish its current batch.
+const PURGE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
     handler: ActivityHandler,
+    purge: Purge,
 }
 
 impl Application {
@@ -39,6 +44,7 @@ impl Application {
         config: ActivityConfig,
         pool: PgPool,
     ) -> Result<Self, ActivityError> {
+        config.warn_about_replaced_settings();
         let environment = config.common.environment;
         let verifier = config.jwt.verifier(environment)?;
         let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
@@ -47,6 +53,8 @@ impl Application {
         }
         let redis = Redis::connect_lazy(&config.redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
+        let throttle = LoginThrottle::new(pool.clone(), config.throttle());
+        let purge = Purge::new(pool.clone(), throttle.clone(), config.retention());
         let handler = ActivityHandler {
             store: ActivityStore::new(redis),
             accounts: Accounts::new(pool),
@@ -54,11 +62,8 @@ impl Application {
             issuer,
             threshold,
             ping_interval_seconds: config.ping.ping_interval_seconds,
-            throttle: LoginThrottle {
-                max_failures_per_user: config.login_max_failures_per_user,
-                max_failures_per_client: config.login_max_failures_per_client,
-                window_seconds: config.login_throttle_window_seconds,
-            },
+            throttle,
+            password_checks: config.password_checks(),
             trust_forwarded_for: config.trust_forwarded_for,
         };
         let listener = TcpListener::bind(config.listen_addr)
@@ -66,7 +71,11 @@ impl Application {
             .map_err(|error| {
                 ActivityError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
             })?;
-        Ok(Self { listener, handler })
+        Ok(Self {
+            listener,
+            handler,
+            purge,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -75,21 +84,24 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets
-    /// in-flight calls finish.
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// in-flight calls finish and stops the purge.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ActivityError> {
         let (_health, health_service) =
             serving::health::<ActivityServiceServer<ActivityHandler>>().await;
         let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "activity-service listening");
-        Server::builder()
+        let purge = self.purge.start();
+        let served = Server::builder()
             .timeout(CALL_TIMEOUT)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ActivityServiceServer::new(self.handler))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await
-            .map_err(|error| ActivityError::Internal(error.to_string()))?;
+            .map_err(|error| ActivityError::Internal(error.to_string()));
+        purge.stop(PURGE_STOP_TIMEOUT).await;
+        served?;
         tracing::info!("activity-service stopped");
         Ok(())
     }

@@ -23,6 +23,8 @@
 //! passes, as if the ping had come first).
 //!
 //! `Accounts` is PostgreSQL: accounts and login_history, never touched by a ping.
+//! (The sign-in throttle's counters live in `throttle`, their purge and that
+//! of old login_history rows in `retention`.)
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -347,33 +349,6 @@ impl Accounts {
             .fetch_one(&self.pool)
             .await?;
         Ok(exists)
-    }
-
-    /// Failed sign-ins within the window, for this username and for this
-    /// client address. Refusals by the throttle itself do not count, so an
-    /// attacker cannot keep an account locked forever.
-    pub async fn recent_failures(
-        &self,
-        username: &str,
-        client: &ClientInfo,
-        window_seconds: i64,
-    ) -> Result<(i64, i64), ActivityError> {
-        let counts: (i64, i64) = sqlx::query_as(
-            "SELECT
-               (SELECT count(*) FROM login_history
-                 WHERE event = 'login_failure' AND failure_reason <> 'throttled'
-                   AND username = $1 AND occurred_at > now() - make_interval(secs => $3)),
-               (SELECT count(*) FROM login_history
-                 WHERE event = 'login_failure' AND failure_reason <> 'throttled'
-                   AND $2::inet IS NOT NULL AND client_ip = $2
-                   AND occurred_at > now() - make_interval(secs => $3))",
-        )
-        .bind(username)
-        .bind(client.ip)
-        .bind(window_seconds as f64)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(counts)
     }
 
     pub async fn record_login_success(

@@ -65,6 +65,12 @@ pub struct DatabaseArgs {
     /// Milliseconds a query waits for a connection before the call fails with UNAVAILABLE.
     #[arg(long, env = "PRESENCE_DATABASE_TIMEOUT_MS", default_value_t = 2000)]
     pub database_timeout_ms: u64,
+    /// Milliseconds PostgreSQL lets one statement run (waiting for locks
+    /// included) before cancelling it; the call then fails with UNAVAILABLE.
+    /// Set on every pooled connection; migrations run without it.
+    #[arg(long, env = "PRESENCE_DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub database_statement_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for DatabaseArgs {
@@ -73,6 +79,10 @@ impl std::fmt::Debug for DatabaseArgs {
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("database_timeout_ms", &self.database_timeout_ms)
+            .field(
+                "database_statement_timeout_ms",
+                &self.database_statement_timeout_ms,
+            )
             .finish()
     }
 }

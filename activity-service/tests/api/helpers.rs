@@ -11,6 +11,7 @@ use presence_core::testing::{redis_url, unique_prefix};
 use presence_core::token::Role;
 use redis::AsyncCommands;
 use sqlx::PgPool;
+use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -42,6 +43,53 @@ impl Default for Options {
             redis_url: redis_url(),
             extra_args: Vec::new(),
         }
+    }
+}
+
+/// Options for a service that takes the client address from
+/// `x-forwarded-for`, so a test can play clients at different addresses
+/// (with `from_address`); `extra_args` are added after. The one place that
+/// names that setting.
+pub fn options_trusting_forwarded_for(extra_args: &[&str]) -> Options {
+    let mut options = Options::default();
+    options.extra_args.push("--trust-forwarded-for".into());
+    options
+        .extra_args
+        .extend(extra_args.iter().map(|arg| arg.to_string()));
+    options
+}
+
+/// A request that a service started with `options_trusting_forwarded_for`
+/// takes as coming from `ip`.
+pub fn from_address<T>(message: T, ip: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "x-forwarded-for",
+        ip.parse().expect("an address is valid metadata"),
+    );
+    request
+}
+
+pub fn credentials(username: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+/// Waits until `check` holds, polling; panics after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -106,6 +154,29 @@ impl TestApp {
             )
             .await
             .expect("account created")
+    }
+
+    /// Moves the sign-in throttle's clock back by `elapsed`, as if that much
+    /// time had passed since every failure it counted.
+    pub async fn let_throttle_time_pass(&self, elapsed: Duration) {
+        sqlx::query(
+            "UPDATE login_throttle
+                SET last_failure_at = last_failure_at - make_interval(secs => $1),
+                    expires_at = expires_at - make_interval(secs => $1)",
+        )
+        .bind(elapsed.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// How many login_history failures have this reason, whatever the username.
+    pub async fn failures(&self, reason: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM login_history WHERE failure_reason = $1")
+            .bind(reason)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn login(&mut self, username: &str) -> LoginResponse {
@@ -174,6 +245,30 @@ impl TestApp {
         .await
         .unwrap()
     }
+}
+
+/// `count` accounts `<prefix>0`, `<prefix>1`, ... with the test password,
+/// hashed once (hashing each would take longer than the test).
+pub async fn create_users_sharing_the_password(
+    pool: &PgPool,
+    prefix: &str,
+    count: i32,
+) -> Vec<String> {
+    let hash = activity_service::password::hash(PASSWORD.into())
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "INSERT INTO users (id, username, password_hash, role, display_name)
+         SELECT gen_random_uuid(), $1 || n, $2, 'user', $1 || n
+           FROM generate_series(0, $3 - 1) AS n
+         RETURNING username",
+    )
+    .bind(prefix)
+    .bind(hash)
+    .bind(count)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// Signs a token with the test secret and arbitrary claims.

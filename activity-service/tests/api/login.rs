@@ -1,15 +1,9 @@
-use presence_core::proto::activity::LoginRequest;
 use presence_core::token::Role;
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, spawn_app};
-
-fn credentials(username: &str, password: &str) -> LoginRequest {
-    LoginRequest {
-        username: username.into(),
-        password: password.into(),
-    }
-}
+use crate::helpers::{
+    PASSWORD, credentials, from_address, options_trusting_forwarded_for, spawn_app, spawn_app_with,
+};
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn login_returns_a_token_and_records_a_success_row(pool: sqlx::PgPool) {
@@ -89,28 +83,39 @@ async fn a_disabled_account_cannot_sign_in(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
-async fn repeated_failures_are_throttled_even_with_the_right_password(pool: sqlx::PgPool) {
-    let mut app = spawn_app(pool).await;
+async fn repeated_failures_from_one_address_are_throttled_there_even_with_the_right_password(
+    pool: sqlx::PgPool,
+) {
+    let mut app = spawn_app_with(pool, options_trusting_forwarded_for(&[])).await;
     app.create_user("usertest1", Role::User).await;
+    let guesser = "198.51.100.7";
 
     for _ in 0..5 {
         let status = app
             .client
-            .login(credentials("usertest1", "bad"))
+            .login(from_address(credentials("usertest1", "bad"), guesser))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);
     }
     let throttled = app
         .client
-        .login(credentials("usertest1", PASSWORD))
+        .login(from_address(credentials("usertest1", PASSWORD), guesser))
         .await
         .unwrap_err();
+    let elsewhere = app
+        .client
+        .login(from_address(
+            credentials("usertest1", PASSWORD),
+            "203.0.113.5",
+        ))
+        .await;
 
     assert_eq!(throttled.code(), Code::ResourceExhausted);
+    assert!(elsewhere.is_ok(), "{elsewhere:?}");
     let rows = app.history("usertest1").await;
-    assert_eq!(rows.last().unwrap().1.as_deref(), Some("throttled"));
-    assert!(!rows.iter().any(|(event, _)| event == "login_success"));
+    assert_eq!(rows[5].1.as_deref(), Some("throttled"));
+    assert_eq!(rows.last().unwrap().0, "login_success");
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

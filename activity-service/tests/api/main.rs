@@ -2,9 +2,13 @@
 //! free port against the machine's PostgreSQL (a fresh database per test) and
 //! Redis (a fresh key prefix per test), and calls it with the generated client.
 
+mod database;
 mod faults;
 mod helpers;
 mod login;
+mod login_load;
+mod login_throttle;
 mod logout;
 mod ping;
 mod record_activity;
+mod retention;
