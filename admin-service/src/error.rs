@@ -12,6 +12,9 @@ pub enum AdminError {
     PermissionDenied(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A store call of a background loop outlived its deadline.
+    #[error("{0} took longer than {1:?}")]
+    TimedOut(&'static str, std::time::Duration),
     /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
     /// unavailable, ...; it knows which status fits.
     #[error(transparent)]
@@ -30,6 +33,10 @@ impl From<AdminError> for Status {
             AdminError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
             AdminError::PermissionDenied(message) => (Code::PermissionDenied, *message),
             AdminError::Internal(_) => (Code::Internal, "internal error"),
+            AdminError::TimedOut(..) => (
+                Code::Unavailable,
+                "a store did not answer in time; retry shortly",
+            ),
             AdminError::Core(core) => core.client_status(),
         };
         match code {
