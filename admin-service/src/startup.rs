@@ -22,7 +22,7 @@ use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
 use crate::page_token::PageTokens;
 use crate::store::{ActivityReader, Directory};
-use crate::watch::StatusHub;
+use crate::watch::{StatusHub, WatcherSlots};
 
 pub struct Application {
     listener: TcpListener,
@@ -69,6 +69,10 @@ impl Application {
             ping: config.ping,
             watch_buffer,
             stopping: stopping_receiver,
+            watchers: WatcherSlots::new(
+                config.max_watchers as usize,
+                config.max_watchers_per_user as usize,
+            ),
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
