@@ -50,9 +50,11 @@ const INDEX_TRIM_EVERY: Duration = Duration::from_secs(60);
 /// one: pings are scored by the activity service's clock, which may run a
 /// little behind ours.
 const CLOCK_SKEW_ALLOWANCE: i64 = 5;
-/// How often an idle status channel subscription is pinged: one that does
-/// not answer within the Redis timeout is replaced.
+/// How often an idle status channel subscription is pinged, and how long
+/// the answer may take before the subscription is replaced. Patient: while
+/// it resubscribes, announcements are lost (until the next full read).
 const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(5);
+const SUBSCRIPTION_PING_ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to subscribe again.
 const RESUBSCRIBE_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 /// Sign-outs buffered for watchers; one that misses some checks its session anyway.
@@ -144,7 +146,7 @@ async fn follow_status_channel(
         match subscribed {
             Ok(Ok(pubsub)) => {
                 retry.succeeded();
-                if !forward_announcements(&redis, pubsub, &events, &sign_outs).await {
+                if !forward_announcements(pubsub, &events, &sign_outs).await {
                     return;
                 }
             }
@@ -161,7 +163,6 @@ async fn follow_status_channel(
 /// Follows one subscription until it is lost (or, pinged while idle, does
 /// not answer in time). False when the hub is gone.
 async fn forward_announcements(
-    redis: &Redis,
     pubsub: redis::aio::PubSub,
     events: &mpsc::Sender<StatusEvent>,
     sign_outs: &broadcast::Sender<Uuid>,
@@ -190,7 +191,7 @@ async fn forward_announcements(
                 }
             }
             _ = ping.tick() => {
-                let answered = tokio::time::timeout(redis.timeout(), sink.ping::<redis::Value>()).await;
+                let answered = tokio::time::timeout(SUBSCRIPTION_PING_ANSWER_WITHIN, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
                     tracing::warn!("status channel subscription does not answer; reconnecting");
                     return true;
