@@ -1,6 +1,11 @@
 //! The gRPC handlers of `presence.admin.v1.AdminService`: authorise the
 //! caller, parse the request into domain values, ask the listing, settings or
 //! watch code, and shape the answer. `AdminError` chooses every status.
+//!
+//! Each open status stream is fed by its own task, which holds the stream's
+//! place (`WatcherSlot`) and ends the stream when the caller's session ends
+//! (expiry, revocation), when the server stops, or when the client stops
+//! reading, so no feed outlives what it serves.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
