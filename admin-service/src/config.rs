@@ -2,6 +2,7 @@
 //! flags); `admin-service --help` documents each.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, PingArgs, RedisArgs};
@@ -18,6 +19,24 @@ pub struct AdminConfig {
     #[arg(long, env = "PRESENCE_WATCH_BUFFER", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub watch_buffer: u32,
+    /// Status streams open at once on this server; beyond, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "PRESENCE_MAX_WATCHERS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_watchers: u32,
+    /// Status streams one admin may have open at once; beyond, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "PRESENCE_MAX_WATCHERS_PER_USER", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_watchers_per_user: u32,
+    /// Seconds a unary call may run before it is cancelled (streams are not cut).
+    #[arg(long, env = "PRESENCE_CALL_TIMEOUT_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub call_timeout_seconds: u64,
+    /// Seconds in-flight calls may run on after a shutdown request (status
+    /// streams end at once, with UNAVAILABLE); then the connections still
+    /// open are closed and the server stops.
+    #[arg(long, env = "PRESENCE_DRAIN_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_seconds: u64,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -28,4 +47,14 @@ pub struct AdminConfig {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub jwt: JwtArgs,
+}
+
+impl AdminConfig {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_seconds)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_seconds)
+    }
 }

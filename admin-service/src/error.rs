@@ -12,6 +12,20 @@ pub enum AdminError {
     PermissionDenied(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller's session ended while its stream was open: the token
+    /// expired or was revoked. The client must sign in again.
+    #[error("{0}")]
+    SessionEnded(&'static str),
+    /// A cap on open status streams (the caller's or the server's) is reached.
+    #[error("{0}")]
+    TooManyStreams(&'static str),
+    /// The server ended a stream it will not go on serving (it is stopping, or
+    /// the client stopped reading); the client should reconnect.
+    #[error("{0}")]
+    StreamInterrupted(&'static str),
+    /// A store call of a background loop outlived its deadline.
+    #[error("{0} took longer than {1:?}")]
+    TimedOut(&'static str, std::time::Duration),
     /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
     /// unavailable, ...; it knows which status fits.
     #[error(transparent)]
@@ -30,10 +44,19 @@ impl From<AdminError> for Status {
             AdminError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
             AdminError::PermissionDenied(message) => (Code::PermissionDenied, *message),
             AdminError::Internal(_) => (Code::Internal, "internal error"),
+            AdminError::SessionEnded(message) => (Code::Unauthenticated, *message),
+            AdminError::TooManyStreams(message) => (Code::ResourceExhausted, *message),
+            AdminError::StreamInterrupted(message) => (Code::Unavailable, *message),
+            AdminError::TimedOut(..) => (
+                Code::Unavailable,
+                "a store did not answer in time; retry shortly",
+            ),
             AdminError::Core(core) => core.client_status(),
         };
-        match code {
-            Code::Internal | Code::Unavailable => tracing::error!(%error, "call failed"),
+        match (&error, code) {
+            // Expected at every shutdown and for every client that stops reading.
+            (AdminError::StreamInterrupted(_), _) => tracing::info!(%error, "stream ended"),
+            (_, Code::Internal | Code::Unavailable) => tracing::error!(%error, "call failed"),
             _ => tracing::info!(%error, "call refused"),
         }
         Status::new(code, message)

@@ -1,8 +1,15 @@
 //! The gRPC handlers of `presence.admin.v1.AdminService`: authorise the
 //! caller, parse the request into domain values, ask the listing, settings or
 //! watch code, and shape the answer. `AdminError` chooses every status.
+//!
+//! Each open status stream is fed by its own task, which holds the stream's
+//! place (`WatcherSlot`) and ends the stream when the caller's session ends
+//! (expiry, revocation), when the server stops, or when the client stops
+//! reading, so no feed outlives what it serves.
 
 use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::Stream;
 use presence_core::auth::authenticate;
@@ -18,8 +25,8 @@ use presence_core::settings::ActivitySettings;
 use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role, TokenVerifier};
 use presence_core::{timestamp, timestamp_from};
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -28,7 +35,7 @@ use crate::listing::StatusReader;
 use crate::page_token::PageTokens;
 use crate::status::to_proto;
 use crate::store::ListFilter;
-use crate::watch::StatusHub;
+use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
 
 #[derive(Clone)]
 pub struct AdminHandler {
@@ -41,6 +48,8 @@ pub struct AdminHandler {
     /// Becomes true when the server is stopping: open streams end so the
     /// drain can finish (clients reconnect to another replica).
     pub stopping: watch::Receiver<bool>,
+    /// The caps on open status streams.
+    pub watchers: WatcherSlots,
 }
 
 impl AdminHandler {
@@ -175,18 +184,152 @@ impl AdminHandler {
         &self,
         request: Request<WatchUserStatusesRequest>,
     ) -> Result<EventStream, AdminError> {
-        self.authorize(request.metadata(), &[Role::Admin]).await?;
+        let caller = self.authorize(request.metadata(), &[Role::Admin]).await?;
+        let slot = self.watchers.acquire(caller.user_id)?;
         let (events, receiver) = mpsc::channel(self.watch_buffer);
-        tokio::spawn(feed_watcher(
-            self.hub.clone(),
+        let (end, ended) = oneshot::channel();
+        let feed = Feed {
+            hub: self.hub.clone(),
+            reader: self.reader.clone(),
+            caller,
             events,
-            self.stopping.clone(),
-        ));
-        Ok(Box::pin(ReceiverStream::new(receiver)))
+            stopping: self.stopping.clone(),
+            _slot: slot,
+        };
+        tokio::spawn(async move {
+            if let FeedEnd::Refused(error) = feed_watcher(feed).await {
+                let _ = end.send(Status::from(error));
+            }
+        });
+        Ok(Box::pin(WatchStream {
+            events: receiver,
+            ended: Some(ended),
+            finished: false,
+        }))
     }
 }
 
+/// Whether `caller`'s session still lets it watch: its token has not expired
+/// and has not been revoked (signed out). `authorize` checks the same when
+/// the stream opens; open streams check again on every sign-out of their
+/// user and every `RECHECK_EVERY`. Without Redis the revocation cannot be
+/// checked (as in `authorize`); the expiry still is.
+async fn still_authorized(reader: &StatusReader, caller: &Caller) -> Result<(), AdminError> {
+    if chrono::Utc::now().timestamp() >= caller.expires_at {
+        return Err(AdminError::SessionEnded(
+            "the access token expired; sign in again",
+        ));
+    }
+    match reader.activity.is_revoked(&caller.token_id).await {
+        Ok(true) => Err(AdminError::SessionEnded(
+            "the access token was revoked (signed out); sign in again",
+        )),
+        Ok(false) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "cannot check token revocation while Redis is unavailable");
+            Ok(())
+        }
+    }
+}
+
+/// How often an open stream checks its session, in case the sign-out
+/// announcement was missed (Redis pub/sub does not queue for the absent).
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long one event may wait for room in a watcher's buffer: a client that
+/// reads nothing for this long has its stream ended, so its feed does not
+/// wait forever.
+const SEND_DEADLINE: Duration = Duration::from_secs(10);
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<UserStatusEvent, Status>> + Send>>;
+
+/// What a watcher reads: its feed's events; when the feed ends with an
+/// error, that error comes next, ahead of anything still buffered (an ended
+/// session is told at once and sees nothing more), and the stream ends.
+struct WatchStream {
+    events: mpsc::Receiver<UserStatusEvent>,
+    /// The error the feed ended with; `None` once the feed ended without one.
+    ended: Option<oneshot::Receiver<Status>>,
+    finished: bool,
+}
+
+impl Stream for WatchStream {
+    type Item = Result<UserStatusEvent, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(ended) = &mut this.ended {
+            match Pin::new(ended).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(Err(_)) => this.ended = None,
+                Poll::Pending => {}
+            }
+        }
+        match this.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
+            Poll::Ready(None) => {
+                this.finished = true;
+                // The feed sends its error before it drops its sender: if
+                // the error came in since the look above, it is there now.
+                let error = this.ended.as_mut().and_then(|ended| ended.try_recv().ok());
+                Poll::Ready(error.map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// One watcher's feed and what it needs; its slot is freed when it ends.
+struct Feed {
+    hub: StatusHub,
+    reader: StatusReader,
+    caller: Caller,
+    events: mpsc::Sender<UserStatusEvent>,
+    stopping: watch::Receiver<bool>,
+    _slot: WatcherSlot,
+}
+
+/// Why a feed ended.
+enum FeedEnd {
+    /// The client went away: there is no one to tell.
+    ClientLeft,
+    /// The stream ends with this error.
+    Refused(AdminError),
+}
+
+impl From<AdminError> for FeedEnd {
+    fn from(error: AdminError) -> Self {
+        FeedEnd::Refused(error)
+    }
+}
+
+const STOPPING: AdminError =
+    AdminError::StreamInterrupted("the server is stopping; reconnect to go on watching");
+
+impl Feed {
+    /// Queues one event, waiting at most `SEND_DEADLINE` for room.
+    async fn deliver(&mut self, event: UserStatusEvent) -> Result<(), FeedEnd> {
+        tokio::select! {
+            sent = self.events.send_timeout(event, SEND_DEADLINE) => match sent {
+                Ok(()) => Ok(()),
+                Err(SendTimeoutError::Closed(_)) => Err(FeedEnd::ClientLeft),
+                Err(SendTimeoutError::Timeout(_)) => {
+                    tracing::info!(user_id = %self.caller.user_id, "a status watcher stopped reading; ending its stream");
+                    Err(AdminError::StreamInterrupted(
+                        "the status stream was not read for too long; reconnect",
+                    )
+                    .into())
+                }
+            },
+            _ = self.stopping.wait_for(|stopping| *stopping) => Err(STOPPING.into()),
+        }
+    }
+}
 
 fn now_timestamp() -> Option<prost_types::Timestamp> {
     Some(timestamp_from(chrono::Utc::now()))
@@ -201,58 +344,75 @@ fn change(status: UserStatus) -> UserStatusEvent {
 }
 
 /// Sends the online set, then the completion marker.
-async fn send_snapshot(
-    hub: &StatusHub,
-    events: &mpsc::Sender<Result<UserStatusEvent, Status>>,
-) -> Result<(), ()> {
-    for status in hub.snapshot() {
+async fn send_snapshot(feed: &mut Feed) -> Result<(), FeedEnd> {
+    for status in feed.hub.snapshot() {
         let event = UserStatusEvent {
             snapshot: true,
             ..change(status)
         };
-        events.send(Ok(event)).await.map_err(|_| ())?;
+        feed.deliver(event).await?;
     }
     let complete = UserStatusEvent {
         snapshot_complete: true,
         occurred_at: now_timestamp(),
         ..Default::default()
     };
-    events.send(Ok(complete)).await.map_err(|_| ())
+    feed.deliver(complete).await
 }
 
 /// One watcher's feed: snapshot, then changes; a resync when it lags. Ends
-/// when the client goes away or the server stops.
-async fn feed_watcher(
-    hub: StatusHub,
-    events: mpsc::Sender<Result<UserStatusEvent, Status>>,
-    mut stopping: watch::Receiver<bool>,
-) {
-    let mut changes = hub.subscribe();
-    if send_snapshot(&hub, &events).await.is_err() {
-        return;
-    }
+/// when the client goes away or stops reading, when the server stops, and
+/// when the caller's session ends (token expired or revoked).
+async fn feed_watcher(mut feed: Feed) -> FeedEnd {
+    let Err(end) = follow_changes(&mut feed).await;
+    end
+}
+
+async fn follow_changes(feed: &mut Feed) -> Result<std::convert::Infallible, FeedEnd> {
+    let mut changes = feed.hub.subscribe();
+    let mut sign_outs = feed.hub.sign_outs();
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
+    let seconds_left = (feed.caller.expires_at - chrono::Utc::now().timestamp()).max(0);
+    let expiry = tokio::time::sleep(Duration::from_secs(seconds_left as u64));
+    tokio::pin!(expiry);
+    send_snapshot(feed).await?;
     loop {
+        // `None`: time to check the session again.
         let received = tokio::select! {
-            received = changes.recv() => received,
-            () = events.closed() => return,
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+            received = changes.recv() => Some(received),
+            () = feed.events.closed() => return Err(FeedEnd::ClientLeft),
+            _ = feed.stopping.wait_for(|stopping| *stopping) => return Err(STOPPING.into()),
+            () = &mut expiry => {
+                return Err(AdminError::SessionEnded("the access token expired; sign in again").into());
+            }
+            _ = recheck.tick() => None,
+            // A sign-out of this admin (maybe of another session of theirs),
+            // or some missed: is this session still valid?
+            signed_out = sign_outs.recv() => match signed_out {
+                Ok(user_id) if user_id != feed.caller.user_id => continue,
+                _ => None,
+            },
         };
-        let delivered = match received {
-            Ok(status) => events.send(Ok(change(status))).await.is_ok(),
+        let Some(received) = received else {
+            still_authorized(&feed.reader, &feed.caller).await?;
+            continue;
+        };
+        match received {
+            Ok(status) => feed.deliver(change(status)).await?,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::info!(missed, "a status watcher fell behind; resynchronising it");
-                changes = hub.subscribe();
+                changes = feed.hub.subscribe();
                 let resync = UserStatusEvent {
                     resync: true,
                     occurred_at: now_timestamp(),
                     ..Default::default()
                 };
-                events.send(Ok(resync)).await.is_ok() && send_snapshot(&hub, &events).await.is_ok()
+                feed.deliver(resync).await?;
+                send_snapshot(feed).await?;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if !delivered {
-            return;
+            Err(broadcast::error::RecvError::Closed) => return Err(FeedEnd::ClientLeft),
         }
     }
 }

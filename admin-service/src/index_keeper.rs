@@ -17,7 +17,9 @@
 //!   `presence_index_complete` marker (it lost its data), and every
 //!   `FULL_PASS_EVERY` as a safety net.
 //!
-//! Every admin replica runs one; the writes are idempotent.
+//! Every admin replica runs one; the writes are idempotent. Each of its
+//! PostgreSQL queries has a deadline (Redis calls have the client's), so a
+//! store that hangs fails a step, which is retried after a growing delay.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
 use uuid::Uuid;
 
+use crate::background::{Retry, within};
 use crate::error::AdminError;
 use crate::status::evaluate;
 use crate::store::{ActivityReader, Directory, HistoryEvent};
@@ -36,6 +39,8 @@ const FULL_PASS_EVERY: Duration = Duration::from_secs(300);
 const LOOKBACK_ROWS: i64 = 1000;
 /// Rows read per query; a backlog is read in several.
 const ROWS_PER_READ: i64 = 5000;
+/// The longest pause after failed steps.
+const RETRY_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 pub struct IndexKeeper {
     directory: Directory,
@@ -67,11 +72,21 @@ impl IndexKeeper {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry = Retry::new(RETRY_AT_MOST_EVERY);
         loop {
             tick.tick().await;
-            if let Err(error) = self.step().await {
-                // Redis or PostgreSQL is away: the same rows are read again later.
-                tracing::debug!(%error, "presence index not reconciled this time");
+            match self.step().await {
+                Ok(()) => retry.succeeded(),
+                // Redis or PostgreSQL is away or stuck: the same rows are read again later.
+                Err(error) => {
+                    let delay = retry.failed();
+                    if matches!(error, AdminError::TimedOut(..)) {
+                        tracing::warn!(%error, ?delay, "presence index not reconciled this time");
+                    } else {
+                        tracing::debug!(%error, ?delay, "presence index not reconciled this time");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
             }
         }
     }
@@ -91,16 +106,21 @@ impl IndexKeeper {
 
     async fn full_pass(&mut self, threshold: ThresholdMinutes) -> Result<(), AdminError> {
         // Rows written from here on are applied by the next looks.
-        let cursor = self.directory.last_history_row().await?;
+        let cursor = within(
+            "reading the newest login_history row",
+            self.directory.last_history_row(),
+        )
+        .await?;
         let now = chrono::Utc::now().timestamp();
-        let logins: Vec<(Uuid, i64)> = self
-            .directory
-            .recent_logins(now - threshold.seconds())
-            .await?
-            .into_iter()
-            .filter(|login| evaluate(login.observations(), now, threshold).online)
-            .map(|login| (login.user_id, login.last_login))
-            .collect();
+        let logins: Vec<(Uuid, i64)> = within(
+            "reading recent logins",
+            self.directory.recent_logins(now - threshold.seconds()),
+        )
+        .await?
+        .into_iter()
+        .filter(|login| evaluate(login.observations(), now, threshold).online)
+        .map(|login| (login.user_id, login.last_login))
+        .collect();
         let written = self.index.add_logins(&logins).await?;
         self.index.mark_index_complete().await?;
         tracing::info!(
@@ -117,10 +137,12 @@ impl IndexKeeper {
     async fn apply_new_rows(&mut self, threshold: ThresholdMinutes) -> Result<(), AdminError> {
         loop {
             let cursor = self.cursor.unwrap_or_default();
-            let rows = self
-                .directory
-                .history_after(cursor - LOOKBACK_ROWS, ROWS_PER_READ)
-                .await?;
+            let rows = within(
+                "reading new login_history rows",
+                self.directory
+                    .history_after(cursor - LOOKBACK_ROWS, ROWS_PER_READ),
+            )
+            .await?;
             let read_all = (rows.len() as i64) < ROWS_PER_READ;
             let fresh: Vec<HistoryEvent> = rows
                 .into_iter()

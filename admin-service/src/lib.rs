@@ -9,11 +9,15 @@
 //! - `store`: PostgreSQL (`Directory`) and Redis (`ActivityReader`) access.
 //! - `watch`: the per-process hub that follows changes for every watcher.
 //! - `index_keeper`: keeps the presence index in step with login_history.
+//! - `background`: deadlines and retry delays of those background loops.
+//! - `connections`: connections that can be cut when the drain deadline passes.
 //! - `page_token`: signed pagination positions.
 //! - `error`: the one error type and its mapping to gRPC status.
 
+pub mod background;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod grpc;
 pub mod index_keeper;

@@ -2,9 +2,15 @@
 //! starts while Redis or PostgreSQL are still coming up, and answers degraded
 //! without Redis), the threshold watch, the presence index keeper, the status
 //! hub, and the gRPC server with health and reflection.
+//!
+//! The server cuts unary calls at the call timeout (streams run on) and
+//! drops connections whose client vanished (HTTP/2 keepalive). Its shutdown
+//! is bounded: status streams end at once, in-flight calls get the drain
+//! deadline, and then the connections still open are cut.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use presence_core::proto::admin::admin_service_server::AdminServiceServer;
 use presence_core::redis_client::Redis;
@@ -12,22 +18,34 @@ use presence_core::settings::ThresholdWatch;
 use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::config::AdminConfig;
+use crate::connections;
 use crate::error::AdminError;
 use crate::grpc::AdminHandler;
 use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
 use crate::page_token::PageTokens;
 use crate::store::{ActivityReader, Directory};
-use crate::watch::StatusHub;
+use crate::watch::{StatusHub, WatcherSlots};
+
+/// How often an idle connection is pinged, and how long the answer may take:
+/// a client that vanished without closing its connection (and its streams'
+/// places) is dropped within about a minute.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
+const KEEPALIVE_ANSWER_WITHIN: Duration = Duration::from_secs(20);
+/// How long the connections cut at the drain deadline get to close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
 pub struct Application {
     listener: TcpListener,
     handler: AdminHandler,
     stopping: watch::Sender<bool>,
+    call_timeout: Duration,
+    drain: Duration,
 }
 
 impl Application {
@@ -61,6 +79,7 @@ impl Application {
             watch_buffer,
         );
         let (stopping, stopping_receiver) = watch::channel(false);
+        let (call_timeout, drain) = (config.call_timeout(), config.drain());
         let handler = AdminHandler {
             reader: StatusReader::new(directory, ActivityReader::new(redis), threshold),
             verifier,
@@ -69,6 +88,10 @@ impl Application {
             ping: config.ping,
             watch_buffer,
             stopping: stopping_receiver,
+            watchers: WatcherSlots::new(
+                config.max_watchers as usize,
+                config.max_watchers_per_user as usize,
+            ),
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -79,6 +102,8 @@ impl Application {
             listener,
             handler,
             stopping,
+            call_timeout,
+            drain,
         })
     }
 
@@ -89,23 +114,49 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes; then open status streams end, new
-    /// connections are refused, and in-flight calls finish.
+    /// connections are refused, and in-flight calls finish within the drain
+    /// deadline, after which the connections still open are cut.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AdminError> {
         let (_health, health_service) = serving::health::<AdminServiceServer<AdminHandler>>().await;
         let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "admin-service listening");
-        let stopping = self.stopping;
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stopping.send(true);
-        };
-        Server::builder()
+        let cut = CancellationToken::new();
+        // Dropped with this function, so the connections left are cut even if
+        // the server future is abandoned.
+        let _cut_on_return = cut.clone();
+        let incoming = connections::severable(serving::incoming(self.listener), cut.clone());
+        let (begin_drain, drain_begun) = oneshot::channel::<()>();
+        let server = Server::builder()
+            .timeout(self.call_timeout)
+            .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
+            .http2_keepalive_timeout(Some(KEEPALIVE_ANSWER_WITHIN))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(AdminServiceServer::new(self.handler))
-            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
-            .await
-            .map_err(|error| AdminError::Internal(error.to_string()))?;
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = drain_begun.await;
+            });
+        tokio::pin!(server);
+        tokio::pin!(shutdown);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = &mut shutdown => {
+                tracing::info!(drain_seconds = self.drain.as_secs(), "stopping: status streams end, in-flight calls may finish");
+                let _ = self.stopping.send(true);
+                let _ = begin_drain.send(());
+                match tokio::time::timeout(self.drain, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("drain deadline reached; closing the connections still open");
+                        // cut.cancel();
+                        tokio::time::timeout(CLOSE_WITHIN, &mut server)
+                            .await
+                            .unwrap_or(Ok(()))
+                    }
+                }
+            }
+        };
+        served.map_err(|error| AdminError::Internal(error.to_string()))?;
         tracing::info!("admin-service stopped");
         Ok(())
     }

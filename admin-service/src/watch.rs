@@ -14,10 +14,18 @@
 //!
 //! Fan-out is a `broadcast` channel: publishing never waits for a watcher. A
 //! watcher that falls more than its buffer behind gets a resync marker and a
-//! fresh snapshot instead of the events it missed.
+//! fresh snapshot instead of the events it missed. Sign-outs are fanned out
+//! the same way, so each watcher can check whether its own session ended.
+//!
+//! Every store call of the hub has a deadline (`background::within`, and the
+//! Redis client's own timeout), so a store that hangs makes a tick fail, not
+//! the hub stop; the status channel is pinged while idle, so a subscription
+//! whose connection died silently is replaced.
+//!
+//! `WatcherSlots` caps the open streams, in all and per admin.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,11 +33,13 @@ use presence_core::events::{StatusChange, StatusEvent};
 use presence_core::proto::admin::{StatusSource, UserStatus};
 use presence_core::redis_client::Redis;
 use presence_core::settings::ThresholdWatch;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use uuid::Uuid;
 
 use presence_core::threshold::ThresholdMinutes;
 
+use crate::background::{Retry, within};
+use crate::error::AdminError;
 use crate::status::{Observations, Status, evaluate, to_proto};
 use crate::store::{ActivityReader, Directory};
 
@@ -40,6 +50,15 @@ const INDEX_TRIM_EVERY: Duration = Duration::from_secs(60);
 /// one: pings are scored by the activity service's clock, which may run a
 /// little behind ours.
 const CLOCK_SKEW_ALLOWANCE: i64 = 5;
+/// How often an idle status channel subscription is pinged, and how long
+/// the answer may take before the subscription is replaced. Patient: while
+/// it resubscribes, announcements are lost (until the next full read).
+const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(5);
+const SUBSCRIPTION_PING_ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// The longest wait between attempts to subscribe again.
+const RESUBSCRIBE_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+/// Sign-outs buffered for watchers; one that misses some checks its session anyway.
+const SIGN_OUTS_BUFFER: usize = 256;
 
 /// A user who is online, as watchers are told.
 #[derive(Clone, Debug)]
@@ -51,6 +70,8 @@ struct OnlineUser {
 pub struct StatusHub {
     online: Arc<RwLock<HashMap<Uuid, OnlineUser>>>,
     changes: broadcast::Sender<UserStatus>,
+    /// The users who just signed out (one of their tokens was revoked).
+    sign_outs: broadcast::Sender<Uuid>,
 }
 
 impl StatusHub {
@@ -62,12 +83,14 @@ impl StatusHub {
         buffer: usize,
     ) -> Self {
         let (changes, _) = broadcast::channel(buffer);
+        let (sign_outs, _) = broadcast::channel(SIGN_OUTS_BUFFER);
         let hub = Self {
             online: Arc::default(),
             changes,
+            sign_outs: sign_outs.clone(),
         };
         let (logouts_tx, logouts_rx) = mpsc::channel(buffer);
-        tokio::spawn(follow_status_channel(redis.clone(), logouts_tx));
+        tokio::spawn(follow_status_channel(redis.clone(), logouts_tx, sign_outs));
         let follower = Follower {
             hub: hub.clone(),
             index: ActivityReader::new(redis),
@@ -87,6 +110,11 @@ impl StatusHub {
         self.changes.subscribe()
     }
 
+    /// The ids of users as they sign out.
+    pub fn sign_outs(&self) -> broadcast::Receiver<Uuid> {
+        self.sign_outs.subscribe()
+    }
+
     pub fn snapshot(&self) -> Vec<UserStatus> {
         let online = self.online.read().expect("status hub lock poisoned");
         let mut statuses: Vec<UserStatus> =
@@ -99,9 +127,14 @@ impl StatusHub {
 /// Forwards the activity service's login/logout announcements, reconnecting
 /// as needed. On Redis Cluster any node relays every published message, so
 /// when the node it listens to dies it moves on to the next seed node.
-async fn follow_status_channel(redis: Redis, events: mpsc::Sender<StatusEvent>) {
+async fn follow_status_channel(
+    redis: Redis,
+    events: mpsc::Sender<StatusEvent>,
+    sign_outs: broadcast::Sender<Uuid>,
+) {
     let channel = redis.keys().status_channel();
     let nodes = redis.pubsub_nodes().to_vec();
+    let mut retry = Retry::new(RESUBSCRIBE_AT_MOST_EVERY);
     for node in nodes.iter().cycle() {
         // Bounded, so a node that accepts connections but never answers is skipped.
         let subscribed = tokio::time::timeout(redis.timeout(), async {
@@ -111,17 +144,11 @@ async fn follow_status_channel(redis: Redis, events: mpsc::Sender<StatusEvent>) 
         })
         .await;
         match subscribed {
-            Ok(Ok(mut pubsub)) => {
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let payload: String = message.get_payload().unwrap_or_default();
-                    if let Some(event) = StatusEvent::from_json(&payload)
-                        && events.send(event).await.is_err()
-                    {
-                        return;
-                    }
+            Ok(Ok(pubsub)) => {
+                retry.succeeded();
+                if !forward_announcements(pubsub, &events, &sign_outs).await {
+                    return;
                 }
-                tracing::warn!("status channel subscription lost; reconnecting");
             }
             Ok(Err(error)) => tracing::debug!(%error, "cannot subscribe to the status channel yet"),
             Err(_) => tracing::debug!("status channel subscription timed out"),
@@ -129,7 +156,48 @@ async fn follow_status_channel(redis: Redis, events: mpsc::Sender<StatusEvent>) 
         if events.is_closed() {
             return;
         }
-        tokio::time::sleep(TICK).await;
+        tokio::time::sleep(retry.failed()).await;
+    }
+}
+
+/// Follows one subscription until it is lost (or, pinged while idle, does
+/// not answer in time). False when the hub is gone.
+async fn forward_announcements(
+    pubsub: redis::aio::PubSub,
+    events: &mpsc::Sender<StatusEvent>,
+    sign_outs: &broadcast::Sender<Uuid>,
+) -> bool {
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    tracing::warn!("status channel subscription lost; reconnecting");
+                    return true;
+                };
+                let payload: String = message.get_payload().unwrap_or_default();
+                let Some(event) = StatusEvent::from_json(&payload) else {
+                    continue;
+                };
+                if event.change == StatusChange::Logout {
+                    // No receiver is fine: nobody is watching.
+                    let _ = sign_outs.send(event.user_id);
+                }
+                if events.send(event).await.is_err() {
+                    return false;
+                }
+            }
+            _ = ping.tick() => {
+                let answered = tokio::time::timeout(SUBSCRIPTION_PING_ANSWER_WITHIN, sink.ping::<redis::Value>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    tracing::warn!("status channel subscription does not answer; reconnecting");
+                    return true;
+                }
+            }
+        }
     }
 }
 
@@ -293,10 +361,11 @@ impl Follower {
         now: i64,
         threshold: ThresholdMinutes,
     ) -> Option<Verdicts> {
-        let recent = match self
-            .directory
-            .recent_logins(now - threshold.seconds())
-            .await
+        let recent = match within(
+            "reading recent logins",
+            self.directory.recent_logins(now - threshold.seconds()),
+        )
+        .await
         {
             Ok(recent) => recent,
             Err(error) => {
@@ -322,7 +391,8 @@ impl Follower {
         })
     }
 
-    /// Reads the names (and last login) of users not met before.
+    /// Reads the names (and last login) of users not met before. If that
+    /// fails, they are judged again (and their names read) at the next tick.
     async fn learn_names(&mut self, ids: &[Uuid]) {
         let missing: Vec<Uuid> = ids
             .iter()
@@ -332,7 +402,7 @@ impl Follower {
         if missing.is_empty() {
             return;
         }
-        match self.directory.users_by_ids(&missing).await {
+        match within("reading user names", self.directory.users_by_ids(&missing)).await {
             Ok(rows) => {
                 for row in rows {
                     self.known.insert(
@@ -345,7 +415,15 @@ impl Follower {
                     );
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot read user names"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read user names; trying again next tick");
+                // Unknown users are not reported; forgetting their index
+                // entry makes the next (full) read judge them again.
+                for id in &missing {
+                    self.presence.remove(id);
+                }
+                self.cursor = None;
+            }
         }
     }
 
@@ -416,4 +494,98 @@ struct Verdicts {
     online: HashMap<Uuid, Status>,
     /// Everyone online is in `online` (otherwise only the users that changed).
     complete: bool,
+}
+
+/// The caps on open status streams: in all, and per admin. A stream's feed
+/// holds a `WatcherSlot` while it runs; when the feed ends (the client left,
+/// the session ended, the server is stopping) the slot is dropped and its
+/// place is free again.
+#[derive(Clone)]
+pub struct WatcherSlots {
+    total: Arc<Semaphore>,
+    per_user: usize,
+    /// Open streams per admin; an admin with none has no entry, so the map
+    /// holds at most as many entries as there are slots in all.
+    by_user: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// One open stream's place; dropping it frees the place.
+pub struct WatcherSlot {
+    _total: OwnedSemaphorePermit,
+    user_id: Uuid,
+    by_user: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl WatcherSlots {
+    pub fn new(total: usize, per_user: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(total)),
+            per_user,
+            by_user: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of `user_id`, or why there is none.
+    pub fn acquire(&self, user_id: Uuid) -> Result<WatcherSlot, AdminError> {
+        let total = self.total.clone().try_acquire_owned().map_err(|_| {
+            AdminError::TooManyStreams(
+                "this server has as many status streams open as it allows; retry shortly",
+            )
+        })?;
+        let mut by_user = lock(&self.by_user);
+        let open = by_user.entry(user_id).or_default();
+        if *open >= self.per_user {
+            return Err(AdminError::TooManyStreams(
+                "this admin has as many status streams open as allowed; close one first",
+            ));
+        }
+        *open += 1;
+        Ok(WatcherSlot {
+            _total: total,
+            user_id,
+            by_user: self.by_user.clone(),
+        })
+    }
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        let mut by_user = lock(&self.by_user);
+        if let Some(open) = by_user.get_mut(&self.user_id) {
+            *open -= 1;
+            if *open == 0 {
+                by_user.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// The per-admin counts; held for a few instructions, never across an await
+/// (a panic while held cannot leave the counts half-updated).
+fn lock(counts: &Mutex<HashMap<Uuid, usize>>) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+    counts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_per_admin_and_in_all_and_freed_when_dropped() {
+        let slots = WatcherSlots::new(3, 2);
+        let (alice, bob) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let first = slots.acquire(alice).unwrap();
+        let _second = slots.acquire(alice).unwrap();
+        assert!(
+            slots.acquire(alice).is_err(),
+            "a third stream for one admin"
+        );
+        let _bob = slots.acquire(bob).unwrap();
+        assert!(slots.acquire(bob).is_err(), "a fourth stream in all");
+        drop(first);
+        assert!(slots.acquire(alice).is_ok());
+        assert_eq!(lock(&slots.by_user).len(), 2);
+    }
 }

@@ -5,10 +5,15 @@
 //!
 //! A watcher re-reads the row after every (re)connection, because
 //! notifications sent while it was disconnected are lost, and every
-//! `RESYNC_INTERVAL` as a last resort.
+//! `RESYNC_INTERVAL` as a last resort; then it also checks that its listening
+//! connection still answers, as one that died silently would never say so.
+//! Every query has a deadline (`QUERY_DEADLINE`), so a PostgreSQL that hangs
+//! makes the watcher reconnect (after a growing delay), not stop.
 
+use std::future::Future;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -20,7 +25,11 @@ use crate::threshold::ThresholdMinutes;
 /// The channel the `settings_changed` trigger notifies.
 pub const SETTINGS_CHANNEL: &str = "presence_settings_changed";
 const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// The first wait before listening again; it doubles while attempts fail.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+/// The longest any query of the watcher (connecting and LISTEN included) may take.
+const QUERY_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivitySettings {
@@ -59,7 +68,7 @@ impl ThresholdWatch {
     /// Reads the threshold (falling back to the default while PostgreSQL is
     /// unreachable) and follows every change from then on.
     pub async fn start(pool: PgPool) -> Self {
-        let initial = match load(&pool).await {
+        let initial = match within(load(&pool)).await {
             Ok(settings) => settings.threshold,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the threshold yet; using the default until PostgreSQL answers");
@@ -81,16 +90,37 @@ impl ThresholdWatch {
     }
 }
 
+/// `query`, failing if it outlives `QUERY_DEADLINE`.
+async fn within<T>(query: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(QUERY_DEADLINE, query)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {QUERY_DEADLINE:?}"),
+            ))))
+        })
+}
+
 async fn follow_changes(pool: PgPool, sender: watch::Sender<ThresholdMinutes>) {
+    let retry = ExponentialBuilder::new()
+        .with_min_delay(RECONNECT_DELAY)
+        .with_max_delay(RECONNECT_AT_MOST_EVERY)
+        .without_max_times();
+    let mut delays = retry.build();
     loop {
         if sender.is_closed() {
             return;
         }
-        match listen(&pool).await {
-            Ok(listener) => follow_listener(&pool, listener, &sender).await,
+        match within(listen(&pool)).await {
+            Ok(listener) => {
+                delays = retry.build();
+                follow_listener(&pool, listener, &sender).await;
+            }
             Err(error) => {
-                tracing::debug!(%error, "cannot listen for settings changes; retrying");
-                tokio::time::sleep(RECONNECT_DELAY).await;
+                let delay = delays.next().unwrap_or(RECONNECT_AT_MOST_EVERY);
+                tracing::debug!(%error, ?delay, "cannot listen for settings changes; retrying");
+                tokio::time::sleep(delay).await;
             }
         }
     }
@@ -102,7 +132,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener, Error> {
     Ok(listener)
 }
 
-/// Follows one listening connection until it is lost.
+/// Follows one listening connection until it is lost or stops answering.
 async fn follow_listener(
     pool: &PgPool,
     mut listener: PgListener,
@@ -113,7 +143,19 @@ async fn follow_listener(
     reload(pool, sender).await;
     loop {
         match tokio::time::timeout(RESYNC_INTERVAL, listener.try_recv()).await {
-            Ok(Ok(Some(_))) | Err(_) => reload(pool, sender).await,
+            Ok(Ok(Some(_))) => reload(pool, sender).await,
+            Err(_) => {
+                let answered = within(async {
+                    sqlx::query("SELECT 1").execute(&mut listener).await?;
+                    Ok(())
+                })
+                .await;
+                if let Err(error) = answered {
+                    tracing::warn!(%error, "the settings notification connection does not answer; reconnecting");
+                    return;
+                }
+                reload(pool, sender).await;
+            }
             Ok(Ok(None)) | Ok(Err(_)) => {
                 tracing::warn!("lost the settings notification connection; reconnecting");
                 return;
@@ -126,7 +168,7 @@ async fn follow_listener(
 }
 
 async fn reload(pool: &PgPool, sender: &watch::Sender<ThresholdMinutes>) {
-    match load(pool).await {
+    match within(load(pool)).await {
         Ok(settings) => {
             let changed = sender.send_if_modified(|current| {
                 let changed = *current != settings.threshold;

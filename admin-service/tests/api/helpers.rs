@@ -119,16 +119,40 @@ async fn spawn_admin(
     redis: &TestRedis,
     prefix: &str,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let config = AdminOnly::parse_from(shared_args("admin-service", redis, prefix)).config;
+    let admin = spawn_admin_with(pool, redis, prefix, &[]).await;
+    (admin.address, admin.stop)
+}
+
+/// An admin-service process started with `extra` flags, that stops when
+/// told to; `stopped` ends when it has.
+pub struct AdminProcess {
+    pub address: SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub stopped: tokio::task::JoinHandle<Result<(), admin_service::error::AdminError>>,
+}
+
+pub async fn spawn_admin_with(
+    pool: &PgPool,
+    redis: &TestRedis,
+    prefix: &str,
+    extra: &[&str],
+) -> AdminProcess {
+    let mut args = shared_args("admin-service", redis, prefix);
+    args.extend(extra.iter().map(|flag| flag.to_string()));
+    let config = AdminOnly::parse_from(args).config;
     let admin = admin_service::startup::Application::build_with_pool(config, pool.clone())
         .await
         .unwrap();
     let address = admin.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(admin.run_until(async {
-        let _ = stopped.await;
+    let (stop, stop_asked) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(admin.run_until(async {
+        let _ = stop_asked.await;
     }));
-    (address, stop)
+    AdminProcess {
+        address,
+        stop,
+        stopped,
+    }
 }
 
 impl Stack {

@@ -11,5 +11,7 @@ mod faults;
 mod helpers;
 mod pagination;
 mod settings;
+mod shutdown;
 mod statuses;
+mod stuck_stores;
 mod watch;

@@ -1,14 +1,19 @@
-//! The live status stream: a snapshot, then every change.
+//! The live status stream: a snapshot, then every change, for as long as
+//! the watcher's session lasts, within the caps on open streams.
 
 use std::time::Duration;
 
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use presence_core::proto::activity::LogoutRequest;
+use presence_core::proto::admin::admin_service_client::AdminServiceClient;
 use presence_core::proto::admin::{StatusSource, UserStatusEvent, WatchUserStatusesRequest};
 use presence_core::testing::authorized;
-use presence_core::token::Role;
-use tonic::Streaming;
+use presence_core::token::{Role, TokenIssuer, TokenVerifier};
+use redis::AsyncCommands;
+use tonic::{Code, Status, Streaming};
+use uuid::Uuid;
 
-use crate::helpers::{now, spawn_stack};
+use crate::helpers::{SECRET, Stack, connect, now, spawn_admin_with, spawn_stack};
 
 /// Waits (at most `within`) for the first event matching `wanted`.
 pub(crate) async fn next_matching(
@@ -141,5 +146,184 @@ async fn many_admins_can_watch_at_once(pool: sqlx::PgPool) {
 
     for stream in &mut streams {
         next_matching(stream, SOON, about("usertest1", true)).await;
+    }
+}
+
+/// Reads the stream until it ends with an error (at most `within`).
+async fn ended_with(stream: &mut Streaming<UserStatusEvent>, within: Duration) -> Status {
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without an error"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended in time")
+}
+
+async fn user_id(stack: &Stack, username: &str) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_watch_ends_unauthenticated_soon_after_its_admin_signs_out(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let mut stream = stack.watch().await;
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    stack
+        .activity
+        .logout(authorized(LogoutRequest {}, &stack.admin_token))
+        .await
+        .unwrap();
+
+    let status = ended_with(&mut stream, SOON).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().contains("signed out"),
+        "{}",
+        status.message()
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_watch_ends_when_its_token_is_revoked_without_any_announcement(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let mut stream = stack.watch().await;
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    // Revoked as the activity service's logout does, but with no message on
+    // the status channel: as if the watcher's replica missed it.
+    let verifier = TokenVerifier::new(
+        Algorithm::HS256,
+        DecodingKey::from_secret(SECRET.as_bytes()),
+        "presence",
+    );
+    let token_id = verifier.verify(&stack.admin_token).unwrap().token_id;
+    let key = stack.keys.revoked_token(&token_id);
+    let _: () = stack.redis.set_ex(key, 1, 3600).await.unwrap();
+
+    let status = ended_with(&mut stream, SOON).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("revoked"), "{}", status.message());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_watch_ends_unauthenticated_when_its_token_expires(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let admin = user_id(&stack, "admintest1").await;
+    let issuer = TokenIssuer::new(
+        Algorithm::HS256,
+        EncodingKey::from_secret(SECRET.as_bytes()),
+        "presence",
+        3,
+    );
+    let short_lived = issuer.issue(admin, Role::Admin, now()).unwrap().token;
+
+    let mut stream = stack
+        .admin
+        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &short_lived))
+        .await
+        .expect("the stream opens while the token is valid")
+        .into_inner();
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    let status = ended_with(&mut stream, Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("expired"), "{}", status.message());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_watch_outlives_the_sign_outs_of_other_sessions_and_other_admins(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("admintest2", Role::Admin).await;
+    stack.create_user("usertest1", Role::User).await;
+    let other_admin = stack.login("admintest2").await.access_token;
+    let other_session = stack.login("admintest1").await.access_token;
+    let mut stream = stack.watch().await;
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    for token in [&other_admin, &other_session] {
+        stack
+            .activity
+            .logout(authorized(LogoutRequest {}, token))
+            .await
+            .unwrap();
+    }
+    next_matching(&mut stream, SOON, about("admintest2", false)).await;
+    // Past a periodic check of the session too.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let user = stack.login("usertest1").await.access_token;
+    stack.ping(&user).await;
+    next_matching(&mut stream, SOON, about("usertest1", true)).await;
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn watches_are_capped_per_admin_and_in_all_and_a_closed_one_frees_its_place(
+    pool: sqlx::PgPool,
+) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("admintest2", Role::Admin).await;
+    let other_admin = stack.login("admintest2").await.access_token;
+    let capped = spawn_admin_with(
+        &stack.pool,
+        &stack.redis_target,
+        &stack.prefix,
+        &["--max-watchers=3", "--max-watchers-per-user=2"],
+    )
+    .await;
+    let client = AdminServiceClient::new(connect(capped.address).await);
+    let open = |token: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &token))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let admin = stack.admin_token.clone();
+
+    let first = open(admin.clone()).await.expect("a first stream");
+    let _second = open(admin.clone()).await.expect("a second stream");
+    let refused = open(admin.clone())
+        .await
+        .expect_err("a third stream of one admin");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("this admin"),
+        "{}",
+        refused.message()
+    );
+
+    let _other = open(other_admin.clone())
+        .await
+        .expect("another admin still gets a stream");
+    let full = open(other_admin).await.expect_err("a fourth stream in all");
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().contains("this server"), "{}", full.message());
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        match open(admin.clone()).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the closed stream's place was never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("unexpected refusal: {status:?}"),
+        }
     }
 }
