@@ -77,10 +77,13 @@ pub struct ActivityConfig {
     #[arg(long, env = "PRESENCE_LOGIN_HISTORY_PURGE_INTERVAL_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub login_history_purge_interval_seconds: u64,
-    /// Take the client address from `x-forwarded-for` (set only behind a trusted
-    /// proxy such as the gateway; otherwise clients could forge it).
-    #[arg(long, env = "PRESENCE_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `x-forwarded-for` names the client, for the sign-in
+    /// throttle and `login_history` (comma-separated CIDR ranges: the
+    /// gateway's, e.g. 127.0.0.1/32 locally or the gateway pods' range).
+    /// The client is the right-most address that is not one of them. Empty
+    /// trusts nobody: the TCP peer is the client.
+    #[arg(long, env = "PRESENCE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: presence_core::forwarded::TrustedProxies,
     /// Apply database migrations before serving.
     #[arg(long, env = "PRESENCE_MIGRATE_ON_START", default_value_t = false)]
     pub migrate_on_start: bool,

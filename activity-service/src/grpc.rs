@@ -2,10 +2,10 @@
 //! authenticates, parses its request into domain values, calls the store, and
 //! lets `ActivityError` choose the status.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use presence_core::auth::authenticate;
+use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
 use presence_core::proto::activity::activity_service_server::ActivityService;
 use presence_core::proto::activity::{
     LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, PingRequest, PingResponse,
@@ -40,7 +40,7 @@ pub struct ActivityHandler {
     pub ping_interval_seconds: u32,
     pub throttle: LoginThrottle,
     pub password_checks: PasswordChecks,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// What checking a username and password found.
@@ -80,11 +80,9 @@ fn check_username_shape(username: &str) -> Result<(), ActivityError> {
 impl ActivityHandler {
     fn client_info<T>(&self, request: &Request<T>) -> ClientInfo {
         let metadata = request.metadata();
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| forwarded_ip(metadata))
-            .flatten();
-        let ip = forwarded.or_else(|| request.remote_addr().map(|address| address.ip()));
+        let ip = request
+            .remote_addr()
+            .map(|peer| forwarded_ip(&self.trusted_proxies, peer.ip(), metadata));
         let user_agent = metadata
             .get("x-user-agent")
             .or_else(|| metadata.get("user-agent"))
@@ -302,17 +300,20 @@ impl ActivityHandler {
     }
 }
 
-/// The first address of `x-forwarded-for`: the client as the proxy saw it.
-fn forwarded_ip(metadata: &MetadataMap) -> Option<IpAddr> {
-    metadata
-        .get("x-forwarded-for")?
-        .to_str()
-        .ok()?
-        .split(',')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+/// The client of a call from `peer`: the address in `x-forwarded-for` when
+/// `peer` is a trusted proxy (the gateway sends exactly one), otherwise the
+/// peer itself.
+fn forwarded_ip(
+    trusted: &TrustedProxies,
+    peer: std::net::IpAddr,
+    metadata: &MetadataMap,
+) -> std::net::IpAddr {
+    let header = ForwardedHeader::XForwardedFor;
+    let values = metadata
+        .get_all(header.name())
+        .iter()
+        .map(|value| value.as_encoded_bytes());
+    trusted.client(peer, header, values)
 }
 
 #[tonic::async_trait]

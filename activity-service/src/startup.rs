@@ -64,7 +64,7 @@ impl Application {
             ping_interval_seconds: config.ping.ping_interval_seconds,
             throttle,
             password_checks: config.password_checks(),
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await

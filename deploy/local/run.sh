@@ -27,8 +27,9 @@ stop() {
   wait "${pids[@]}" 2>/dev/null || true
 }
 trap stop INT TERM EXIT
-# The activity service sees browsers through the gateway, which sets x-forwarded-for.
-PRESENCE_TRUST_FORWARDED_FOR=${PRESENCE_TRUST_FORWARDED_FOR:-true} $bin/activity-service & pids+=($!)
+# The activity service sees browsers through the gateway (127.0.0.1), which sends the
+# browser's address in x-forwarded-for.
+PRESENCE_TRUSTED_PROXIES=${PRESENCE_TRUSTED_PROXIES:-127.0.0.1/32} $bin/activity-service & pids+=($!)
 $bin/admin-service & pids+=($!)
 $bin/gateway & pids+=($!)
 echo "run: activity-service on ${PRESENCE_ACTIVITY_ADDR:-127.0.0.1:50051} and admin-service on ${PRESENCE_ADMIN_ADDR:-127.0.0.1:50052} (native gRPC)"

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use presence_core::config::{CommonArgs, JwtArgs};
+use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
 
 #[derive(Args, Clone, Debug)]
 pub struct GatewayConfig {
@@ -74,6 +75,38 @@ pub struct GatewayConfig {
     /// Length of the rate window, in seconds (allowances refill continuously).
     #[arg(long, env = "PRESENCE_RATE_WINDOW_SECONDS", default_value_t = 60)]
     pub rate_window_seconds: u64,
+    /// Proxies in front of the gateway whose forwarding header names the
+    /// client (comma-separated CIDR ranges, e.g. the ingress pods'
+    /// 10.0.0.0/8). The per-address limits then key on the right-most address
+    /// of the header that is not one of them. Empty trusts nobody: the TCP
+    /// peer is the client. 0.0.0.0/0 or ::/0 is refused in production.
+    #[arg(long, env = "PRESENCE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// The header the trusted proxies write the client's address in (the
+    /// other one is passed through by them, so it is never read).
+    #[arg(
+        long,
+        env = "PRESENCE_FORWARDED_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: ForwardedHeader,
+    /// Milliseconds a client has to send a request's headers, from its first
+    /// byte (a slow sender is disconnected). A connection's first request
+    /// must start within this time too.
+    #[arg(long, env = "PRESENCE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_read_timeout_ms: u64,
+    /// Seconds a connection may stay open with no request in flight (above
+    /// the web app's 60 s ping interval, so its connection is reused).
+    #[arg(long, env = "PRESENCE_IDLE_TIMEOUT_SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_seconds: u64,
+    /// Client connections open at once; beyond it new ones are closed at
+    /// once. Keep it below the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
     /// Seconds open streams may run on after a shutdown request; then they
     /// end with UNAVAILABLE, and browsers reconnect to another replica.
     #[arg(long, env = "PRESENCE_DRAIN_SECONDS", default_value_t = 20)]
@@ -87,6 +120,14 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
     }
 }
 

@@ -5,7 +5,7 @@
 //! `forward`, the static files).
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use tower::{Service, ServiceExt};
 
 use crate::edge::EdgeRules;
@@ -37,23 +36,13 @@ pub struct Entrance {
     entrances: Entrances,
 }
 
-impl<L> Service<IncomingStream<'_, L>> for Entrances
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = Entrance;
-    type Error = Infallible;
-    type Future = Ready<Result<Entrance, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, connection: IncomingStream<'_, L>) -> Self::Future {
-        ready(Ok(Entrance {
-            client: Client::new(*connection.remote_addr()),
+impl Entrances {
+    /// The entrance of a connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> Entrance {
+        Entrance {
+            client: Client::new(peer),
             entrances: self.clone(),
-        }))
+        }
     }
 }
 

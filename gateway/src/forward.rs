@@ -1,10 +1,11 @@
 //! The edge rules every call meets, whichever way it came (`Forwarder::admit`:
-//! the method allowlist, rate limits and a deadline), and the general
-//! forwarding path: a gRPC call (translated from gRPC-Web by
-//! `tonic_web::GrpcWebLayer`, or native) routed by its service name to an
-//! upstream. Adding a method to a browser-facing service needs no code here:
-//! which methods stream is read from the contract's descriptors; internal
-//! methods are refused before they reach upstream.
+//! the method allowlist, the client's address, rate limits, a deadline and
+//! the size of the headers), and the general forwarding path: a gRPC call
+//! (translated from gRPC-Web by `tonic_web::GrpcWebLayer`, or native) routed
+//! by its service name to an upstream. Adding a method to a browser-facing
+//! service needs no code here: the methods and which of them stream are read
+//! from the contract's descriptors (`contract`); internal methods, and paths
+//! that are no method of the contract, are refused before they reach upstream.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,17 +17,19 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
+use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
 use presence_core::token::TokenVerifier;
-use prost::Message;
 use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 use uuid::Uuid;
 
+use crate::contract::{self, KnownMethod};
 use crate::error::GatewayError;
-use crate::metrics::{CallRecord, Metrics, ObservedBody, RequestId, grpc_status};
-use crate::rate_limit::{KnownTokens, RateLimiter};
+use crate::grpc_timeout;
+use crate::metrics::{CallRecord, Metrics, ObservedBody, RequestId, UNKNOWN_METHOD, grpc_status};
+use crate::rate_limit::{KnownTokens, RateLimiter, address_key};
 use crate::upstream::{Upstream, UpstreamBody, WholeAnswer};
 
 pub const ACTIVITY_SERVICE: &str = "presence.activity.v1.ActivityService";
@@ -42,6 +45,7 @@ const INTERNAL_METHODS: [&str; 2] = [
 const MAX_UNARY_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
@@ -62,6 +66,16 @@ pub struct Limits {
     pub login_per_ip: RateLimiter<IpAddr>,
 }
 
+/// The rules of a call that come from the settings.
+pub struct CallRules {
+    /// The deadline of a call whose client sets none (or a longer one).
+    pub default_deadline: Duration,
+    /// The proxies whose forwarding header names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// The header they write it in.
+    pub forwarded_header: ForwardedHeader,
+}
+
 struct State {
     activity: Upstream,
     admin: Upstream,
@@ -72,9 +86,8 @@ struct State {
     default_deadline: Duration,
     /// `grpc-timeout` for the default deadline, made once.
     default_timeout_header: HeaderValue,
-    /// The paths of the methods whose answer is a stream, the contract's and
-    /// the health service's (a few: a scan costs less than hashing the path).
-    streaming: Vec<String>,
+    trusted_proxies: TrustedProxies,
+    forwarded_header: ForwardedHeader,
     /// Becomes true when the shutdown's drain is over: open streams end.
     drain_over: watch::Receiver<bool>,
 }
@@ -84,25 +97,27 @@ pub struct Forwarder {
     state: Arc<State>,
 }
 
-/// The client of a call: its address as the gateway's listener saw it
-/// (whatever it claims in `x-forwarded-for` is ignored). Made once per
-/// connection and handed to each of its requests.
+/// The TCP peer of a connection, made once per connection and handed to each
+/// of its requests. It is the client unless it is a trusted proxy; then each
+/// request names its client in the forwarding header (`Forwarder::admit`).
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub ip: IpAddr,
-    /// The address as text, for the access log (the limits key on `ip`).
-    pub text: Arc<str>,
-    /// The address as the `x-forwarded-for` value sent upstream.
-    pub forwarded_for: HeaderValue,
+    peer: IpAddr,
+    /// The peer as text, for the access log.
+    peer_text: Arc<str>,
+    /// The peer as the `x-forwarded-for` value sent upstream.
+    peer_forwarded_for: HeaderValue,
 }
 
 impl Client {
     pub fn new(address: SocketAddr) -> Self {
-        let text = address.ip().to_string();
+        let peer = address.ip().to_canonical();
+        let text = peer.to_string();
         Self {
-            ip: address.ip(),
-            forwarded_for: HeaderValue::from_str(&text).expect("an IP address is a header value"),
-            text: text.into(),
+            peer,
+            peer_forwarded_for: HeaderValue::from_str(&text)
+                .expect("an IP address is a header value"),
+            peer_text: text.into(),
         }
     }
 }
@@ -141,7 +156,7 @@ impl Forwarder {
         verifier: TokenVerifier,
         limits: Limits,
         metrics: Metrics,
-        default_deadline: Duration,
+        rules: CallRules,
         drain_over: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -152,15 +167,10 @@ impl Forwarder {
                 callers: KnownTokens::new(verifier),
                 limits,
                 metrics,
-                default_deadline,
-                default_timeout_header: timeout_header(default_deadline),
-                streaming: [
-                    presence_core::proto::FILE_DESCRIPTOR_SET,
-                    tonic_health::pb::FILE_DESCRIPTOR_SET,
-                ]
-                .into_iter()
-                .flat_map(server_streaming_methods)
-                .collect(),
+                default_deadline: rules.default_deadline,
+                default_timeout_header: grpc_timeout::header(rules.default_deadline),
+                trusted_proxies: rules.trusted_proxies,
+                forwarded_header: rules.forwarded_header,
                 drain_over,
             }),
         }
@@ -169,7 +179,7 @@ impl Forwarder {
     /// Whether the answer of `path` is a stream (its deadline covers only
     /// the start, and it cannot be read whole).
     pub fn is_streaming(&self, path: &str) -> bool {
-        self.state.streaming.iter().any(|method| method == path)
+        contract::method(path).is_some_and(|method| method.streaming)
     }
 
     /// Asks the gateway's own gRPC health service, within the default
@@ -186,8 +196,9 @@ impl Forwarder {
     }
 
     /// Applies the edge rules to a call of `path` with `headers`: the
-    /// allowlist, the rate limits and the deadline. An admitted call's
-    /// headers are rewritten for the upstream: the client's address and the
+    /// allowlist, the client's address, the rate limits, the deadline and
+    /// the size of the headers. An admitted call's headers are rewritten for
+    /// the upstream: the client's address (one `x-forwarded-for`) and the
     /// deadline in `grpc-timeout`. A client's `x-request-id` goes on with the
     /// call and names it in the access log; a call without one is numbered
     /// by the gateway for its own log.
@@ -200,15 +211,20 @@ impl Forwarder {
             Some(id) => RequestId::Client(id.clone()),
             None => RequestId::numbered(),
         };
+        let method = contract::method(path);
+        let (ip, client_text, forwarded_for) = state.client_of(client, headers);
         let record = CallRecord::start(
             state.metrics.clone(),
-            path.to_owned(),
+            method.map_or(UNKNOWN_METHOD, |method| method.path),
             request_id,
-            client.text.clone(),
+            client_text,
         );
-        let streaming = self.is_streaming(path);
-        let client_deadline = requested_deadline(headers);
-        let upstream = match state.route(path) {
+        let streaming = method.is_some_and(|method| method.streaming);
+        let client_deadline = match requested_deadline(headers) {
+            Ok(deadline) => deadline,
+            Err(status) => return Admission::Refused(refuse(status, record)),
+        };
+        let upstream = match state.route(path, method) {
             Route::Upstream(upstream) => upstream,
             Route::Health => {
                 return Admission::Health {
@@ -219,7 +235,7 @@ impl Forwarder {
             }
             Route::Refused(status) => return Admission::Refused(refuse(status, record)),
         };
-        if let Err(status) = state.check_rate(path, headers, client) {
+        if let Err(status) = state.check_rate(path, headers, ip) {
             return Admission::Refused(refuse(status, record));
         }
 
@@ -228,11 +244,20 @@ impl Forwarder {
             Some(requested) => requested.min(state.default_deadline),
             None => state.default_deadline,
         };
-        headers.insert(X_FORWARDED_FOR, client.forwarded_for.clone());
+        headers.remove(FORWARDED);
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
         if client_deadline.is_none() && !streaming {
             headers.insert(GRPC_TIMEOUT, state.default_timeout_header.clone());
         } else if client_deadline.is_some() {
-            headers.insert(GRPC_TIMEOUT, timeout_header(deadline));
+            headers.insert(GRPC_TIMEOUT, grpc_timeout::header(deadline));
+        }
+        // Headers the upstream would refuse would reset the HTTP/2
+        // connection every user's calls share: refused here instead.
+        if !upstream.accepts_headers(path, headers) {
+            return Admission::Refused(refuse(
+                Status::resource_exhausted("request headers too large"),
+                record,
+            ));
         }
         Admission::Forward(Admitted {
             upstream,
@@ -295,7 +320,8 @@ impl Admitted<'_> {
 }
 
 /// When a stream must end: the services bound only its start, so the
-/// client's deadline, if it set one, is kept here.
+/// client's deadline, if it set one, is kept here. (The deadline is capped,
+/// so this cannot overflow.)
 fn stream_ends(streaming: bool, client_deadline: Option<Duration>) -> Option<tokio::time::Instant> {
     client_deadline
         .filter(|_| streaming)
@@ -308,29 +334,6 @@ fn refuse(status: Status, record: CallRecord) -> Status {
     status
 }
 
-/// The paths (`/package.Service/Method`) of the server-streaming methods
-/// described in an encoded `FileDescriptorSet`.
-fn server_streaming_methods(descriptors: &[u8]) -> Vec<String> {
-    let set = prost_types::FileDescriptorSet::decode(descriptors)
-        .expect("the contract's descriptors, built with the gateway, decode");
-    let mut streaming = Vec::new();
-    for file in &set.file {
-        for service in &file.service {
-            for method in &service.method {
-                if method.server_streaming() {
-                    streaming.push(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-    }
-    streaming
-}
-
 /// Where a path goes.
 enum Route<'a> {
     Upstream(&'a Upstream),
@@ -339,17 +342,21 @@ enum Route<'a> {
 }
 
 impl State {
-    fn route(&self, path: &str) -> Route<'_> {
-        let service = path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or_default();
+    fn route(&self, path: &str, method: Option<&KnownMethod>) -> Route<'_> {
         if INTERNAL_METHODS.contains(&path) {
             return Route::Refused(Status::permission_denied(
                 "this method is not available through the gateway",
             ));
         }
+        let Some(method) = method else {
+            return Route::Refused(Status::unimplemented("no such method behind the gateway"));
+        };
+        let service = method
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
         match service {
             ACTIVITY_SERVICE => Route::Upstream(&self.activity),
             ADMIN_SERVICE => Route::Upstream(&self.admin),
@@ -358,13 +365,42 @@ impl State {
         }
     }
 
+    /// The client of a call from `client`'s connection: its address, as
+    /// text for the access log, and as the `x-forwarded-for` sent upstream.
+    fn client_of(&self, client: &Client, headers: &HeaderMap) -> (IpAddr, Arc<str>, HeaderValue) {
+        let unchanged = || {
+            (
+                client.peer,
+                client.peer_text.clone(),
+                client.peer_forwarded_for.clone(),
+            )
+        };
+        if !self.trusted_proxies.trusts(client.peer) {
+            return unchanged();
+        }
+        let values = headers
+            .get_all(self.forwarded_header.name())
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let ip = self
+            .trusted_proxies
+            .client(client.peer, self.forwarded_header, values);
+        if ip == client.peer {
+            return unchanged();
+        }
+        let text = ip.to_string();
+        let forwarded_for = HeaderValue::from_str(&text).expect("an IP address is a header value");
+        (ip, text.into(), forwarded_for)
+    }
+
     /// The rate limits of `path` for this caller; an error when one is spent.
-    fn check_rate(&self, path: &str, headers: &HeaderMap, client: &Client) -> Result<(), Status> {
+    fn check_rate(&self, path: &str, headers: &HeaderMap, ip: IpAddr) -> Result<(), Status> {
+        let ip = address_key(ip);
         let exhausted =
             || Status::resource_exhausted("too many requests; slow down and retry shortly");
         match path {
             PING => {
-                if !self.limits.ping_per_ip.allow(client.ip) {
+                if !self.limits.ping_per_ip.allow(ip) {
                     return Err(exhausted());
                 }
                 // Keyed by the verified user; an unverifiable token is refused
@@ -381,32 +417,21 @@ impl State {
                 }
                 Ok(())
             }
-            LOGIN if !self.limits.login_per_ip.allow(client.ip) => Err(exhausted()),
+            LOGIN if !self.limits.login_per_ip.allow(ip) => Err(exhausted()),
             _ => Ok(()),
         }
     }
 }
 
-/// `grpc-timeout` for `deadline`, in milliseconds (at most 8 digits).
-fn timeout_header(deadline: Duration) -> HeaderValue {
-    let millis = deadline.as_millis().clamp(1, 99_999_999);
-    HeaderValue::from_str(&format!("{millis}m")).expect("digits and a unit are a header value")
-}
-
-/// The deadline a client asked for in `grpc-timeout`, if any.
-fn requested_deadline(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(&GRPC_TIMEOUT)?.to_str().ok()?;
-    let (amount, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = amount.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
+/// The deadline a client asked for in `grpc-timeout`, if any; a value that
+/// is no valid `grpc-timeout` is refused.
+fn requested_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    let Some(value) = headers.get(&GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    grpc_timeout::parse(value.as_bytes())
+        .map(Some)
+        .map_err(Status::invalid_argument)
 }
 
 /// The general path: a gRPC call (translated from gRPC-Web by tonic-web, or
@@ -563,35 +588,5 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.expired || self.inner.is_end_stream()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_streaming_methods_are_read_from_the_contract() {
-        let streaming = server_streaming_methods(presence_core::proto::FILE_DESCRIPTOR_SET);
-        assert_eq!(
-            streaming,
-            ["/presence.admin.v1.AdminService/WatchUserStatuses"]
-        );
-        let health = server_streaming_methods(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        assert_eq!(health, ["/grpc.health.v1.Health/Watch"]);
-    }
-
-    #[test]
-    fn grpc_timeouts_are_read_in_every_unit() {
-        let parse = |value: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert("grpc-timeout", value.parse().unwrap());
-            requested_deadline(&headers)
-        };
-        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse("150m"), Some(Duration::from_millis(150)));
-        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse("x"), None);
-        assert_eq!(parse("S"), None);
     }
 }

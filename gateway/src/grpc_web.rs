@@ -152,7 +152,82 @@ fn trailers_only(status: Status) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A gRPC-Web body split into its data and its trailer frames, strictly:
+    /// every frame whole, trailers last.
+    fn split_frames(mut body: &[u8]) -> (Vec<u8>, Vec<(String, String)>) {
+        let mut data = Vec::new();
+        let mut trailers = Vec::new();
+        while !body.is_empty() {
+            assert!(body.len() >= 5, "a whole frame header");
+            let flags = body[0];
+            let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+            let payload = &body[5..5 + length];
+            if flags == TRAILERS_FRAME {
+                let block = std::str::from_utf8(payload).unwrap();
+                for line in block.split_terminator("\r\n") {
+                    let (name, value) = line.split_once(':').unwrap();
+                    trailers.push((name.to_owned(), value.to_owned()));
+                }
+                assert_eq!(5 + length, body.len(), "the trailers come last");
+            } else {
+                data.extend_from_slice(&body[..5 + length]);
+            }
+            body = &body[5 + length..];
+        }
+        (data, trailers)
+    }
+
+    fn framed(messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut framed = Vec::new();
+        for message in messages {
+            framed.push(0);
+            framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            framed.extend_from_slice(message);
+        }
+        framed
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_answers_round_trip(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4),
+            trailers in proptest::collection::btree_map("[a-z][a-z0-9-]{0,12}", "[!-~][ -~]{0,30}", 0..5),
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in &trailers {
+                map.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            let (head, ()) = Response::new(()).into_parts();
+            let messages = framed(&messages);
+            let answer = WholeAnswer { head, messages: Bytes::from(messages.clone()), trailers: map };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+                .unwrap()
+                .to_bytes();
+            let (data, read_trailers) = split_frames(&body);
+            prop_assert_eq!(data, messages);
+            let expected: Vec<(String, String)> = trailers.into_iter().collect();
+            let mut read_trailers = read_trailers;
+            read_trailers.sort();
+            prop_assert_eq!(read_trailers, expected);
+        }
+
+        #[test]
+        fn any_bytes_as_an_answer_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let (head, ()) = Response::new(()).into_parts();
+            let answer = WholeAnswer { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+                .unwrap()
+                .to_bytes();
+            prop_assert_eq!(&body[..], &bytes[..]);
+        }
+    }
 
     #[test]
     fn trailers_follow_the_messages_in_a_flagged_frame() {

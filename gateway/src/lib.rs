@@ -4,9 +4,12 @@
 //! app from the same origin.
 //!
 //! - `config`: every setting, from the environment.
-//! - `startup`: the listeners, the service stack, health and the drain.
+//! - `startup`: the service stack, health and the drain.
+//! - `server`: the listeners: connection limit, header and idle deadlines.
 //! - `entrance`: what each request meets first: the direct way or the router.
 //! - `grpc_web`: the direct way for binary unary gRPC-Web (every ping).
+//! - `contract`: the methods the gateway knows, from the contract's descriptors.
+//! - `grpc_timeout`: the `grpc-timeout` header, read strictly and capped.
 //! - `edge`: origin and size checks before translation.
 //! - `forward`: the generic forwarding path, allowlist, rate limits, deadlines.
 //! - `upstream`: the HTTP/2 client to the services.
@@ -16,13 +19,16 @@
 //! - `error`: the gateway's errors and the gRPC status each becomes.
 
 pub mod config;
+pub mod contract;
 pub mod edge;
 pub mod entrance;
 pub mod error;
 pub mod forward;
+pub mod grpc_timeout;
 pub mod grpc_web;
 pub mod metrics;
 pub mod rate_limit;
+pub mod server;
 pub mod startup;
 pub mod static_files;
 pub mod upstream;

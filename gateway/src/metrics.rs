@@ -1,95 +1,108 @@
 //! Request metrics and access logs, recorded where a call ends: when the
 //! response body delivers its gRPC trailers (or the headers carry the status
-//! of an immediate error). Exposed in Prometheus text format at /metrics.
+//! of an immediate error). Exposed at /metrics by `prometheus-client`, which
+//! escapes what it writes. Every series is labelled by a method the contract
+//! knows (`contract`) or `unknown`, and by a status code: their number is
+//! bounded, whatever paths clients make up.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Series {
-    /// Calls per gRPC status code.
-    codes: BTreeMap<i32, u64>,
-    bucket_counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+/// The label of a call whose path is no method of the contract.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: &'static str,
+    code: &'static str,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+type Durations = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+#[derive(Clone)]
 pub struct Metrics {
-    methods: Arc<Mutex<BTreeMap<String, Series>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<CallLabels, Counter>,
+    durations: Durations,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<CallLabels, Counter>::default();
+        let durations: Durations = Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let mut registry = Registry::default();
+        // The `_total` suffix of a counter is the encoder's to add.
+        registry.register(
+            "presence_gateway_requests",
+            "gRPC calls through the gateway by method and status code.",
+            requests.clone(),
+        );
+        registry.register(
+            "presence_gateway_request_duration_seconds",
+            "Time from request to the end of the response.",
+            durations.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                durations,
+            }),
+        }
+    }
 }
 
 impl Metrics {
-    pub fn record(&self, method: &str, code: i32, seconds: f64) {
-        let mut methods = self.methods.lock().expect("metrics lock poisoned");
-        if !methods.contains_key(method) {
-            methods.insert(method.to_owned(), Series::default());
-        }
-        let series = methods.get_mut(method).expect("inserted above");
-        *series.codes.entry(code).or_default() += 1;
-        for (bucket, limit) in series.bucket_counts.iter_mut().zip(BUCKETS) {
-            if seconds <= limit {
-                *bucket += 1;
-            }
-        }
-        series.count += 1;
-        series.sum_seconds += seconds;
+    /// Counts one call of `method` (a known method's path, or
+    /// [`UNKNOWN_METHOD`]) that ended with `code` after `seconds`.
+    pub fn record(&self, method: &'static str, code: i32, seconds: f64) {
+        self.inner
+            .requests
+            .get_or_create(&CallLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+        self.inner
+            .durations
+            .get_or_create(&MethodLabels { method })
+            .observe(seconds);
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let methods = self.methods.lock().expect("metrics lock poisoned");
         let mut out = String::new();
-        out.push_str("# HELP presence_gateway_requests_total gRPC calls through the gateway by method and status code.\n");
-        out.push_str("# TYPE presence_gateway_requests_total counter\n");
-        for (method, series) in methods.iter() {
-            for (code, count) in &series.codes {
-                let _ = writeln!(
-                    out,
-                    "presence_gateway_requests_total{{method=\"{method}\",code=\"{}\"}} {count}",
-                    code_name(*code)
-                );
-            }
-        }
-        out.push_str("# HELP presence_gateway_request_duration_seconds Time from request to the end of the response.\n");
-        out.push_str("# TYPE presence_gateway_request_duration_seconds histogram\n");
-        for (method, series) in methods.iter() {
-            for (limit, count) in BUCKETS.iter().zip(series.bucket_counts) {
-                let _ = writeln!(
-                    out,
-                    "presence_gateway_request_duration_seconds_bucket{{method=\"{method}\",le=\"{limit}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "presence_gateway_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
-                series.count
-            );
-            let _ = writeln!(
-                out,
-                "presence_gateway_request_duration_seconds_sum{{method=\"{method}\"}} {}",
-                series.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "presence_gateway_request_duration_seconds_count{{method=\"{method}\"}} {}",
-                series.count
-            );
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -121,7 +134,8 @@ pub fn code_name(code: i32) -> &'static str {
 /// CANCELLED.
 pub struct CallRecord {
     metrics: Metrics,
-    pub method: String,
+    /// A known method's path, or [`UNKNOWN_METHOD`].
+    pub method: &'static str,
     request_id: RequestId,
     client: std::sync::Arc<str>,
     started: Instant,
@@ -131,7 +145,7 @@ pub struct CallRecord {
 impl CallRecord {
     pub fn start(
         metrics: Metrics,
-        method: String,
+        method: &'static str,
         request_id: RequestId,
         client: std::sync::Arc<str>,
     ) -> Self {
@@ -152,7 +166,7 @@ impl CallRecord {
     fn record(&mut self, code: i32) {
         self.finished = true;
         let seconds = self.started.elapsed().as_secs_f64();
-        self.metrics.record(&self.method, code, seconds);
+        self.metrics.record(self.method, code, seconds);
         tracing::info!(
             method = %self.method,
             status = code_name(code),

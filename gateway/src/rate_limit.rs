@@ -6,19 +6,38 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use presence_core::token::TokenVerifier;
 use uuid::Uuid;
 
-/// Beyond this many tracked keys, full buckets (idle keys) are dropped.
+/// Beyond this many tracked keys, full buckets (idle keys) are dropped; if
+/// none is idle, a new key is refused until some are (at most one sweep a
+/// second, so a flood of new keys does not make every call scan the map).
 const MAX_TRACKED_KEYS: usize = 100_000;
+const SWEEP_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RateLimiter<K> {
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
     capacity: f64,
     refill_per_second: f64,
+    max_keys: usize,
+}
+
+struct Buckets<K> {
+    by_key: HashMap<K, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+/// The key of a client address for the per-address limits: an IPv4 address
+/// as it is, an IPv6 address by its /64.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -30,11 +49,19 @@ struct Bucket {
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Allows `allowance` calls per `window`, refilled continuously.
     pub fn new(allowance: u32, window: Duration) -> Self {
+        Self::with_max_keys(allowance, window, MAX_TRACKED_KEYS)
+    }
+
+    fn with_max_keys(allowance: u32, window: Duration, max_keys: usize) -> Self {
         let capacity = f64::from(allowance.max(1));
         Self {
-            buckets: Mutex::default(),
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                last_sweep: None,
+            }),
             capacity,
             refill_per_second: capacity / window.as_secs_f64().max(0.001),
+            max_keys,
         }
     }
 
@@ -44,18 +71,30 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 
     fn allow_at(&self, key: K, now: Instant) -> bool {
-        let mut buckets = self.buckets.lock().expect("rate limiter lock poisoned");
-        if buckets.len() >= MAX_TRACKED_KEYS && !buckets.contains_key(&key) {
-            let (capacity, rate) = (self.capacity, self.refill_per_second);
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * rate < capacity
-            });
+        let mut guard = self.buckets.lock().expect("rate limiter lock poisoned");
+        let Buckets { by_key, last_sweep } = &mut *guard;
+        if by_key.len() >= self.max_keys && !by_key.contains_key(&key) {
+            let may_sweep = last_sweep
+                .is_none_or(|swept| now.saturating_duration_since(swept) >= SWEEP_AT_MOST_EVERY);
+            if may_sweep {
+                *last_sweep = Some(now);
+                let (capacity, rate) = (self.capacity, self.refill_per_second);
+                by_key.retain(|_, bucket| {
+                    bucket.tokens
+                        + now.saturating_duration_since(bucket.updated).as_secs_f64() * rate
+                        < capacity
+                });
+            }
+            if by_key.len() >= self.max_keys {
+                return false;
+            }
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = by_key.entry(key).or_insert(Bucket {
             tokens: self.capacity,
             updated: now,
         });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * self.refill_per_second;
+        let refilled =
+            now.saturating_duration_since(bucket.updated).as_secs_f64() * self.refill_per_second;
         bucket.tokens = (bucket.tokens + refilled).min(self.capacity);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -184,6 +223,41 @@ mod tests {
         assert!(limiter.allow_at('b', start), "keys are limited separately");
         assert!(limiter.allow_at('a', start + Duration::from_secs(1)));
         assert!(!limiter.allow_at('a', start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_tracked_keys_stay_bounded_when_none_is_idle() {
+        let limiter = RateLimiter::with_max_keys(2, Duration::from_secs(60), 3);
+        let start = Instant::now();
+        for key in 0..3 {
+            assert!(limiter.allow_at(key, start));
+        }
+        assert!(
+            !limiter.allow_at(3, start),
+            "a new key waits while none is idle"
+        );
+        assert!(
+            limiter.allow_at(0, start),
+            "known keys keep their allowance"
+        );
+        let later = start + Duration::from_secs(61);
+        assert!(
+            limiter.allow_at(3, later),
+            "idle buckets are dropped for new keys"
+        );
+        assert!(limiter.buckets.lock().unwrap().by_key.len() <= 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_slash_64() {
+        let key = |text: &str| address_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            key("::ffff:192.0.2.1"),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

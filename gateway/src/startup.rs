@@ -14,8 +14,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method};
+use presence_core::config::Environment;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
@@ -30,9 +30,10 @@ use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
 use crate::entrance::Entrances;
 use crate::error::GatewayError;
-use crate::forward::{Forwarder, Limits, Upstreams};
-use crate::metrics::Metrics;
+use crate::forward::{CallRules, Forwarder, Limits, Upstreams};
+use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
+use crate::server::{self, ConnectionLimits};
 use crate::static_files;
 use crate::upstream::Upstream;
 
@@ -49,6 +50,7 @@ pub struct Application {
     entrances: Entrances,
     metrics: Metrics,
     health: HealthReporter,
+    connection_limits: ConnectionLimits,
     drain: Duration,
     /// Told when the drain is over, so the streams still open end.
     drain_over: watch::Sender<bool>,
@@ -98,6 +100,15 @@ fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
 impl Application {
     pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
         let verifier = config.jwt.verifier(config.common.environment)?;
+        if config.common.environment == Environment::Production
+            && config.trusted_proxies.trusts_everyone()
+        {
+            return Err(GatewayError::Config(
+                "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
+                 own address; name the proxies' ranges"
+                    .to_owned(),
+            ));
+        }
         let connections = usize::from(config.upstream_connections);
         let activity = upstream(
             &config.activity_url,
@@ -135,7 +146,11 @@ impl Application {
             verifier,
             limits,
             metrics.clone(),
-            config.upstream_timeout(),
+            CallRules {
+                default_deadline: config.upstream_timeout(),
+                trusted_proxies: config.trusted_proxies.clone(),
+                forwarded_header: config.forwarded_header,
+            },
             drain_over_seen,
         );
         let grpc = ServiceBuilder::new()
@@ -183,6 +198,11 @@ impl Application {
             entrances,
             metrics,
             health,
+            connection_limits: ConnectionLimits {
+                header_read_timeout: config.header_read_timeout(),
+                idle_timeout: config.idle_timeout(),
+                max_connections: config.max_connections as usize,
+            },
             drain: Duration::from_secs(config.drain_seconds),
             drain_over,
         })
@@ -211,15 +231,21 @@ impl Application {
             "/metrics",
             axum::routing::get(move || {
                 let metrics = metrics.clone();
-                async move { metrics.render() }
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
             }),
         );
-        let metrics_server = axum::serve(self.metrics_listener, metrics_router);
-        tokio::spawn(async move {
-            if let Err(error) = metrics_server.await {
-                tracing::error!(%error, "metrics server stopped");
-            }
-        });
+        let limits = self.connection_limits;
+        tokio::spawn(server::serve(
+            self.metrics_listener,
+            move |_| metrics_router.clone(),
+            limits,
+            std::future::pending(),
+        ));
 
         let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
@@ -232,20 +258,17 @@ impl Application {
                 .await;
             notify.notify_one();
         };
-        // Nagle off: a gRPC-Web answer is several small writes, and the last
-        // must not wait for the browser's (delayed) acknowledgement.
-        let listener = self.listener.tap_io(|connection| {
-            if let Err(error) = connection.set_nodelay(true) {
-                tracing::debug!(%error, "cannot turn Nagle's algorithm off");
-            }
-        });
-        let server = axum::serve(listener, self.entrances)
-            .with_graceful_shutdown(signal)
-            .into_future();
+        let entrances = self.entrances;
+        let server = server::serve(
+            self.listener,
+            move |peer| entrances.connection(peer),
+            limits,
+            signal,
+        );
         let mut server = std::pin::pin!(server);
         let drain = self.drain;
         tokio::select! {
-            served = &mut server => served.map_err(|error| GatewayError::Config(error.to_string()))?,
+            () = &mut server => {}
             () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
                 tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; ending the streams still open");
                 self.drain_over.send_replace(true);

@@ -33,6 +33,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 /// A connection whose peer does not answer a ping within this time is closed.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest header list sent upstream, counted as HTTP/2 counts it (each
+/// header's name and value plus 32 bytes). The services' servers (hyper's
+/// default) accept 16 KiB and answer more by resetting the stream or the
+/// connection every user's calls share; this leaves room for what HPACK
+/// and the pseudo-headers add.
+pub const MAX_UPSTREAM_HEADER_BYTES: usize = 8 * 1024;
+/// What HTTP/2 adds to each header's name and value when it counts a list.
+const HEADER_OVERHEAD: usize = 32;
 
 /// Whether a request header stays at the edge: it describes only the
 /// browser's hop (HTTP/2 forbids the connection-level ones), or only
@@ -172,6 +180,24 @@ impl Upstream {
             data_done: false,
             finished: false,
         }))
+    }
+
+    /// Whether the upstream accepts a request for `path` with `headers` (as
+    /// they will be sent: without those that stay at the edge).
+    pub fn accepts_headers(&self, path: &str, headers: &HeaderMap) -> bool {
+        let pseudo = [
+            ":method".len() + "POST".len(),
+            ":scheme".len() + "http".len(),
+            ":authority".len() + self.inner.authority.as_str().len(),
+            ":path".len() + path.len(),
+        ];
+        let mut size: usize = pseudo.iter().map(|bytes| bytes + HEADER_OVERHEAD).sum();
+        for (name, value) in headers {
+            if !stays_at_the_edge(name) {
+                size = size.saturating_add(name.as_str().len() + value.len() + HEADER_OVERHEAD);
+            }
+        }
+        size <= MAX_UPSTREAM_HEADER_BYTES
     }
 
     fn pick(&self) -> &Connection {
@@ -413,5 +439,101 @@ impl tower::Service<Request<tonic::body::Body>> for Upstream {
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
         let upstream = self.clone();
         Box::pin(async move { upstream.call(request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::StreamBody;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    type Frames = futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>;
+
+    /// A body sent as `chunks`, then `trailers` if any.
+    fn body_of(chunks: &[Vec<u8>], trailers: Option<HeaderMap>) -> StreamBody<Frames> {
+        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks
+            .iter()
+            .map(|chunk| Ok(Frame::data(Bytes::from(chunk.clone()))))
+            .collect();
+        if let Some(trailers) = trailers {
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        StreamBody::new(futures::stream::iter(frames))
+    }
+
+    fn status_trailers(code: u16) -> HeaderMap {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", code.into());
+        trailers
+    }
+
+    proptest! {
+        #[test]
+        fn a_body_is_read_whole_within_its_limit_and_refused_beyond(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
+            limit in 0usize..512,
+            code in 0u16..17,
+        ) {
+            let whole: Vec<u8> = chunks.concat();
+            let read = futures::executor::block_on(read_to_end(
+                body_of(&chunks, Some(status_trailers(code))),
+                limit,
+            ));
+            match read {
+                Ok((data, trailers)) => {
+                    prop_assert!(whole.len() <= limit);
+                    prop_assert_eq!(&data[..], &whole[..]);
+                    prop_assert_eq!(trailers, status_trailers(code));
+                }
+                Err(Unread::OverLimit) => prop_assert!(whole.len() > limit),
+                Err(Unread::Broken(error)) => prop_assert!(false, "{error}"),
+            }
+        }
+
+        #[test]
+        fn a_whole_answer_keeps_its_messages_and_trailers_or_names_the_limit(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
+            limit in 0usize..512,
+        ) {
+            let whole: Vec<u8> = chunks.concat();
+            let response = Response::new(body_of(&chunks, Some(status_trailers(0))));
+            let answer = futures::executor::block_on(WholeAnswer::read(response, limit));
+            match answer {
+                Ok(answer) => {
+                    prop_assert_eq!(&answer.messages[..], &whole[..]);
+                    prop_assert_eq!(answer.trailers, status_trailers(0));
+                }
+                Err(GatewayError::BrokenAnswer { reason }) => {
+                    prop_assert!(whole.len() > limit);
+                    prop_assert!(reason.contains(&limit.to_string()));
+                }
+                Err(error) => prop_assert!(false, "{error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn header_lists_beyond_what_the_upstream_accepts_are_refused() {
+        let upstream = Upstream::new("http://127.0.0.1:50051", 1, 1024).unwrap();
+        let path = "/presence.activity.v1.ActivityService/Ping";
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer token".parse().unwrap());
+        assert!(upstream.accepts_headers(path, &headers));
+        headers.insert(
+            "x-padding",
+            "a".repeat(MAX_UPSTREAM_HEADER_BYTES).parse().unwrap(),
+        );
+        assert!(!upstream.accepts_headers(path, &headers));
+        // What stays at the edge does not count.
+        headers.remove("x-padding");
+        headers.insert(
+            "cookie",
+            "a".repeat(MAX_UPSTREAM_HEADER_BYTES).parse().unwrap(),
+        );
+        assert!(upstream.accepts_headers(path, &headers));
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod events;
+pub mod forwarded;
 pub mod keys;
 pub mod redis_client;
 pub mod serving;

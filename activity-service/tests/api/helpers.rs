@@ -52,7 +52,9 @@ impl Default for Options {
 /// names that setting.
 pub fn options_trusting_forwarded_for(extra_args: &[&str]) -> Options {
     let mut options = Options::default();
-    options.extra_args.push("--trust-forwarded-for".into());
+    options
+        .extra_args
+        .push("--trusted-proxies=127.0.0.1/32".into());
     options
         .extra_args
         .extend(extra_args.iter().map(|arg| arg.to_string()));

@@ -4,6 +4,7 @@
 
 mod database;
 mod faults;
+mod forwarded;
 mod helpers;
 mod login;
 mod login_load;

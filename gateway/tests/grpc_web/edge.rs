@@ -201,3 +201,96 @@ async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
         0
     );
 }
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn an_absurd_grpc_timeout_is_refused_cleanly_and_the_gateway_keeps_serving(
+    pool: sqlx::PgPool,
+) {
+    use tonic_health::pb::HealthCheckRequest;
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let check = crate::helpers::frame(&HealthCheckRequest {
+        service: String::new(),
+    });
+
+    for path in [
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.health.v1.Health/Check",
+    ] {
+        for timeout in [
+            "9999999999999999H",
+            "18446744073709551615S",
+            "99999999999999999999999n",
+            "123456789m",
+            "10x",
+            "S",
+        ] {
+            let headers = [("Content-Type", BINARY), ("grpc-timeout", timeout)];
+            let answer = http(gateway.address, "POST", path, &headers, &check, SOON).await;
+            assert_eq!(grpc_status(&answer), 3, "{path} with {timeout}");
+            assert!(
+                answer
+                    .header("grpc-message")
+                    .unwrap()
+                    .contains("grpc-timeout"),
+                "the message names the header: {answer:?}"
+            );
+        }
+    }
+    // The longest valid timeout is capped, not refused.
+    let headers = [("Content-Type", BINARY), ("grpc-timeout", "99999999H")];
+    let longest = http(
+        gateway.address,
+        "POST",
+        "/grpc.health.v1.Health/Check",
+        &headers,
+        &check,
+        SOON,
+    )
+    .await;
+    let afterwards = call(
+        &gateway,
+        "/grpc.health.v1.Health/Check",
+        None,
+        &HealthCheckRequest {
+            service: String::new(),
+        },
+    )
+    .await;
+
+    assert_eq!(grpc_status(&longest), 0);
+    assert_eq!(grpc_status(&afterwards), 0, "the gateway still serves");
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn oversized_headers_are_refused_at_the_edge_and_other_users_calls_pass(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    stack.create_user("usertest2", Role::User).await;
+    let heavy_token = stack.login("usertest1").await.access_token;
+    let token = stack.login("usertest2").await.access_token;
+    // One upstream connection: every call shares it.
+    let gateway = spawn_gateway(&stack, &["--upstream-connections=1"]).await;
+    let padding = "a".repeat(64 * 1024);
+    let heavy_bearer = format!("Bearer {heavy_token}");
+    let heavy_headers = [
+        ("Content-Type", BINARY),
+        ("Authorization", heavy_bearer.as_str()),
+        ("X-Padding", padding.as_str()),
+    ];
+    let body = crate::helpers::frame(&PingRequest {});
+
+    let (heavy, concurrent) = tokio::join!(
+        http(gateway.address, "POST", PING, &heavy_headers, &body, SOON),
+        call(&gateway, PING, Some(&token), &PingRequest {}),
+    );
+    let following = call(&gateway, PING, Some(&token), &PingRequest {}).await;
+
+    assert_eq!(grpc_status(&heavy), 8, "{heavy:?}");
+    assert_eq!(
+        heavy.header("grpc-message"),
+        Some("request%20headers%20too%20large")
+    );
+    assert_eq!(grpc_status(&concurrent), 0);
+    assert_eq!(grpc_status(&following), 0);
+}

@@ -314,3 +314,78 @@ pub async fn call(
     )
     .await
 }
+
+/// One HTTP/1.1 connection kept open across requests, as a browser keeps it.
+pub struct KeepAlive {
+    stream: TcpStream,
+    address: SocketAddr,
+    read: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub async fn open(address: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(address).await.unwrap(),
+            address,
+            read: Vec::new(),
+        }
+    }
+
+    /// POSTs one binary gRPC-Web call and reads its answer; `None` when the
+    /// gateway closed the connection instead of answering.
+    pub async fn call(&mut self, path: &str, message: &impl Message) -> Option<HttpResponse> {
+        let body = frame(message);
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {BINARY}\r\nX-Grpc-Web: 1\r\n\
+             Content-Length: {}\r\n\r\n",
+            self.address,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(&body);
+        if self.stream.write_all(&request).await.is_err() {
+            return None;
+        }
+        tokio::time::timeout(SOON, self.read_response())
+            .await
+            .expect("the gateway answered or closed in time")
+    }
+
+    async fn read_response(&mut self) -> Option<HttpResponse> {
+        loop {
+            if let Some(split) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = parse_response(&self.read[..split + 4]);
+                let length: usize = head
+                    .header("content-length")
+                    .map_or(0, |length| length.parse().unwrap());
+                if self.read.len() >= split + 4 + length {
+                    let rest = self.read.split_off(split + 4 + length);
+                    let whole = std::mem::replace(&mut self.read, rest);
+                    return Some(parse_response(&whole));
+                }
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Reads more; false when the connection was closed.
+    async fn fill(&mut self) -> bool {
+        let mut buffer = [0u8; 16 * 1024];
+        match self.stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => false,
+            Ok(read) => {
+                self.read.extend_from_slice(&buffer[..read]);
+                true
+            }
+        }
+    }
+
+    /// Waits until the gateway closes the connection (true), giving up after `within`.
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, async { while self.fill().await {} })
+            .await
+            .is_ok()
+    }
+}

@@ -5,6 +5,8 @@
 #[path = "../../../admin-service/tests/api/helpers.rs"]
 mod stack;
 
+mod client_address;
+mod connections;
 mod edge;
 mod forwarding;
 mod helpers;

@@ -218,3 +218,150 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
         "ended at the 4 s drain deadline, not before and not at its own 60 s deadline: {lasted:?}"
     );
 }
+
+/// Checks every line of an OpenMetrics text exposition strictly (names,
+/// label syntax and escapes, values) and returns its samples' label sets.
+fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let is_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    assert!(text.ends_with("# EOF\n"), "the exposition ends with # EOF");
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.splitn(3, ' ');
+            let kind = words.next().unwrap();
+            assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "{line}");
+            assert!(is_name(words.next().unwrap()), "{line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "{line}"
+        );
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.strip_suffix('}').expect("labels end")),
+            None => (series, ""),
+        };
+        assert!(is_name(name), "{line}");
+        let mut parsed = Vec::new();
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (label, after) = rest.split_once("=\"").expect("label=\"value\"");
+            assert!(is_name(label), "{line}");
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next().expect("a closing quote") {
+                    (at, '"') => break at,
+                    (_, '\\') => match chars.next().expect("an escaped character").1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        other => panic!("bad escape \\{other} in {line}"),
+                    },
+                    (_, c) => value.push(c),
+                }
+            };
+            parsed.push((label.to_owned(), value));
+            rest = &after[end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+        samples.push((name.to_owned(), parsed));
+    }
+    samples
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sqlx::PgPool) {
+    use crate::helpers::KeepAlive;
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let mut browser = KeepAlive::open(gateway.address).await;
+    let long = "x".repeat(4000);
+    for n in 0..2000 {
+        let path = match n % 5 {
+            0 => format!("/made-up{n}/\"quoted\""),
+            1 => format!("/presence.activity.v1.ActivityService/made-up{n}%22%7D"),
+            2 => format!("/made-up{n}/{long}"),
+            3 => format!("/made-up{n}\\back'slash"),
+            _ => format!("/grpc.health.v1.Health/made-up{n}"),
+        };
+        if browser.call(&path, &PingRequest {}).await.is_none() {
+            // Refused as HTTP (a path the parser takes for malformed): the
+            // connection is closed; carry on with another.
+            browser = KeepAlive::open(gateway.address).await;
+        }
+    }
+    call(
+        &gateway,
+        "/presence.activity.v1.ActivityService/Ping",
+        None,
+        &PingRequest {},
+    )
+    .await;
+
+    let metrics = http(gateway.metrics, "GET", "/metrics", &[], b"", SOON).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    let samples = parse_exposition(&text);
+
+    assert!(!text.contains("made-up"), "no made-up path is a label");
+    let methods: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|(_, labels)| labels.iter())
+        .filter(|(label, _)| label == "method")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let known: Vec<&str> = gateway::contract::methods()
+        .iter()
+        .map(|m| m.path)
+        .collect();
+    assert!(
+        methods
+            .iter()
+            .all(|method| *method == "unknown" || known.contains(method)),
+        "{methods:?}"
+    );
+    assert!(methods.contains("unknown"));
+    assert!(methods.contains("/presence.activity.v1.ActivityService/Ping"));
+    assert!(samples.len() < 200, "{} series", samples.len());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn every_web_answer_carries_the_security_headers(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+
+    for path in ["/", "/assets/app-1234.js", "/admin/users"] {
+        let answer = http(gateway.address, "GET", path, &[], b"", SOON).await;
+        assert_eq!(answer.status, 200, "{path}");
+        let policy = answer.header("content-security-policy").unwrap_or_default();
+        for directive in [
+            "default-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            answer.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+}

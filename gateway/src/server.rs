@@ -1,0 +1,448 @@
+//! The gateway's listeners: an accept loop with a bound on the connections
+//! open at once, each connection served by hyper (HTTP/1.1 or HTTP/2, chosen
+//! by the client's first bytes) with two deadlines of its own:
+//!
+//! - the *header* deadline: a request's headers must arrive within
+//!   `header_read_timeout` of its first byte (and a connection's first
+//!   request within that time of the accept), or the connection is dropped.
+//!   A slow sender (slowloris) holds a socket that long at most.
+//! - the *idle* deadline: a connection with no request in flight for
+//!   `idle_timeout` is closed gracefully.
+//!
+//! hyper's own `header_read_timeout` is not used: it starts as soon as the
+//! connection waits for its next request, so it would close every kept-alive
+//! connection between two pings. Here the header deadline starts with the
+//! request's first byte, and the time between requests is the idle
+//! deadline's alone.
+//!
+//! Ownership: each connection task holds a permit of the connection
+//! semaphore and the connection's [`Activity`]; its service and its socket
+//! report to that activity (a request started or ended, bytes arrived), and
+//! the task sleeps until the earliest deadline. On shutdown the listener is
+//! dropped (new connections are refused), every connection is told to
+//! finish gracefully, and the loop returns once every permit is back.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// How long a connection told to close (idle, or at shutdown with nothing
+/// in flight) gets to do so before it is dropped.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+/// The wait after an accept error (such as running out of descriptors)
+/// before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// HTTP/2 idle connections are probed this often by a ping, and closed when
+/// it is not answered within the timeout.
+const HTTP2_KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one HTTP/2 client connection may have open at once.
+const HTTP2_MAX_STREAMS: u32 = 256;
+/// The largest header list an HTTP/2 client may send (hyper's default, said
+/// here so the edge's own limit, `upstream::MAX_UPSTREAM_HEADER_BYTES`, is
+/// read beside it).
+const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// The bounds of a listener's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `listener` until `shutdown` completes, each connection with the
+/// service `connection` makes for its peer; then stops accepting and
+/// returns once every connection has closed.
+pub async fn serve<S>(
+    listener: TcpListener,
+    connection: impl Fn(SocketAddr) -> S,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = Arc::new(builder());
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stopping, stop_seen) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Closed at once: the client fails fast and may retry elsewhere,
+            // and the connections already open keep their descriptors.
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    refused,
+                    "connection limit reached; closing new connections"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        // Nagle off: a gRPC-Web answer is several small writes, and the last
+        // must not wait for the browser's (delayed) acknowledgement.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot turn Nagle's algorithm off");
+        }
+        tokio::spawn(serve_connection(
+            stream,
+            connection(peer),
+            builder.clone(),
+            limits,
+            stop_seen.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    stopping.send_replace(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    // Every connection task holds a permit until it ends.
+    let _ = permits.acquire_many(all).await;
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
+        .keep_alive_interval(HTTP2_KEEPALIVE_EVERY)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
+    builder
+}
+
+async fn serve_connection<S>(
+    stream: TcpStream,
+    service: S,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: ConnectionLimits,
+    mut stopping: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Arc::new(Activity::new(limits));
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = Tracked {
+        inner: service,
+        activity: activity.clone(),
+    };
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = false;
+    loop {
+        let deadline = activity.deadline();
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(%error, "client connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(deadline) => match activity.expired() {
+                Expired::No => {}
+                Expired::Headers => {
+                    tracing::debug!("a request's headers did not arrive in time; closing the connection");
+                    return;
+                }
+                Expired::Idle if closing => return,
+                Expired::Idle => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    activity.close_within(CLOSE_WITHIN);
+                }
+            },
+            () = activity.changed.notified() => {}
+            _ = stopping.wait_for(|stopping| *stopping), if !closing => {
+                // Requests in flight finish (streams until the drain
+                // deadline); an idle connection closes now.
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                activity.close_within(CLOSE_WITHIN);
+            }
+        }
+    }
+}
+
+/// What a connection is doing, as its socket and its service report it.
+struct Activity {
+    limits: ConnectionLimits,
+    /// When this connection started: deadlines are milliseconds after it.
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// The current deadline, in milliseconds after `epoch`; `u64::MAX` for none.
+    deadline_ms: AtomicU64,
+    /// Whether the deadline is a request's header deadline (missed: the
+    /// connection is dropped) rather than the idle one (closed gracefully).
+    reading_head: AtomicBool,
+    /// Whether the first bytes were HTTP/2's preface: then bytes between
+    /// requests are frames of the connection itself (pings, window
+    /// updates), not the start of a request.
+    http2: AtomicBool,
+    first_read: AtomicBool,
+    /// Wakes the connection task when the deadline moved.
+    changed: Notify,
+}
+
+enum Expired {
+    No,
+    Headers,
+    Idle,
+}
+
+const NO_DEADLINE: u64 = u64::MAX;
+
+impl Activity {
+    /// A new connection: its first request must arrive within the header deadline.
+    fn new(limits: ConnectionLimits) -> Self {
+        Self {
+            limits,
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            deadline_ms: AtomicU64::new(millis(limits.header_read_timeout)),
+            reading_head: AtomicBool::new(true),
+            http2: AtomicBool::new(false),
+            first_read: AtomicBool::new(true),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        millis(self.epoch.elapsed())
+    }
+
+    fn deadline(&self) -> Instant {
+        match self.deadline_ms.load(Ordering::Acquire) {
+            NO_DEADLINE => self.epoch + Duration::from_secs(365 * 24 * 3600),
+            ms => self.epoch + Duration::from_millis(ms),
+        }
+    }
+
+    fn set_deadline(&self, ms: u64, reading_head: bool) {
+        self.reading_head.store(reading_head, Ordering::Release);
+        self.deadline_ms.store(ms, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    fn expired(&self) -> Expired {
+        let deadline = self.deadline_ms.load(Ordering::Acquire);
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.now_ms() < deadline {
+            return Expired::No;
+        }
+        if self.reading_head.load(Ordering::Acquire) {
+            Expired::Headers
+        } else {
+            Expired::Idle
+        }
+    }
+
+    fn close_within(&self, within: Duration) {
+        self.set_deadline(self.now_ms().saturating_add(millis(within)), false);
+    }
+
+    /// Bytes arrived: with no request in flight on HTTP/1.1 they start the
+    /// next request, whose headers now have their deadline.
+    fn bytes_arrived(&self, first_bytes: &[u8]) {
+        if self.first_read.swap(false, Ordering::AcqRel) && first_bytes.starts_with(b"PRI *") {
+            self.http2.store(true, Ordering::Release);
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0
+            || self.reading_head.load(Ordering::Acquire)
+            || self.http2.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let headers_by = self
+            .now_ms()
+            .saturating_add(millis(self.limits.header_read_timeout));
+        let deadline = self.deadline_ms.load(Ordering::Acquire).min(headers_by);
+        self.set_deadline(deadline, true);
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.reading_head.store(false, Ordering::Release);
+        self.deadline_ms.store(NO_DEADLINE, Ordering::Release);
+    }
+
+    fn request_ended(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let idle_by = self
+                .now_ms()
+                .saturating_add(millis(self.limits.idle_timeout));
+            self.set_deadline(idle_by, false);
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(NO_DEADLINE - 1)
+}
+
+/// A connection's socket, reporting the bytes it reads.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_arrived(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection's service, reporting when each request starts and ends (its
+/// answer's body is dropped, or the call is abandoned before it answered).
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+/// One request in flight, until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.request_started();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = hyper::Response<Guarded>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let in_flight = InFlight::start(&self.activity);
+        let answer = self
+            .inner
+            .clone()
+            .oneshot(request.map(axum::body::Body::new));
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| Guarded {
+                body,
+                _in_flight: in_flight,
+            }))
+        })
+    }
+}
+
+/// An answer's body that keeps its request in flight until it is dropped.
+pub struct Guarded {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,118 @@
+//! The gateway's own connections: a slow sender is disconnected, a kept-alive
+//! connection outlives the header deadline and closes when idle, and the
+//! number of connections open at once is bounded.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::helpers::{KeepAlive, SOON, call, grpc_status, spawn_gateway};
+use crate::stack::spawn_stack;
+
+const CHECK: &str = "/grpc.health.v1.Health/Check";
+
+fn check() -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: String::new(),
+    }
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_slow_sender_is_disconnected_while_other_clients_are_served(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &["--header-read-timeout-ms=1000"]).await;
+
+    // Headers one byte at a time, for up to 30 s: far beyond the deadline.
+    let mut slow = TcpStream::connect(gateway.address).await.unwrap();
+    slow.write_all(format!("POST {CHECK} HTTP/1.1\r\nHost: gateway\r\n").as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if slow.write_all(b"X").await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let meanwhile = call(&gateway, CHECK, None, &check()).await;
+
+    assert_eq!(grpc_status(&meanwhile), 0, "other clients are served");
+    assert!(
+        trickle.await.unwrap(),
+        "the slow sender was disconnected before it finished"
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_kept_alive_connection_outlives_the_header_deadline_and_closes_when_idle(
+    pool: sqlx::PgPool,
+) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(
+        &stack,
+        &["--header-read-timeout-ms=500", "--idle-timeout-seconds=3"],
+    )
+    .await;
+    let mut browser = KeepAlive::open(gateway.address).await;
+
+    let first = browser.call(CHECK, &check()).await.expect("answered");
+    // Longer than the header deadline between two requests, as between pings.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = browser
+        .call(CHECK, &check())
+        .await
+        .expect("the same connection is still open");
+
+    assert_eq!(grpc_status(&first), 0);
+    assert_eq!(grpc_status(&second), 0);
+    assert!(
+        browser.closed_within(SOON).await,
+        "an idle connection is closed"
+    );
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn connections_beyond_the_limit_are_refused_and_accepted_again_after_some_close(
+    pool: sqlx::PgPool,
+) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &["--max-connections=3"]).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut connection = KeepAlive::open(gateway.address).await;
+        let answer = connection.call(CHECK, &check()).await.expect("answered");
+        assert_eq!(grpc_status(&answer), 0);
+        open.push(connection);
+    }
+
+    let mut one_too_many = KeepAlive::open(gateway.address).await;
+    let refused = one_too_many.call(CHECK, &check()).await;
+    let still_served = open[0].call(CHECK, &check()).await.expect("answered");
+
+    assert!(
+        refused.is_none(),
+        "a fourth connection is closed unanswered"
+    );
+    assert_eq!(
+        grpc_status(&still_served),
+        0,
+        "open connections keep working"
+    );
+
+    drop(open.pop());
+    let mut accepted = false;
+    for _ in 0..50 {
+        let mut again = KeepAlive::open(gateway.address).await;
+        if let Some(answer) = again.call(CHECK, &check()).await {
+            assert_eq!(grpc_status(&answer), 0);
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "a new connection is accepted once one closed");
+}
