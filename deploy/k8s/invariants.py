@@ -108,6 +108,13 @@ def main(overlay: str, path: str) -> int:
         d = deployments.get(name)
         if d is not None:
             errors.extend(token_key_problems(name, d, by_kind.get("ConfigMap", {})))
+            # Behind the ingress (gateway) and the gateway (activity service), the client's
+            # address is known only from trusted proxies; without them, per-client limits
+            # are shared by everyone behind one pod.
+            if overlay != "base" and name in ("gateway", "activity-service"):
+                need(bool(settings_of(d, by_kind.get("ConfigMap", {}))
+                          .get("PRESENCE_TRUSTED_PROXIES")),
+                     f"Deployment/{name}: PRESENCE_TRUSTED_PROXIES is empty")
 
     job = by_kind.get("Job", {}).get("presence-migrate")
     need(job is not None and job["spec"]["template"]["spec"]["containers"][0].get("args")
@@ -139,18 +146,25 @@ def main(overlay: str, path: str) -> int:
     return 1 if errors else 0
 
 
+def settings_of(deployment: dict, config_maps: dict) -> dict[str, str]:
+    """The plain settings of a Deployment's container: its ConfigMaps, then its own values."""
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    settings: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        settings.update(config_maps.get(ref, {}).get("data", {}))
+    settings.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+    return settings
+
+
 def token_key_problems(name: str, deployment: dict, config_maps: dict) -> list[str]:
     """Every service verifies tokens (the gateway too, for its per-user ping limit), so each
     must get the verifying key its algorithm needs: the shared secret from a Secret with
     HS256, or a mounted public key file with RS256/EdDSA (and the signer its private key)."""
     pod = deployment["spec"]["template"]["spec"]
     c = pod["containers"][0]
-    settings: dict[str, str] = {}
-    for source in c.get("envFrom", []):
-        ref = source.get("configMapRef", {}).get("name")
-        settings.update(config_maps.get(ref, {}).get("data", {}))
+    settings = settings_of(deployment, config_maps)
     env = {e["name"]: e for e in c.get("env", [])}
-    settings.update({k: e["value"] for k, e in env.items() if "value" in e})
     where = f"Deployment/{name}"
     algorithm = settings.get("PRESENCE_JWT_ALGORITHM", "HS256")
     if algorithm == "HS256":
