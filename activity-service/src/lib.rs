@@ -6,6 +6,8 @@
 //! - `startup`: builds the gRPC server from the configuration.
 //! - `grpc`: the handlers; each parses its request into domain values first.
 //! - `store`: Redis (activity keys, revocations) and PostgreSQL (accounts, login_history).
+//! - `revocations`: keeps Redis's copy of revoked tokens and disabled users
+//!   in step with PostgreSQL.
 //! - `password`: argon2id hashing, off the async threads.
 //! - `error`: the one error type and its mapping to gRPC status.
 
@@ -14,5 +16,6 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod password;
+pub mod revocations;
 pub mod startup;
 pub mod store;

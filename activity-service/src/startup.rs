@@ -1,6 +1,6 @@
 //! Builds the activity service from its configuration: connections (lazy, so
 //! the process starts while Redis or PostgreSQL are still coming up), the
-//! threshold watch, the gRPC server with health and reflection, bound to its
+//! threshold watch, the keeper of the revocations in Redis, the gRPC server with health and reflection, bound to its
 //! address (port 0 in tests).
 
 use std::future::Future;
@@ -18,6 +18,7 @@ use tonic::transport::Server;
 use crate::config::ActivityConfig;
 use crate::error::ActivityError;
 use crate::grpc::{ActivityHandler, LoginThrottle};
+use crate::revocations::RevocationKeeper;
 use crate::store::{Accounts, ActivityStore};
 
 /// No call may run longer than this, whatever its client asked.
@@ -41,12 +42,24 @@ impl Application {
     ) -> Result<Self, ActivityError> {
         let environment = config.common.environment;
         let verifier = config.jwt.verifier(environment)?;
+        if config.token_ttl_seconds > config.jwt.jwt_max_lifetime_seconds {
+            return Err(presence_core::Error::InvalidConfig(format!(
+                "PRESENCE_TOKEN_TTL_SECONDS ({}) exceeds PRESENCE_JWT_MAX_LIFETIME_SECONDS ({})",
+                config.token_ttl_seconds, config.jwt.jwt_max_lifetime_seconds
+            ))
+            .into());
+        }
         let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
         if config.migrate_on_start {
             db::migrate(&pool).await?;
         }
         let redis = Redis::connect_lazy(&config.redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
+        let longest_lifetime = config
+            .jwt
+            .jwt_max_lifetime_seconds
+            .max(config.jwt.jwt_max_service_lifetime_seconds);
+        RevocationKeeper::start(pool.clone(), redis.clone(), longest_lifetime).await;
         let handler = ActivityHandler {
             store: ActivityStore::new(redis),
             accounts: Accounts::new(pool),

@@ -14,6 +14,7 @@ use presence_core::proto::admin::{
     ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserStatus,
     UserStatusEvent, WatchUserStatusesRequest,
 };
+use presence_core::revocation::RevocationCheck;
 use presence_core::settings::ActivitySettings;
 use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role, TokenVerifier};
@@ -34,6 +35,7 @@ use crate::watch::StatusHub;
 pub struct AdminHandler {
     pub reader: StatusReader,
     pub verifier: TokenVerifier,
+    pub revocations: RevocationCheck,
     pub page_tokens: PageTokens,
     pub hub: StatusHub,
     pub ping: PingArgs,
@@ -55,16 +57,11 @@ impl AdminHandler {
                 "this method needs an admin token",
             ));
         }
-        // A token revoked by logout must stop working here too. Without Redis
-        // the revocation cannot be checked; the signature and expiry still are.
-        match self.reader.activity.is_revoked(&caller.token_id).await {
-            Ok(true) => Err(presence_core::Error::InvalidToken("token revoked".into()).into()),
-            Ok(false) => Ok(caller),
-            Err(error) => {
-                tracing::warn!(%error, "cannot check token revocation while Redis is unavailable");
-                Ok(caller)
-            }
-        }
+        // A token revoked by logout or by its user's disabling stops working
+        // here too; without Redis that is checked in PostgreSQL, and a token
+        // neither can vouch for is refused (fail closed).
+        self.revocations.ensure_not_revoked(&caller).await?;
+        Ok(caller)
     }
 
     async fn list(

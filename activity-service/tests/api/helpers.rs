@@ -33,6 +33,8 @@ pub struct TestApp {
 
 pub struct Options {
     pub redis_url: String,
+    /// The key prefix, to share another instance's keys; a fresh one if `None`.
+    pub prefix: Option<String>,
     pub extra_args: Vec<String>,
 }
 
@@ -40,6 +42,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             redis_url: redis_url(),
+            prefix: None,
             extra_args: Vec::new(),
         }
     }
@@ -50,7 +53,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let prefix = unique_prefix();
+    let prefix = options.prefix.unwrap_or_else(unique_prefix);
     let mut args = vec![
         "activity-service".to_owned(),
         "--listen-addr=127.0.0.1:0".into(),
@@ -138,9 +141,12 @@ impl TestApp {
         self.redis.zrange_withscores(index, 0, -1).await.unwrap()
     }
 
-    /// Every key this test wrote, for "nothing was written" checks.
+    /// Every key this test's calls wrote, for "nothing was written" checks
+    /// (the marker the revocation keeper sets at start aside).
     pub async fn written_keys(&mut self) -> Vec<String> {
-        self.redis.keys(format!("{}*", self.prefix)).await.unwrap()
+        let marker = format!("{}revocations_complete", self.prefix);
+        let keys: Vec<String> = self.redis.keys(format!("{}*", self.prefix)).await.unwrap();
+        keys.into_iter().filter(|key| *key != marker).collect()
     }
 
     /// The login_history events of a username, oldest first.
@@ -160,6 +166,7 @@ impl TestApp {
         let options = Options {
             redis_url: redis.url.clone(),
             extra_args: vec!["--redis-timeout-ms=300".into()],
+            ..Options::default()
         };
         (spawn_app_with(pool, options).await, redis)
     }
