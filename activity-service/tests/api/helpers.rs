@@ -93,6 +93,35 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// Deletes every key of this test's prefix, as a Redis that lost its data.
+    pub async fn lose_redis_data(&mut self) {
+        presence_core::testing::delete_keys_under(&mut self.redis, &self.prefix).await;
+    }
+
+    /// Pings with `token` until the answer is not UNAVAILABLE (Redis cannot
+    /// vouch for tokens until the revocations are back), for up to 15 s.
+    pub async fn ping_once_vouched(&mut self, token: &str) -> Result<(), tonic::Status> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = self
+                .client
+                .ping(presence_core::testing::authorized(
+                    presence_core::proto::activity::PingRequest {},
+                    token,
+                ))
+                .await;
+            match answer {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => return answer.map(|_| ()),
+            }
+        }
+    }
+
     /// Creates an account through the same code path as the CLI.
     pub async fn create_user(&self, username: &str, role: Role) -> Uuid {
         self.create_account(username, role, false).await
@@ -183,18 +212,45 @@ impl TestApp {
     }
 }
 
-/// Signs a token with the test secret and arbitrary claims.
+/// Signs arbitrary claims with `secret`, under the header a real token has
+/// (`typ: at+jwt`, the `kid` of that secret).
 pub fn forge_token(
     claims: serde_json::Value,
     algorithm: jsonwebtoken::Algorithm,
     secret: &str,
 ) -> String {
+    let kid = presence_core::token::key_id(&jsonwebtoken::DecodingKey::from_secret(
+        secret.as_bytes(),
+    ));
+    forge_token_with(claims, algorithm, secret, Some("at+jwt"), Some(&kid))
+}
+
+/// Signs arbitrary claims with `secret` under a chosen `typ` and `kid`.
+pub fn forge_token_with(
+    claims: serde_json::Value,
+    algorithm: jsonwebtoken::Algorithm,
+    secret: &str,
+    typ: Option<&str>,
+    kid: Option<&str>,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(algorithm);
+    header.typ = typ.map(str::to_owned);
+    header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(algorithm),
+        &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+/// The claims of a valid user token, for tests that break one rule at a time.
+pub fn valid_claims(user_id: Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "sub": user_id, "role": "user", "jti": Uuid::new_v4().simple().to_string(),
+        "iat": now(), "nbf": now(), "exp": now() + 600,
+        "iss": "presence", "aud": presence_core::token::DEFAULT_AUDIENCE,
+    })
 }
 
 pub fn now() -> i64 {

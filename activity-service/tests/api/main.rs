@@ -8,3 +8,4 @@ mod login;
 mod logout;
 mod ping;
 mod record_activity;
+mod tokens;

@@ -12,4 +12,5 @@ mod helpers;
 mod pagination;
 mod settings;
 mod statuses;
+mod tokens;
 mod watch;
