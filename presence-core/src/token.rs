@@ -284,8 +284,12 @@ impl TokenVerifier {
         if claims.exp.saturating_sub(claims.iat) > self.rules.max_lifetime(claims.role) {
             return Err(invalid("lifetime longer than allowed"));
         }
-        if claims.jti.is_empty() || claims.jti.chars().count() > MAX_TOKEN_ID_CHARS {
-            return Err(invalid("jti must be 1 to 128 characters"));
+        // The jti becomes a Redis key and a PostgreSQL value: visible ASCII only.
+        if claims.jti.is_empty()
+            || claims.jti.len() > MAX_TOKEN_ID_CHARS
+            || !claims.jti.bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(invalid("jti must be 1 to 128 visible ASCII characters"));
         }
         Ok(Caller {
             user_id: claims.sub,
@@ -612,6 +616,21 @@ mod tests {
         let header = "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0";
         let body = "eyJzdWIiOiIwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDAiLCJyb2xlIjoiYWRtaW4iLCJqdGkiOiJ4IiwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjAsImlzcyI6InByZXNlbmNlIn0";
         assert!(verifier.verify(&format!("{header}.{body}.")).is_err());
+    }
+
+    #[test]
+    fn a_jti_that_is_empty_too_long_or_not_visible_ascii_is_refused() {
+        let (_, verifier) = pair();
+        let kid = kid();
+        for jti in [
+            json!(""),
+            json!("x".repeat(129)),
+            json!("a b"),
+            json!("nul\u{0}"),
+        ] {
+            let token = forge(with("jti", jti.clone()), Some("at+jwt"), Some(&kid));
+            assert!(verifier.verify(&token).is_err(), "jti {jti}");
+        }
     }
 
     #[test]

@@ -219,9 +219,8 @@ pub fn forge_token(
     algorithm: jsonwebtoken::Algorithm,
     secret: &str,
 ) -> String {
-    let kid = presence_core::token::key_id(&jsonwebtoken::DecodingKey::from_secret(
-        secret.as_bytes(),
-    ));
+    let kid =
+        presence_core::token::key_id(&jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()));
     forge_token_with(claims, algorithm, secret, Some("at+jwt"), Some(&kid))
 }
 

@@ -139,9 +139,7 @@ async fn a_revoked_token_stays_refused_after_redis_loses_its_data(pool: sqlx::Pg
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
-async fn a_revocation_recorded_only_in_postgresql_reaches_redis_within_seconds(
-    pool: sqlx::PgPool,
-) {
+async fn a_revocation_recorded_only_in_postgresql_reaches_redis_within_seconds(pool: sqlx::PgPool) {
     // As when Logout found Redis down: the row (with the token) was written,
     // the Redis key was not.
     let mut app = spawn_app(pool).await;

@@ -173,7 +173,11 @@ async fn a_user_disabled_in_sql_loses_their_tokens_within_seconds_until_a_fresh_
     let new_token = app.login("usertest1").await.access_token;
     app.ping_once_vouched(&new_token).await.unwrap();
     let old = app.ping_once_vouched(&old_token).await.unwrap_err();
-    assert_eq!(old.code(), Code::Unauthenticated, "re-enabling revives no old token");
+    assert_eq!(
+        old.code(),
+        Code::Unauthenticated,
+        "re-enabling revives no old token"
+    );
 }
 
 /// Base64url without padding, enough to hand-build an `alg: none` token.

@@ -17,9 +17,7 @@ use crate::helpers::{
 const OLD_SECRET: &str = "old-secret-old-secret-old-secret-0123";
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
-async fn login_tokens_carry_the_access_token_type_the_audience_and_the_key_id(
-    pool: sqlx::PgPool,
-) {
+async fn login_tokens_carry_the_access_token_type_the_audience_and_the_key_id(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("usertest1", Role::User).await;
     let token = app.login("usertest1").await.access_token;
@@ -59,15 +57,24 @@ async fn a_token_breaking_any_jwt_rule_is_refused_and_writes_nothing(pool: sqlx:
         ("no typ", under(None, Some(&kid))),
         ("typ JWT", under(Some("JWT"), Some(&kid))),
         ("no kid", under(Some("at+jwt"), None)),
-        ("a kid that names no key", under(Some("at+jwt"), Some("retired-key"))),
+        (
+            "a kid that names no key",
+            under(Some("at+jwt"), Some("retired-key")),
+        ),
         ("another audience", signed(with("aud", json!("billing")))),
         ("no audience", {
             let mut claims = claims();
             claims.as_object_mut().unwrap().remove("aud");
             signed(claims)
         }),
-        ("issued in the future", signed(with("iat", json!(now() + 300)))),
-        ("not valid before later", signed(with("nbf", json!(now() + 300)))),
+        (
+            "issued in the future",
+            signed(with("iat", json!(now() + 300))),
+        ),
+        (
+            "not valid before later",
+            signed(with("nbf", json!(now() + 300))),
+        ),
         ("no iat", {
             let mut claims = claims();
             claims.as_object_mut().unwrap().remove("iat");

@@ -87,7 +87,9 @@ async fn a_page_token_forged_with_the_public_jwt_key_is_refused(pool: sqlx::PgPo
     assert_eq!(status.code(), Code::InvalidArgument);
     // The service's own tokens still page under EdDSA.
     let first = stack.list(StatusFilter::All, 5, "").await;
-    let second = stack.list(StatusFilter::All, 5, &first.next_page_token).await;
+    let second = stack
+        .list(StatusFilter::All, 5, &first.next_page_token)
+        .await;
     assert_eq!(second.statuses.len(), 5);
 }
 
@@ -118,7 +120,10 @@ async fn production_refuses_to_start_without_a_page_token_secret(pool: sqlx::PgP
 
     assert!(without.is_err(), "started without a page-token secret");
     assert!(too_short.is_err(), "started with a short page-token secret");
-    assert!(same_as_jwt.is_err(), "started with the JWT secret for page tokens");
+    assert!(
+        same_as_jwt.is_err(),
+        "started with the JWT secret for page tokens"
+    );
     assert!(with.is_ok());
 }
 
@@ -207,5 +212,9 @@ async fn a_disabled_admin_is_refused_within_seconds_and_may_sign_in_again_once_e
     let new_token = stack.login("admintest1").await.access_token;
     assert!(list_with(&mut stack, &new_token).await.is_ok());
     let old = list_with(&mut stack, &old_token).await.unwrap_err();
-    assert_eq!(old.code(), Code::Unauthenticated, "re-enabling revives no old token");
+    assert_eq!(
+        old.code(),
+        Code::Unauthenticated,
+        "re-enabling revives no old token"
+    );
 }
