@@ -1,7 +1,7 @@
 //! Builds the activity service from its configuration: connections (lazy, so
 //! the process starts while Redis or PostgreSQL are still coming up), the
-//! threshold watch, the keeper of the revocations in Redis, the gRPC server with health and reflection, bound to its
-//! address (port 0 in tests).
+//! threshold watch, the keeper of the revocations in Redis, the gRPC server
+//! with health and reflection, bound to its address (port 0 in tests).
 
 use std::future::Future;
 use std::net::SocketAddr;
