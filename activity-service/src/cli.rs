@@ -55,7 +55,9 @@ enum UserCommand {
         /// Name shown to admins (defaults to the username).
         #[arg(long)]
         display_name: Option<String>,
-        /// Refuse this account's sign-ins.
+        /// Refuse this account's sign-ins and end its tokens (every service
+        /// refuses them within seconds; they stay refused if the account is
+        /// enabled again, when it signs in afresh).
         #[arg(long, default_value_t = false)]
         disabled: bool,
         #[command(flatten)]
@@ -68,7 +70,8 @@ enum UserCommand {
 #[derive(Subcommand, Debug)]
 enum TokenCommand {
     /// Print a token for a `service` account, for back-end callers of
-    /// RecordActivity and BatchGetUserStatuses.
+    /// RecordActivity and BatchGetUserStatuses (signed with the current key;
+    /// its lifetime may not exceed PRESENCE_JWT_MAX_SERVICE_LIFETIME_SECONDS).
     Issue {
         #[arg(long)]
         username: String,

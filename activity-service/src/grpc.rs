@@ -231,25 +231,28 @@ impl ActivityHandler {
             // Already signed out with this token: nothing more to record.
             Ok(false) => return Ok(LogoutResponse {}),
             Ok(true) => {}
-            // Redis is down: still record the logout so the login_history
-            // fallback shows the user offline, and ask the client to retry so
-            // the token gets revoked.
+            // Redis is down: still record the logout, and with it the
+            // revocation, so the login_history fallback shows the user
+            // offline, admin calls refuse the token at once and Redis gets
+            // the revocation when it is back; the client retries.
             Err(error) => {
-                self.record_logout_row(caller.user_id, now, client).await;
+                self.record_logout_row(caller, now, client).await;
                 return Err(error);
             }
         }
-        self.record_logout_row(caller.user_id, now, client).await;
-        tracing::info!(user_id = %caller.user_id, "signed out");
+        let user_id = caller.user_id;
+        self.record_logout_row(caller, now, client).await;
+        tracing::info!(%user_id, "signed out");
         Ok(LogoutResponse {})
     }
 
-    /// Writes the logout row; if PostgreSQL is unreachable, keeps retrying in
-    /// the background rather than losing it (the row carries the logout time).
-    async fn record_logout_row(&self, user_id: Uuid, at: i64, client: ClientInfo) {
+    /// Writes the logout row (with the revoked token); if PostgreSQL is
+    /// unreachable, keeps retrying in the background rather than losing it
+    /// (the row carries the logout time).
+    async fn record_logout_row(&self, caller: Caller, at: i64, client: ClientInfo) {
         if self
             .accounts
-            .record_logout(user_id, at, &client)
+            .record_logout(&caller, at, &client)
             .await
             .is_ok()
         {
@@ -257,11 +260,12 @@ impl ActivityHandler {
         }
         let accounts = self.accounts.clone();
         tokio::spawn(async move {
+            let user_id = caller.user_id;
             let deadline = tokio::time::Instant::now() + LOGOUT_ROW_RETRY_FOR;
             let mut delay = Duration::from_millis(250);
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(delay).await;
-                match accounts.record_logout(user_id, at, &client).await {
+                match accounts.record_logout(&caller, at, &client).await {
                     Ok(()) => return,
                     Err(error) => {
                         tracing::warn!(%error, %user_id, "logout row not written yet; retrying")

@@ -10,6 +10,8 @@
 //! - `throttle`: the sign-in throttle (per address, per username and address,
 //!   and a per-username backoff that never holds the owner back).
 //! - `retention`: the background purge of old login_history rows.
+//! - `revocations`: keeps Redis's copy of revoked tokens and disabled users
+//!   in step with PostgreSQL.
 //! - `error`: the one error type and its mapping to gRPC status.
 
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod password;
 pub mod retention;
+pub mod revocations;
 pub mod startup;
 pub mod store;
 pub mod throttle;

@@ -1,7 +1,8 @@
 //! Builds the activity service from its configuration: connections (lazy, so
 //! the process starts while Redis or PostgreSQL are still coming up), the
-//! threshold watch, the gRPC server with health and reflection, bound to its
-//! address (port 0 in tests), and the login_history purge that runs beside it.
+//! threshold watch, the keeper of the revocations in Redis, the gRPC server
+//! with health and reflection, bound to its address (port 0 in tests), and the
+//! login_history purge that runs beside it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::config::ActivityConfig;
 use crate::error::ActivityError;
 use crate::grpc::ActivityHandler;
 use crate::retention::Purge;
+use crate::revocations::RevocationKeeper;
 use crate::store::{Accounts, ActivityStore};
 use crate::throttle::LoginThrottle;
 
@@ -47,6 +49,13 @@ impl Application {
         config.warn_about_replaced_settings();
         let environment = config.common.environment;
         let verifier = config.jwt.verifier(environment)?;
+        if config.token_ttl_seconds > config.jwt.jwt_max_lifetime_seconds {
+            return Err(presence_core::Error::InvalidConfig(format!(
+                "PRESENCE_TOKEN_TTL_SECONDS ({}) exceeds PRESENCE_JWT_MAX_LIFETIME_SECONDS ({})",
+                config.token_ttl_seconds, config.jwt.jwt_max_lifetime_seconds
+            ))
+            .into());
+        }
         let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
         if config.migrate_on_start {
             db::migrate(&pool).await?;
@@ -55,6 +64,11 @@ impl Application {
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let throttle = LoginThrottle::new(pool.clone(), config.throttle());
         let purge = Purge::new(pool.clone(), throttle.clone(), config.retention());
+        let longest_lifetime = config
+            .jwt
+            .jwt_max_lifetime_seconds
+            .max(config.jwt.jwt_max_service_lifetime_seconds);
+        RevocationKeeper::start(pool.clone(), redis.clone(), longest_lifetime).await;
         let handler = ActivityHandler {
             store: ActivityStore::new(redis),
             accounts: Accounts::new(pool),

@@ -1,13 +1,17 @@
 //! Storage of the activity service.
 //!
 //! `ActivityStore` is Redis: the hot path. On a single Redis a ping is one
-//! atomic script (one round trip) that refuses a revoked token and otherwise
-//! writes the activity key, clears the logout marker and updates the activity
-//! index together; a logout is another, which also revokes the token.
+//! atomic script (one round trip) that refuses a revoked token (revoked by
+//! its logout, or by its user's disabling) and otherwise writes the activity
+//! key, clears the logout marker and updates the activity index together; a
+//! logout is another, which also revokes the token. When Redis lost its data
+//! and the revocations are not back yet (no `revocations_complete` marker),
+//! a ping is refused as unavailable rather than risk a revoked token.
 //!
 //! On Redis Cluster those keys live in different slots, which no script may
 //! span, so the same guarantees are kept in steps:
-//! - ping, two round trips: is the token revoked? (if so nothing is written);
+//! - ping, two round trips: is the token revoked, or can Redis not vouch for
+//!   it? (if so nothing is written);
 //!   then the three writes in one batch, the activity key before the index
 //!   entry, so a reader sees an index entry ahead of its key for at most the
 //!   moment between them (or, if a master fails in between, until the next ping);
@@ -31,6 +35,7 @@ use std::time::Duration;
 
 use presence_core::events::{StatusChange, StatusEvent};
 use presence_core::redis_client::Redis;
+use presence_core::revocation::{RedisVerdict, check_in_redis};
 use presence_core::token::{Caller, Role};
 use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
 use sqlx::PgPool;
@@ -39,14 +44,19 @@ use uuid::Uuid;
 use crate::error::ActivityError;
 use crate::password;
 
-/// KEYS: revoked token, last_activity, last_logout, presence index.
-/// ARGV: now (Unix s), key TTL (s), user id.
-/// Returns 0 if the token is revoked (nothing written), 1 otherwise.
+/// KEYS: revoked token, the user's revoked_before, revocations_complete,
+/// last_activity, last_logout, presence index.
+/// ARGV: now (Unix s), key TTL (s), user id, the token's iat (Unix s).
+/// Returns 0 if the token is revoked, 2 if Redis cannot vouch for it (its
+/// revocations are not restored yet), nothing written either way; 1 otherwise.
 const PING_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('ZADD', KEYS[4], 'GT', ARGV[1], ARGV[3])
+local before = redis.call('GET', KEYS[2])
+if before and tonumber(before) >= tonumber(ARGV[4]) then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 2 end
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[5])
+redis.call('ZADD', KEYS[6], 'GT', ARGV[1], ARGV[3])
 return 1
 ";
 
@@ -80,7 +90,8 @@ impl ActivityStore {
     }
 
     /// Records `user_id` as active at `now`, unless the caller's token has been
-    /// revoked, in which case nothing is written and `InvalidToken` is returned.
+    /// revoked (`InvalidToken`) or Redis cannot tell (`RevocationUnknown`), in
+    /// which cases nothing is written.
     pub async fn record_activity(
         &self,
         user_id: Uuid,
@@ -90,44 +101,63 @@ impl ActivityStore {
     ) -> Result<(), ActivityError> {
         let ping = Ping {
             user_id,
-            token_id: &caller.token_id,
+            caller,
             now,
             key_ttl,
         };
-        let recorded = if self.redis.is_cluster() {
+        let verdict = if self.redis.is_cluster() {
             self.record_activity_in_steps(ping).await?
         } else {
             self.record_activity_atomically(ping).await?
         };
-        if recorded {
-            Ok(())
-        } else {
-            Err(presence_core::Error::InvalidToken("token revoked".into()).into())
+        match verdict {
+            RedisVerdict::NotRevoked => Ok(()),
+            RedisVerdict::Revoked => {
+                Err(presence_core::Error::InvalidToken("token revoked".into()).into())
+            }
+            RedisVerdict::Unknown => Err(presence_core::Error::RevocationUnknown(
+                "Redis lost its data and its revocations are not restored yet".into(),
+            )
+            .into()),
         }
     }
 
-    async fn record_activity_atomically(&self, ping: Ping<'_>) -> Result<bool, ActivityError> {
+    async fn record_activity_atomically(
+        &self,
+        ping: Ping<'_>,
+    ) -> Result<RedisVerdict, ActivityError> {
         let keys = self.redis.keys();
         let mut invocation = self.ping_script.prepare_invoke();
         invocation
-            .key(keys.revoked_token(ping.token_id))
+            .key(keys.revoked_token(&ping.caller.token_id))
+            .key(keys.revoked_before(ping.caller.user_id))
+            .key(keys.revocations_complete())
             .key(keys.last_activity(ping.user_id))
             .key(keys.last_logout(ping.user_id))
             .key(keys.presence_index_for(ping.user_id))
             .arg(ping.now)
             .arg(ping.key_ttl.as_secs())
-            .arg(ping.user_id.to_string());
-        let recorded: i64 = self
+            .arg(ping.user_id.to_string())
+            .arg(ping.caller.issued_at);
+        let outcome: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        Ok(recorded == 1)
+        Ok(match outcome {
+            1 => RedisVerdict::NotRevoked,
+            2 => RedisVerdict::Unknown,
+            _ => RedisVerdict::Revoked,
+        })
     }
 
     /// The cluster ping (see the module comment): check, then one batch.
-    async fn record_activity_in_steps(&self, ping: Ping<'_>) -> Result<bool, ActivityError> {
-        if self.is_revoked(ping.token_id).await? {
-            return Ok(false);
+    async fn record_activity_in_steps(
+        &self,
+        ping: Ping<'_>,
+    ) -> Result<RedisVerdict, ActivityError> {
+        let verdict = check_in_redis(&self.redis, ping.caller).await?;
+        if verdict != RedisVerdict::NotRevoked {
+            return Ok(verdict);
         }
         let keys = self.redis.keys();
         self.redis
@@ -141,7 +171,7 @@ impl ActivityStore {
                 keys.presence_index_entry(ping.user_id, ping.now),
             ])
             .await?;
-        Ok(true)
+        Ok(RedisVerdict::NotRevoked)
     }
 
     async fn is_revoked(&self, token_id: &str) -> Result<bool, ActivityError> {
@@ -272,8 +302,8 @@ impl ActivityStore {
 /// What one ping writes, whichever way it is sent.
 struct Ping<'a> {
     user_id: Uuid,
-    /// The caller's token, which must not be revoked.
-    token_id: &'a str,
+    /// The caller, whose token must not be revoked.
+    caller: &'a Caller,
     now: i64,
     key_ttl: Duration,
 }
@@ -372,21 +402,32 @@ impl Accounts {
             .await
     }
 
-    /// Records a logout at `at` (Unix seconds), looking the username up.
+    /// Records the logout of `token` at `at` (Unix seconds), looking the
+    /// username up. The row carries the revoked token's id and expiry, the
+    /// record that outlives Redis; a second logout with the same token adds
+    /// no row. A token of a user without a row (an external issuer's) is
+    /// still recorded as revoked.
     pub async fn record_logout(
         &self,
-        user_id: Uuid,
+        token: &Caller,
         at: i64,
         client: &ClientInfo,
     ) -> Result<(), ActivityError> {
         sqlx::query(
-            "INSERT INTO login_history (user_id, username, event, client_ip, user_agent, occurred_at)
-             SELECT id, username, 'logout', $2, $3, to_timestamp($4) FROM users WHERE id = $1",
+            "INSERT INTO login_history
+                    (user_id, username, event, client_ip, user_agent, occurred_at,
+                     token_id, token_expires_at)
+             SELECT u.id, coalesce(u.username, ''), 'logout', $2, $3, to_timestamp($4),
+                    $5, to_timestamp($6)
+             FROM (SELECT $1::uuid AS wanted) w LEFT JOIN users u ON u.id = w.wanted
+             ON CONFLICT (token_id) WHERE token_id IS NOT NULL DO NOTHING",
         )
-        .bind(user_id)
+        .bind(token.user_id)
         .bind(client.ip)
         .bind(client.user_agent.as_deref())
         .bind(at as f64)
+        .bind(&token.token_id)
+        .bind(token.expires_at as f64)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -996,8 +996,7 @@ async fn deep_page_token(
     token: &str,
     problems: &mut Vec<String>,
 ) -> BenchResult<String> {
-    let mut key = config.jwt.key_material(Environment::Development)?;
-    key.extend_from_slice(b"/admin-page-tokens");
+    let key = config.page_token_key()?;
     let tokens = admin_service::page_token::PageTokens::new(&key);
     let filter = StatusFilter::All as i32;
     let mut page_token = String::new();

@@ -5,7 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, PingArgs, RedisArgs};
+use presence_core::config::{
+    CommonArgs, DatabaseArgs, Environment, JwtArgs, PingArgs, RedisArgs, Secret, check_secret,
+};
+
+/// The page-token secret used when none is configured. Development only: a
+/// production process refuses to start without its own.
+const DEVELOPMENT_PAGE_TOKEN_SECRET: &str = "presence-development-page-tokens-not-for-production";
 
 #[derive(Args, Clone, Debug)]
 pub struct AdminConfig {
@@ -37,6 +43,11 @@ pub struct AdminConfig {
     #[arg(long, env = "PRESENCE_DRAIN_SECONDS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_seconds: u64,
+    /// Secret (at least 32 bytes, the same on every admin replica) that
+    /// signs ListUserStatuses page tokens. Required in production; a built-in
+    /// development secret is used otherwise.
+    #[arg(long, env = "PRESENCE_PAGE_TOKEN_SECRET", hide_env_values = true)]
+    pub page_token_secret: Option<Secret>,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -56,5 +67,25 @@ impl AdminConfig {
 
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_seconds)
+    }
+
+    /// The page-token key: configured, at least 32 bytes, and in production
+    /// neither the development default nor the JWT secret (one key, one use).
+    pub fn page_token_key(&self) -> Result<Vec<u8>, presence_core::Error> {
+        let environment = self.common.environment;
+        let secret = check_secret(
+            self.page_token_secret.as_ref().map(Secret::expose),
+            DEVELOPMENT_PAGE_TOKEN_SECRET,
+            "PRESENCE_PAGE_TOKEN_SECRET",
+            environment,
+        )?;
+        if environment == Environment::Production
+            && self.jwt.jwt_secret.as_deref().map(str::as_bytes) == Some(secret)
+        {
+            return Err(presence_core::Error::InvalidConfig(
+                "PRESENCE_PAGE_TOKEN_SECRET must differ from PRESENCE_JWT_SECRET".into(),
+            ));
+        }
+        Ok(secret.to_vec())
     }
 }

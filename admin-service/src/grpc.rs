@@ -21,6 +21,7 @@ use presence_core::proto::admin::{
     ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserStatus,
     UserStatusEvent, WatchUserStatusesRequest,
 };
+use presence_core::revocation::RevocationCheck;
 use presence_core::settings::ActivitySettings;
 use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role, TokenVerifier};
@@ -41,6 +42,7 @@ use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
 pub struct AdminHandler {
     pub reader: StatusReader,
     pub verifier: TokenVerifier,
+    pub revocations: RevocationCheck,
     pub page_tokens: PageTokens,
     pub hub: StatusHub,
     pub ping: PingArgs,
@@ -64,16 +66,11 @@ impl AdminHandler {
                 "this method needs an admin token",
             ));
         }
-        // A token revoked by logout must stop working here too. Without Redis
-        // the revocation cannot be checked; the signature and expiry still are.
-        match self.reader.activity.is_revoked(&caller.token_id).await {
-            Ok(true) => Err(presence_core::Error::InvalidToken("token revoked".into()).into()),
-            Ok(false) => Ok(caller),
-            Err(error) => {
-                tracing::warn!(%error, "cannot check token revocation while Redis is unavailable");
-                Ok(caller)
-            }
-        }
+        // A token revoked by logout or by its user's disabling stops working
+        // here too; without Redis that is checked in PostgreSQL, and a token
+        // neither can vouch for is refused (fail closed).
+        self.revocations.ensure_not_revoked(&caller).await?;
+        Ok(caller)
     }
 
     async fn list(
@@ -190,7 +187,7 @@ impl AdminHandler {
         let (end, ended) = oneshot::channel();
         let feed = Feed {
             hub: self.hub.clone(),
-            reader: self.reader.clone(),
+            revocations: self.revocations.clone(),
             caller,
             events,
             stopping: self.stopping.clone(),
@@ -210,25 +207,25 @@ impl AdminHandler {
 }
 
 /// Whether `caller`'s session still lets it watch: its token has not expired
-/// and has not been revoked (signed out). `authorize` checks the same when
-/// the stream opens; open streams check again on every sign-out of their
-/// user and every `RECHECK_EVERY`. Without Redis the revocation cannot be
-/// checked (as in `authorize`); the expiry still is.
-async fn still_authorized(reader: &StatusReader, caller: &Caller) -> Result<(), AdminError> {
+/// and has not been revoked (signed out, or its user disabled). `authorize`
+/// checks the same when the stream opens; open streams check again on every
+/// sign-out of their user and every `RECHECK_EVERY`. As in `authorize`, a
+/// session neither Redis nor PostgreSQL can vouch for ends (fail closed).
+async fn still_authorized(
+    revocations: &RevocationCheck,
+    caller: &Caller,
+) -> Result<(), AdminError> {
     if chrono::Utc::now().timestamp() >= caller.expires_at {
         return Err(AdminError::SessionEnded(
             "the access token expired; sign in again",
         ));
     }
-    match reader.activity.is_revoked(&caller.token_id).await {
-        Ok(true) => Err(AdminError::SessionEnded(
-            "the access token was revoked (signed out); sign in again",
+    match revocations.ensure_not_revoked(caller).await {
+        Ok(()) => Ok(()),
+        Err(presence_core::Error::InvalidToken(_)) => Err(AdminError::SessionEnded(
+            "the access token was revoked (signed out or account disabled); sign in again",
         )),
-        Ok(false) => Ok(()),
-        Err(error) => {
-            tracing::warn!(%error, "cannot check token revocation while Redis is unavailable");
-            Ok(())
-        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -287,7 +284,7 @@ impl Stream for WatchStream {
 /// One watcher's feed and what it needs; its slot is freed when it ends.
 struct Feed {
     hub: StatusHub,
-    reader: StatusReader,
+    revocations: RevocationCheck,
     caller: Caller,
     events: mpsc::Sender<UserStatusEvent>,
     stopping: watch::Receiver<bool>,
@@ -396,7 +393,7 @@ async fn follow_changes(feed: &mut Feed) -> Result<std::convert::Infallible, Fee
             },
         };
         let Some(received) = received else {
-            still_authorized(&feed.reader, &feed.caller).await?;
+            still_authorized(&feed.revocations, &feed.caller).await?;
             continue;
         };
         match received {

@@ -1,7 +1,7 @@
 //! Builds the admin service from its configuration: lazy connections (it
 //! starts while Redis or PostgreSQL are still coming up, and answers degraded
 //! without Redis), the threshold watch, the presence index keeper, the status
-//! hub, and the gRPC server with health and reflection.
+//! hub, the revocation check, and the gRPC server with health and reflection.
 //!
 //! The server cuts unary calls at the call timeout (streams run on) and
 //! drops connections whose client vanished (HTTP/2 keepalive). Its shutdown
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use presence_core::proto::admin::admin_service_server::AdminServiceServer;
 use presence_core::redis_client::Redis;
+use presence_core::revocation::RevocationCheck;
 use presence_core::settings::ThresholdWatch;
 use presence_core::{db, serving};
 use sqlx::PgPool;
@@ -58,13 +59,13 @@ impl Application {
     pub async fn build_with_pool(config: AdminConfig, pool: PgPool) -> Result<Self, AdminError> {
         let environment = config.common.environment;
         let verifier = config.jwt.verifier(environment)?;
-        let mut page_token_key = config.jwt.key_material(environment)?;
-        page_token_key.extend_from_slice(b"/admin-page-tokens");
+        let page_token_key = config.page_token_key()?;
         if config.migrate_on_start {
             db::migrate(&pool).await?;
         }
         let redis = Redis::connect_lazy(&config.redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
+        let revocations = RevocationCheck::new(redis.clone(), pool.clone());
         let directory = Directory::new(pool);
         IndexKeeper::start(
             directory.clone(),
@@ -83,6 +84,7 @@ impl Application {
         let handler = AdminHandler {
             reader: StatusReader::new(directory, ActivityReader::new(redis), threshold),
             verifier,
+            revocations,
             page_tokens: PageTokens::new(&page_token_key),
             hub,
             ping: config.ping,

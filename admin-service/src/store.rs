@@ -297,20 +297,6 @@ impl ActivityReader {
         Self { redis }
     }
 
-    pub async fn is_revoked(&self, token_id: &str) -> Result<bool, AdminError> {
-        let key = self.redis.keys().revoked_token(token_id);
-        let revoked = self
-            .redis
-            .run(|mut connection| async move {
-                redis::cmd("EXISTS")
-                    .arg(key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
-        Ok(revoked)
-    }
-
     /// Every index entry (user, last ping in Unix seconds) at or after
     /// `since`, from every shard of the presence index at once.
     pub async fn active_since(&self, since: i64) -> Result<Vec<(Uuid, i64)>, AdminError> {

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use crate::Error;
 use crate::keys::RedisKeys;
 use crate::telemetry::LogFormat;
-use crate::token::{TokenIssuer, TokenVerifier};
+use crate::token::{TokenIssuer, TokenRules, TokenVerifier, VerifyingKey};
 
 /// The HS256 secret used when none is configured. Development only: a
 /// production process refuses to start with it.
@@ -215,58 +215,140 @@ pub struct JwtArgs {
         default_value = "HS256"
     )]
     pub jwt_algorithm: JwtAlgorithm,
-    /// HS256 secret, at least 32 bytes. Required in production; a built-in
-    /// development secret is used otherwise.
+    /// HS256 secret, at least 32 bytes, that signs and verifies tokens.
+    /// Required in production; a built-in development secret is used otherwise.
     #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// During a key rotation: the HS256 secret used before PRESENCE_JWT_SECRET,
+    /// whose tokens still verify until it is removed.
+    #[arg(long, env = "PRESENCE_JWT_PREVIOUS_SECRET", hide_env_values = true)]
+    pub jwt_previous_secret: Option<String>,
     /// PEM public key file verifying RS256/EdDSA tokens.
     #[arg(long, env = "PRESENCE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// PEM private key file signing RS256/EdDSA tokens (the activity service's Login only).
+    /// During a key rotation: the PEM public key used before
+    /// PRESENCE_JWT_PUBLIC_KEY_FILE, whose tokens still verify until it is removed.
+    #[arg(long, env = "PRESENCE_JWT_PREVIOUS_PUBLIC_KEY_FILE")]
+    pub jwt_previous_public_key_file: Option<PathBuf>,
+    /// PEM private key file signing RS256/EdDSA tokens (the activity service's
+    /// Login only); it must match PRESENCE_JWT_PUBLIC_KEY_FILE.
     #[arg(long, env = "PRESENCE_JWT_PRIVATE_KEY_FILE")]
     pub jwt_private_key_file: Option<PathBuf>,
+    /// `kid` of the current key; derived from the key itself when unset
+    /// (set it to trust an external issuer that names its keys).
+    #[arg(long, env = "PRESENCE_JWT_KEY_ID")]
+    pub jwt_key_id: Option<String>,
+    /// `kid` of the previous key; derived from the key itself when unset.
+    #[arg(long, env = "PRESENCE_JWT_PREVIOUS_KEY_ID")]
+    pub jwt_previous_key_id: Option<String>,
     /// Value of the `iss` claim issued and required.
     #[arg(long, env = "PRESENCE_JWT_ISSUER", default_value = "presence")]
     pub jwt_issuer: String,
+    /// Value of the `aud` claim issued and required: the presence services.
+    #[arg(long, env = "PRESENCE_JWT_AUDIENCE", default_value = crate::token::DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// Longest lifetime (`exp - iat`) accepted for a user's or an admin's
+    /// token, in seconds; PRESENCE_TOKEN_TTL_SECONDS may not exceed it.
+    #[arg(long, env = "PRESENCE_JWT_MAX_LIFETIME_SECONDS",
+          default_value_t = crate::token::DEFAULT_MAX_LIFETIME_SECONDS,
+          value_parser = clap::value_parser!(i64).range(60..=30 * 24 * 3600))]
+    pub jwt_max_lifetime_seconds: i64,
+    /// Longest lifetime accepted for a service token (`token issue`), in seconds.
+    #[arg(long, env = "PRESENCE_JWT_MAX_SERVICE_LIFETIME_SECONDS",
+          default_value_t = crate::token::DEFAULT_MAX_SERVICE_LIFETIME_SECONDS,
+          value_parser = clap::value_parser!(i64).range(60..=366 * 24 * 3600))]
+    pub jwt_max_service_lifetime_seconds: i64,
 }
 
 impl std::fmt::Debug for JwtArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
         f.debug_struct("JwtArgs")
             .field("jwt_algorithm", &self.jwt_algorithm)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("jwt_previous_secret", &redacted(&self.jwt_previous_secret))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field(
+                "jwt_previous_public_key_file",
+                &self.jwt_previous_public_key_file,
+            )
             .field("jwt_private_key_file", &self.jwt_private_key_file)
+            .field("jwt_key_id", &self.jwt_key_id)
+            .field("jwt_previous_key_id", &self.jwt_previous_key_id)
             .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_max_lifetime_seconds", &self.jwt_max_lifetime_seconds)
+            .field(
+                "jwt_max_service_lifetime_seconds",
+                &self.jwt_max_service_lifetime_seconds,
+            )
             .finish()
     }
 }
 
+/// A secret setting: its value never reaches a log (`Debug` prints
+/// `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(value.to_owned()))
+    }
+}
+
+/// Checks a shared secret: present in production, never the public
+/// development one there, and at least 32 bytes everywhere.
+pub fn check_secret<'a>(
+    secret: Option<&'a str>,
+    development_default: &'a str,
+    variable: &str,
+    environment: Environment,
+) -> Result<&'a [u8], Error> {
+    let secret = match (secret, environment) {
+        (Some(secret), _) => secret,
+        (None, Environment::Development) => development_default,
+        (None, Environment::Production) => {
+            return Err(Error::InvalidConfig(format!(
+                "{variable} must be set in production"
+            )));
+        }
+    };
+    if environment == Environment::Production && secret == development_default {
+        return Err(Error::InvalidConfig(format!(
+            "{variable} is the public development secret; set a private one"
+        )));
+    }
+    if secret.len() < 32 {
+        return Err(Error::InvalidConfig(format!(
+            "{variable} must be at least 32 bytes"
+        )));
+    }
+    Ok(secret.as_bytes())
+}
+
 impl JwtArgs {
     fn secret(&self, environment: Environment) -> Result<&[u8], Error> {
-        let secret = match (&self.jwt_secret, environment) {
-            (Some(secret), _) => secret.as_str(),
-            (None, Environment::Development) => DEVELOPMENT_JWT_SECRET,
-            (None, Environment::Production) => {
-                return Err(Error::InvalidConfig(
-                    "PRESENCE_JWT_SECRET must be set in production".into(),
-                ));
-            }
-        };
-        if environment == Environment::Production && secret == DEVELOPMENT_JWT_SECRET {
-            return Err(Error::InvalidConfig(
-                "PRESENCE_JWT_SECRET is the public development secret; set a private one".into(),
-            ));
-        }
-        if secret.len() < 32 {
-            return Err(Error::InvalidConfig(
-                "PRESENCE_JWT_SECRET must be at least 32 bytes".into(),
-            ));
-        }
-        Ok(secret.as_bytes())
+        check_secret(
+            self.jwt_secret.as_deref(),
+            DEVELOPMENT_JWT_SECRET,
+            "PRESENCE_JWT_SECRET",
+            environment,
+        )
     }
 
     fn read_pem(path: &Option<PathBuf>, variable: &str) -> Result<Vec<u8>, Error> {
@@ -278,41 +360,91 @@ impl JwtArgs {
         })
     }
 
-    /// Secret material to derive other keys from (admin page tokens): the
-    /// HS256 secret, or the public key file's bytes.
-    pub fn key_material(&self, environment: Environment) -> Result<Vec<u8>, Error> {
-        match self.jwt_algorithm {
-            JwtAlgorithm::Hs256 => Ok(self.secret(environment)?.to_vec()),
-            JwtAlgorithm::Rs256 | JwtAlgorithm::EdDsa => {
-                Self::read_pem(&self.jwt_public_key_file, "PRESENCE_JWT_PUBLIC_KEY_FILE")
-            }
+    /// The `iss`, `aud` and lifetime rules of every token.
+    pub fn rules(&self) -> Result<TokenRules, Error> {
+        if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
+            return Err(Error::InvalidConfig(
+                "PRESENCE_JWT_ISSUER and PRESENCE_JWT_AUDIENCE may not be empty".into(),
+            ));
         }
+        Ok(TokenRules {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            max_lifetime_seconds: self.jwt_max_lifetime_seconds,
+            max_service_lifetime_seconds: self.jwt_max_service_lifetime_seconds,
+        })
+    }
+
+    /// A public key (RS256/EdDSA) from a PEM file.
+    fn public_key(&self, path: &Option<PathBuf>, variable: &str) -> Result<DecodingKey, Error> {
+        let pem = Self::read_pem(path, variable)?;
+        let invalid = |error: jsonwebtoken::errors::Error| {
+            Error::InvalidConfig(format!("{variable}: {error}"))
+        };
+        match self.jwt_algorithm {
+            JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(&pem).map_err(invalid),
+            JwtAlgorithm::EdDsa => DecodingKey::from_ed_pem(&pem).map_err(invalid),
+            JwtAlgorithm::Hs256 => Err(Error::InvalidConfig(format!(
+                "{variable} is for RS256 and EdDSA; HS256 uses PRESENCE_JWT_SECRET"
+            ))),
+        }
+    }
+
+    /// The keys that verify tokens: the current one, then the previous one
+    /// if a rotation is under way, each under its configured or derived id.
+    fn verifying_keys(&self, environment: Environment) -> Result<Vec<VerifyingKey>, Error> {
+        let named = |key: DecodingKey, id: &Option<String>| match id {
+            Some(id) if !id.is_empty() => VerifyingKey::with_id(id.clone(), key),
+            _ => VerifyingKey::new(key),
+        };
+        let (current, previous) = match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                let previous = match &self.jwt_previous_secret {
+                    Some(previous) => Some(DecodingKey::from_secret(check_secret(
+                        Some(previous),
+                        DEVELOPMENT_JWT_SECRET,
+                        "PRESENCE_JWT_PREVIOUS_SECRET",
+                        environment,
+                    )?)),
+                    None => None,
+                };
+                (
+                    DecodingKey::from_secret(self.secret(environment)?),
+                    previous,
+                )
+            }
+            JwtAlgorithm::Rs256 | JwtAlgorithm::EdDsa => {
+                let previous = match &self.jwt_previous_public_key_file {
+                    Some(_) => Some(self.public_key(
+                        &self.jwt_previous_public_key_file,
+                        "PRESENCE_JWT_PREVIOUS_PUBLIC_KEY_FILE",
+                    )?),
+                    None => None,
+                };
+                let current =
+                    self.public_key(&self.jwt_public_key_file, "PRESENCE_JWT_PUBLIC_KEY_FILE")?;
+                (current, previous)
+            }
+        };
+        let mut keys = vec![named(current, &self.jwt_key_id)];
+        keys.extend(previous.map(|key| named(key, &self.jwt_previous_key_id)));
+        Ok(keys)
     }
 
     pub fn verifier(&self, environment: Environment) -> Result<TokenVerifier, Error> {
         if self.jwt_algorithm == JwtAlgorithm::Hs256 && self.jwt_secret.is_none() {
             tracing::warn!("PRESENCE_JWT_SECRET unset: using the public development secret");
         }
-        let algorithm = self.jwt_algorithm.algorithm();
-        let invalid = |error: jsonwebtoken::errors::Error| {
-            Error::InvalidConfig(format!("PRESENCE_JWT_PUBLIC_KEY_FILE: {error}"))
-        };
-        let key = match self.jwt_algorithm {
-            JwtAlgorithm::Hs256 => DecodingKey::from_secret(self.secret(environment)?),
-            JwtAlgorithm::Rs256 => DecodingKey::from_rsa_pem(&Self::read_pem(
-                &self.jwt_public_key_file,
-                "PRESENCE_JWT_PUBLIC_KEY_FILE",
-            )?)
-            .map_err(invalid)?,
-            JwtAlgorithm::EdDsa => DecodingKey::from_ed_pem(&Self::read_pem(
-                &self.jwt_public_key_file,
-                "PRESENCE_JWT_PUBLIC_KEY_FILE",
-            )?)
-            .map_err(invalid)?,
-        };
-        Ok(TokenVerifier::new(algorithm, key, &self.jwt_issuer))
+        TokenVerifier::with_keys(
+            self.jwt_algorithm.algorithm(),
+            self.verifying_keys(environment)?,
+            self.rules()?,
+        )
     }
 
+    /// The signer of tokens living `lifetime_seconds`: the current key, its
+    /// id in every token's `kid`. Refuses a private key that does not match
+    /// the current public key (a token it signs must verify).
     pub fn issuer(
         &self,
         environment: Environment,
@@ -335,12 +467,27 @@ impl JwtArgs {
             )?)
             .map_err(invalid)?,
         };
-        Ok(TokenIssuer::new(
-            algorithm,
-            key,
-            &self.jwt_issuer,
-            lifetime_seconds,
-        ))
+        let verifier = self.verifier(environment)?;
+        let current_id = verifier
+            .key_ids()
+            .next()
+            .expect("a verifier has a current key")
+            .to_owned();
+        let issuer = TokenIssuer::new(algorithm, key, &self.jwt_issuer, lifetime_seconds)
+            .with_key_id(current_id)
+            .with_rules(self.rules()?);
+        let role = if lifetime_seconds <= self.jwt_max_lifetime_seconds {
+            crate::token::Role::User
+        } else {
+            crate::token::Role::Service
+        };
+        let probe = issuer.issue(uuid::Uuid::nil(), role, chrono::Utc::now().timestamp())?;
+        verifier.verify(&probe.token).map_err(|_| {
+            Error::InvalidConfig(
+                "PRESENCE_JWT_PRIVATE_KEY_FILE does not match PRESENCE_JWT_PUBLIC_KEY_FILE".into(),
+            )
+        })?;
+        Ok(issuer)
     }
 }
 
@@ -383,13 +530,66 @@ mod tests {
     use super::*;
 
     fn jwt(secret: Option<&str>) -> JwtArgs {
-        JwtArgs {
-            jwt_algorithm: JwtAlgorithm::Hs256,
-            jwt_secret: secret.map(str::to_owned),
-            jwt_public_key_file: None,
-            jwt_private_key_file: None,
-            jwt_issuer: "presence".into(),
-        }
+        let mut args = jwt_args(&[]);
+        args.jwt_secret = secret.map(str::to_owned);
+        args
+    }
+
+    #[derive(clap::Parser)]
+    struct JwtOnly {
+        #[command(flatten)]
+        jwt: JwtArgs,
+    }
+
+    fn jwt_args(flags: &[&str]) -> JwtArgs {
+        use clap::Parser;
+        JwtOnly::parse_from(std::iter::once("test").chain(flags.iter().copied())).jwt
+    }
+
+    #[test]
+    fn a_previous_secret_is_checked_like_the_current_one() {
+        let args = jwt_args(&[
+            "--jwt-secret=0123456789abcdef0123456789abcdef",
+            "--jwt-previous-secret=short",
+        ]);
+        assert!(args.verifier(Environment::Development).is_err());
+        let same = jwt_args(&[
+            "--jwt-secret=0123456789abcdef0123456789abcdef",
+            "--jwt-previous-secret=0123456789abcdef0123456789abcdef",
+        ]);
+        assert!(same.verifier(Environment::Development).is_err());
+    }
+
+    #[test]
+    fn the_issuer_signs_with_the_current_key_and_both_keys_verify() {
+        let old = jwt_args(&["--jwt-secret=fedcba9876543210fedcba9876543210"]);
+        let rotating = jwt_args(&[
+            "--jwt-secret=0123456789abcdef0123456789abcdef",
+            "--jwt-previous-secret=fedcba9876543210fedcba9876543210",
+        ]);
+        let user = uuid::Uuid::new_v4();
+        let now = chrono::Utc::now().timestamp();
+        let role = crate::token::Role::User;
+        let old_token = old.issuer(Environment::Development, 60).unwrap();
+        let old_token = old_token.issue(user, role, now).unwrap().token;
+        let new_token = rotating.issuer(Environment::Development, 60).unwrap();
+        let new_token = new_token.issue(user, role, now).unwrap().token;
+        let verifier = rotating.verifier(Environment::Development).unwrap();
+        assert!(verifier.verify(&old_token).is_ok());
+        assert!(verifier.verify(&new_token).is_ok());
+        let rotated = jwt_args(&["--jwt-secret=0123456789abcdef0123456789abcdef"]);
+        let verifier = rotated.verifier(Environment::Development).unwrap();
+        assert!(verifier.verify(&old_token).is_err());
+        assert!(verifier.verify(&new_token).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_whose_lifetime_outlives_every_maximum_is_refused() {
+        let args = jwt_args(&[
+            "--jwt-max-lifetime-seconds=3600",
+            "--jwt-max-service-lifetime-seconds=3600",
+        ]);
+        assert!(args.issuer(Environment::Development, 7200).is_err());
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub enum Error {
     /// Redis did not answer in time or refused the command.
     #[error("activity store unavailable: {0}")]
     RedisUnavailable(String),
+    /// Neither Redis nor PostgreSQL could say whether a token was revoked:
+    /// the call is refused rather than let a revoked token through.
+    #[error("token revocation cannot be checked: {0}")]
+    RevocationUnknown(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -37,6 +41,10 @@ impl Error {
             Error::RedisUnavailable(_) => (
                 tonic::Code::Unavailable,
                 "activity store unavailable; retry shortly",
+            ),
+            Error::RevocationUnknown(_) => (
+                tonic::Code::Unavailable,
+                "cannot check the access token right now; retry shortly",
             ),
             Error::Database(error) if crate::db::is_unreachable(error) => (
                 tonic::Code::Unavailable,

@@ -86,6 +86,21 @@ impl RedisKeys {
         format!("{}revoked_token:{jti}", self.prefix)
     }
 
+    /// Unix seconds of the user's last disabling: every token of theirs
+    /// issued at or before it is refused (until the longest token lifetime
+    /// has passed, when none can be left).
+    pub fn revoked_before(&self, user_id: Uuid) -> String {
+        format!("{}revoked_before:{user_id}", self.prefix)
+    }
+
+    /// Present once Redis holds every revocation recorded in PostgreSQL
+    /// (revoked tokens and disabled users): a Redis that lost its data lacks
+    /// it, and a token cannot be vouched for by Redis until the activity
+    /// service has put the revocations back.
+    pub fn revocations_complete(&self) -> String {
+        format!("{}revocations_complete", self.prefix)
+    }
+
     /// The sorted set holding `user_id` in the presence index: user ids scored
     /// by their last ping or login not followed by a logout (Unix seconds),
     /// which answers "who is online" and the counts without a scan.
@@ -192,6 +207,8 @@ mod tests {
             keys.last_activity(id),
             keys.last_logout(id),
             keys.revoked_token("j"),
+            keys.revoked_before(id),
+            keys.revocations_complete(),
             keys.presence_index_for(id),
             keys.status_channel(),
         ]

@@ -1,5 +1,5 @@
 //! What the presence services share, once: the generated gRPC contract, the
-//! Redis key schema and connection, token issuing and verification, the
+//! Redis key schema and connection, token issuing, verification and revocation, the
 //! activity threshold and its live updates, configuration pieces, telemetry,
 //! the PostgreSQL migrations and graceful shutdown.
 //!
@@ -16,6 +16,7 @@ pub mod events;
 pub mod forwarded;
 pub mod keys;
 pub mod redis_client;
+pub mod revocation;
 pub mod serving;
 pub mod settings;
 pub mod shutdown;

@@ -326,3 +326,56 @@ impl Drop for ThrowawayCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An Ed25519 key pair for tests of EdDSA set-ups (test use only: the
+/// private key is public).
+pub const TEST_ED25519_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIK84CZlLdXefx9Cf64b4B7SQOZb3rNtNywLIv1KFIRqf
+-----END PRIVATE KEY-----
+";
+pub const TEST_ED25519_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAOZQFrlNwxFINQNtHFMUVr5ydj44irTSXREtQDIBBKPc=
+-----END PUBLIC KEY-----
+";
+
+/// Writes `contents` to a fresh file under the temporary directory and
+/// returns its path (for key files a service reads at start).
+pub fn temporary_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("presence-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("a temporary file");
+    path
+}
+
+/// Deletes every key under `prefix` (SCAN + DEL), as a Redis that lost its
+/// data would look to that deployment; never touches another prefix. On a
+/// single Redis (SCAN is per node).
+pub async fn delete_keys_under(
+    connection: &mut (impl redis::aio::ConnectionLike + Send),
+    prefix: &str,
+) {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await
+            .expect("SCAN answers");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(connection)
+                .await
+                .expect("DEL answers");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}

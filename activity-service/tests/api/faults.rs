@@ -68,7 +68,11 @@ async fn ping_works_while_postgresql_is_unreachable(pool: sqlx::PgPool) {
         .acquire_timeout(Duration::from_millis(300))
         .connect_lazy("postgres://postgres@127.0.0.1:1/presence")
         .unwrap();
-    let mut cut_off = spawn_app_with(unreachable, Options::default()).await;
+    let options = Options {
+        prefix: Some(app.prefix.clone()),
+        ..Options::default()
+    };
+    let mut cut_off = spawn_app_with(unreachable, options).await;
     let mut request = authorized(PingRequest {}, &login.access_token);
     request.set_timeout(CLIENT_DEADLINE);
     cut_off.client.ping(request).await.unwrap();

@@ -34,6 +34,8 @@ pub struct TestApp {
 
 pub struct Options {
     pub redis_url: String,
+    /// The key prefix, to share another instance's keys; a fresh one if `None`.
+    pub prefix: Option<String>,
     pub extra_args: Vec<String>,
 }
 
@@ -41,6 +43,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             redis_url: redis_url(),
+            prefix: None,
             extra_args: Vec::new(),
         }
     }
@@ -100,7 +103,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let prefix = unique_prefix();
+    let prefix = options.prefix.unwrap_or_else(unique_prefix);
     let mut args = vec![
         "activity-service".to_owned(),
         "--listen-addr=127.0.0.1:0".into(),
@@ -140,6 +143,35 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// Deletes every key of this test's prefix, as a Redis that lost its data.
+    pub async fn lose_redis_data(&mut self) {
+        presence_core::testing::delete_keys_under(&mut self.redis, &self.prefix).await;
+    }
+
+    /// Pings with `token` until the answer is not UNAVAILABLE (Redis cannot
+    /// vouch for tokens until the revocations are back), for up to 15 s.
+    pub async fn ping_once_vouched(&mut self, token: &str) -> Result<(), tonic::Status> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = self
+                .client
+                .ping(presence_core::testing::authorized(
+                    presence_core::proto::activity::PingRequest {},
+                    token,
+                ))
+                .await;
+            match answer {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => return answer.map(|_| ()),
+            }
+        }
+    }
+
     /// Creates an account through the same code path as the CLI.
     pub async fn create_user(&self, username: &str, role: Role) -> Uuid {
         self.create_account(username, role, false).await
@@ -211,9 +243,12 @@ impl TestApp {
         self.redis.zrange_withscores(index, 0, -1).await.unwrap()
     }
 
-    /// Every key this test wrote, for "nothing was written" checks.
+    /// Every key this test's calls wrote, for "nothing was written" checks
+    /// (the marker the revocation keeper sets at start aside).
     pub async fn written_keys(&mut self) -> Vec<String> {
-        self.redis.keys(format!("{}*", self.prefix)).await.unwrap()
+        let marker = format!("{}revocations_complete", self.prefix);
+        let keys: Vec<String> = self.redis.keys(format!("{}*", self.prefix)).await.unwrap();
+        keys.into_iter().filter(|key| *key != marker).collect()
     }
 
     /// The login_history events of a username, oldest first.
@@ -233,6 +268,7 @@ impl TestApp {
         let options = Options {
             redis_url: redis.url.clone(),
             extra_args: vec!["--redis-timeout-ms=300".into()],
+            ..Options::default()
         };
         (spawn_app_with(pool, options).await, redis)
     }
@@ -273,18 +309,44 @@ pub async fn create_users_sharing_the_password(
     .unwrap()
 }
 
-/// Signs a token with the test secret and arbitrary claims.
+/// Signs arbitrary claims with `secret`, under the header a real token has
+/// (`typ: at+jwt`, the `kid` of that secret).
 pub fn forge_token(
     claims: serde_json::Value,
     algorithm: jsonwebtoken::Algorithm,
     secret: &str,
 ) -> String {
+    let kid =
+        presence_core::token::key_id(&jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()));
+    forge_token_with(claims, algorithm, secret, Some("at+jwt"), Some(&kid))
+}
+
+/// Signs arbitrary claims with `secret` under a chosen `typ` and `kid`.
+pub fn forge_token_with(
+    claims: serde_json::Value,
+    algorithm: jsonwebtoken::Algorithm,
+    secret: &str,
+    typ: Option<&str>,
+    kid: Option<&str>,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(algorithm);
+    header.typ = typ.map(str::to_owned);
+    header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(algorithm),
+        &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+/// The claims of a valid user token, for tests that break one rule at a time.
+pub fn valid_claims(user_id: Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "sub": user_id, "role": "user", "jti": Uuid::new_v4().simple().to_string(),
+        "iat": now(), "nbf": now(), "exp": now() + 600,
+        "iss": "presence", "aud": presence_core::token::DEFAULT_AUDIENCE,
+    })
 }
 
 pub fn now() -> i64 {

@@ -13,3 +13,4 @@ mod logout;
 mod ping;
 mod record_activity;
 mod retention;
+mod tokens;

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use presence_core::testing::authorized;
 
-use crate::helpers::{SECRET, forge_token, now, spawn_app};
+use crate::helpers::{SECRET, forge_token, forge_token_with, now, spawn_app};
+use presence_core::token::key_id;
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx::PgPool) {
@@ -83,12 +84,12 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
 async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = Uuid::new_v4();
-    let claims = |exp: i64| json!({"sub": user_id, "role": "user", "jti": "j1", "exp": exp, "iat": now(), "iss": "presence"});
+    let claims = |exp: i64| json!({"sub": user_id, "role": "user", "jti": "j1", "exp": exp, "iat": exp - 600, "iss": "presence", "aud": presence_core::token::DEFAULT_AUDIENCE});
     let unsigned = {
         use base64_like::encode;
         format!(
             "{}.{}.",
-            encode(r#"{"alg":"none","typ":"JWT"}"#),
+            encode(r#"{"alg":"none","typ":"at+jwt"}"#),
             encode(&claims(now() + 600).to_string())
         )
     };
@@ -100,10 +101,15 @@ async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
         ),
         (
             "wrong signature",
-            Some(forge_token(
+            // The test key's id, signed with another secret.
+            Some(forge_token_with(
                 claims(now() + 600),
                 Algorithm::HS256,
                 "another-secret-another-secret-0123",
+                Some("at+jwt"),
+                Some(&key_id(&jsonwebtoken::DecodingKey::from_secret(
+                    SECRET.as_bytes(),
+                ))),
             )),
         ),
         ("alg none", Some(unsigned)),
@@ -114,7 +120,7 @@ async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
         (
             "no jti",
             Some(forge_token(
-                json!({"sub": user_id, "role": "user", "exp": now() + 600, "iat": now(), "iss": "presence"}),
+                json!({"sub": user_id, "role": "user", "exp": now() + 600, "iat": now(), "iss": "presence", "aud": presence_core::token::DEFAULT_AUDIENCE}),
                 Algorithm::HS256,
                 SECRET,
             )),
@@ -130,6 +136,48 @@ async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
     }
     assert_eq!(app.written_keys().await, Vec::<String>::new());
+}
+
+#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+async fn a_user_disabled_in_sql_loses_their_tokens_within_seconds_until_a_fresh_login(
+    pool: sqlx::PgPool,
+) {
+    let mut app = spawn_app(pool).await;
+    app.create_user("usertest1", Role::User).await;
+    let old_token = app.login("usertest1").await.access_token;
+    app.ping_once_vouched(&old_token).await.unwrap();
+
+    // Disabled by hand, not through the CLI: the trigger still notes it.
+    sqlx::query("UPDATE users SET disabled = true WHERE username = 'usertest1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match app.ping_once_vouched(&old_token).await {
+            Err(status) if status.code() == Code::Unauthenticated => break,
+            answer => assert!(
+                tokio::time::Instant::now() < deadline,
+                "a disabled user's token still pings: {answer:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Tokens issued in the second of the disabling go too; sign in afresh after it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sqlx::query("UPDATE users SET disabled = false WHERE username = 'usertest1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let new_token = app.login("usertest1").await.access_token;
+    app.ping_once_vouched(&new_token).await.unwrap();
+    let old = app.ping_once_vouched(&old_token).await.unwrap_err();
+    assert_eq!(
+        old.code(),
+        Code::Unauthenticated,
+        "re-enabling revives no old token"
+    );
 }
 
 /// Base64url without padding, enough to hand-build an `alg: none` token.

@@ -54,6 +54,13 @@ fn shared_args(name: &str, redis: &TestRedis, prefix: &str) -> Vec<String> {
     ]
 }
 
+/// `shared_args` and then `extra` (flags of the JWT set-up, say).
+fn args_with(name: &str, redis: &TestRedis, prefix: &str, extra: &[String]) -> Vec<String> {
+    let mut args = shared_args(name, redis, prefix);
+    args.extend(extra.iter().cloned());
+    args
+}
+
 pub async fn connect(address: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{address}"))
         .unwrap()
@@ -74,6 +81,8 @@ pub struct Stack {
     pub redis_target: TestRedis,
     pub prefix: String,
     pub keys: RedisKeys,
+    /// Flags both services were started with beyond `shared_args`.
+    pub extra_args: Vec<String>,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -82,11 +91,21 @@ pub async fn spawn_stack(pool: PgPool) -> Stack {
 }
 
 pub async fn spawn_stack_on(pool: PgPool, redis_target: impl Into<TestRedis>) -> Stack {
+    spawn_stack_with(pool, redis_target, &[]).await
+}
+
+/// A stack whose two services get `extra` flags too.
+pub async fn spawn_stack_with(
+    pool: PgPool,
+    redis_target: impl Into<TestRedis>,
+    extra: &[String],
+) -> Stack {
     let redis_target = redis_target.into();
     let prefix = unique_prefix();
     let redis = redis_target.connect().await;
     let config =
-        ActivityOnly::parse_from(shared_args("activity-service", &redis_target, &prefix)).config;
+        ActivityOnly::parse_from(args_with("activity-service", &redis_target, &prefix, extra))
+            .config;
     let activity = activity_service::startup::Application::build_with_pool(config, pool.clone())
         .await
         .unwrap();
@@ -95,7 +114,7 @@ pub async fn spawn_stack_on(pool: PgPool, redis_target: impl Into<TestRedis>) ->
     tokio::spawn(activity.run_until(async {
         let _ = stopped.await;
     }));
-    let (admin_address, admin_stop) = spawn_admin(&pool, &redis_target, &prefix).await;
+    let (admin_address, admin_stop) = spawn_admin(&pool, &redis_target, &prefix, extra).await;
     let mut stack = Stack {
         activity_address,
         admin_address,
@@ -107,6 +126,7 @@ pub async fn spawn_stack_on(pool: PgPool, redis_target: impl Into<TestRedis>) ->
         keys: redis_target.keys(&prefix),
         redis_target,
         prefix,
+        extra_args: extra.to_vec(),
         stops: vec![stop, admin_stop],
     };
     stack.create_user("admintest1", Role::Admin).await;
@@ -118,8 +138,10 @@ async fn spawn_admin(
     pool: &PgPool,
     redis: &TestRedis,
     prefix: &str,
+    extra: &[String],
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let admin = spawn_admin_with(pool, redis, prefix, &[]).await;
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let admin = spawn_admin_with(pool, redis, prefix, &extra).await;
     (admin.address, admin.stop)
 }
 
@@ -137,9 +159,8 @@ pub async fn spawn_admin_with(
     prefix: &str,
     extra: &[&str],
 ) -> AdminProcess {
-    let mut args = shared_args("admin-service", redis, prefix);
-    args.extend(extra.iter().map(|flag| flag.to_string()));
-    let config = AdminOnly::parse_from(args).config;
+    let extra: Vec<String> = extra.iter().map(|flag| flag.to_string()).collect();
+    let config = AdminOnly::parse_from(args_with("admin-service", redis, prefix, &extra)).config;
     let admin = admin_service::startup::Application::build_with_pool(config, pool.clone())
         .await
         .unwrap();
@@ -166,7 +187,12 @@ impl Stack {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
-        let mut args = shared_args("activity-service", &self.redis_target, &self.prefix);
+        let mut args = args_with(
+            "activity-service",
+            &self.redis_target,
+            &self.prefix,
+            &self.extra_args,
+        );
         args[1] = format!("--listen-addr={address}");
         let config = ActivityOnly::parse_from(args).config;
         let activity =
@@ -186,7 +212,13 @@ impl Stack {
 
     /// Another admin-service process on the same stores, as a second replica.
     pub async fn spawn_admin_replica(&mut self) -> AdminServiceClient<Channel> {
-        let (address, stop) = spawn_admin(&self.pool, &self.redis_target, &self.prefix).await;
+        let (address, stop) = spawn_admin(
+            &self.pool,
+            &self.redis_target,
+            &self.prefix,
+            &self.extra_args,
+        )
+        .await;
         self.stops.push(stop);
         AdminServiceClient::new(connect(address).await)
     }

@@ -14,4 +14,5 @@ mod settings;
 mod shutdown;
 mod statuses;
 mod stuck_stores;
+mod tokens;
 mod watch;

@@ -1,0 +1,135 @@
+//! Whether a verified token has been taken back since it was signed: by a
+//! logout (its `jti`) or by its user's disabling (every token issued at or
+//! before it).
+//!
+//! PostgreSQL is the record: a logout row carries the revoked `jti` and the
+//! token's expiry, and `users.disabled_at` the last disabling. Redis holds a
+//! copy for the hot path (`revoked_token:<jti>`, `revoked_before:<user id>`),
+//! which the activity service writes at logout and puts back after Redis lost
+//! its data; until it has, the `revocations_complete` marker is missing and
+//! Redis cannot vouch for a token. Callers fail closed: what Redis cannot
+//! vouch for is checked in PostgreSQL, and what neither can check is refused
+//! as unavailable.
+
+use std::time::Duration;
+
+use redis::Cmd;
+use sqlx::PgPool;
+
+use crate::Error;
+use crate::redis_client::Redis;
+use crate::token::Caller;
+
+/// How long the PostgreSQL check may take before the call is refused.
+const POSTGRES_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What Redis says of a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisVerdict {
+    Revoked,
+    NotRevoked,
+    /// Redis lost its data and the revocations are not back yet.
+    Unknown,
+}
+
+/// Whether a disabling at `revoked_before` (Unix seconds, rounded up) ends a
+/// token issued at `issued_at`: tokens of the same second go too, the safe side.
+pub fn revoked_by_disabling(revoked_before: Option<i64>, issued_at: i64) -> bool {
+    revoked_before.is_some_and(|before| before >= issued_at)
+}
+
+/// The revocation state of `caller`'s token in Redis, in one round trip.
+pub async fn check_in_redis(redis: &Redis, caller: &Caller) -> Result<RedisVerdict, Error> {
+    let keys = redis.keys();
+    let mut values = redis
+        .batch_all(vec![
+            Cmd::exists(keys.revocations_complete()),
+            Cmd::exists(keys.revoked_token(&caller.token_id)),
+            Cmd::get(keys.revoked_before(caller.user_id)),
+        ])
+        .await?
+        .into_iter();
+    let mut next = || values.next().unwrap_or(redis::Value::Nil);
+    let parse_error = |error: redis::ParsingError| Error::RedisUnavailable(error.to_string());
+    let complete: bool = redis::from_redis_value(next()).map_err(parse_error)?;
+    let revoked: bool = redis::from_redis_value(next()).map_err(parse_error)?;
+    let revoked_before: Option<i64> = redis::from_redis_value(next()).map_err(parse_error)?;
+    Ok(
+        if revoked || revoked_by_disabling(revoked_before, caller.issued_at) {
+            RedisVerdict::Revoked
+        } else if complete {
+            RedisVerdict::NotRevoked
+        } else {
+            RedisVerdict::Unknown
+        },
+    )
+}
+
+/// Whether PostgreSQL records `caller`'s token as revoked, or its user as
+/// disabled now or since the token was issued. A user without a row (an
+/// external issuer's) can only be revoked by logout.
+pub async fn revoked_in_postgres(pool: &PgPool, caller: &Caller) -> Result<bool, Error> {
+    let query = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM login_history WHERE token_id = $1)
+             OR EXISTS (SELECT 1 FROM users WHERE id = $2
+                          AND (disabled OR ceil(extract(epoch FROM disabled_at)) >= $3))",
+    )
+    .bind(&caller.token_id)
+    .bind(caller.user_id)
+    .bind(caller.issued_at as f64)
+    .fetch_one(pool);
+    match tokio::time::timeout(POSTGRES_CHECK_TIMEOUT, query).await {
+        Ok(Ok(revoked)) => Ok(revoked),
+        Ok(Err(error)) => Err(Error::RevocationUnknown(error.to_string())),
+        Err(_) => Err(Error::RevocationUnknown(format!(
+            "PostgreSQL gave no answer within {} ms",
+            POSTGRES_CHECK_TIMEOUT.as_millis()
+        ))),
+    }
+}
+
+/// The check every authorised call makes after verifying a token.
+#[derive(Clone)]
+pub struct RevocationCheck {
+    redis: Redis,
+    pool: PgPool,
+}
+
+impl RevocationCheck {
+    pub fn new(redis: Redis, pool: PgPool) -> Self {
+        Self { redis, pool }
+    }
+
+    /// Refuses `caller` if its token was revoked: asks Redis, and PostgreSQL
+    /// when Redis is down or cannot vouch; `RevocationUnknown` (unavailable)
+    /// when neither can answer.
+    pub async fn ensure_not_revoked(&self, caller: &Caller) -> Result<(), Error> {
+        let revoked = match check_in_redis(&self.redis, caller).await {
+            Ok(RedisVerdict::Revoked) => true,
+            Ok(RedisVerdict::NotRevoked) => false,
+            Ok(RedisVerdict::Unknown) => revoked_in_postgres(&self.pool, caller).await?,
+            Err(error) => {
+                tracing::warn!(%error, "revocation checked in PostgreSQL: Redis is unavailable");
+                revoked_in_postgres(&self.pool, caller).await?
+            }
+        };
+        if revoked {
+            Err(Error::InvalidToken("token revoked".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabling_ends_the_tokens_issued_before_it_and_in_its_second() {
+        assert!(revoked_by_disabling(Some(100), 99));
+        assert!(revoked_by_disabling(Some(100), 100));
+        assert!(!revoked_by_disabling(Some(100), 101));
+        assert!(!revoked_by_disabling(None, 100));
+    }
+}
