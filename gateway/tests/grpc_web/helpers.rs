@@ -21,6 +21,11 @@ struct ConfigOnly {
     config: GatewayConfig,
 }
 
+/// The gateway's configuration from these flags (and its defaults).
+pub fn gateway_config(flags: &[&str]) -> GatewayConfig {
+    ConfigOnly::parse_from(std::iter::once("gateway").chain(flags.iter().copied())).config
+}
+
 pub struct Gateway {
     pub address: SocketAddr,
     pub metrics: SocketAddr,

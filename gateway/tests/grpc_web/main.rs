@@ -11,3 +11,4 @@ mod edge;
 mod forwarding;
 mod helpers;
 mod operations;
+mod startup;

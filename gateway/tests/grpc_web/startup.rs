@@ -1,0 +1,39 @@
+//! What the gateway refuses at start: it verifies tokens itself (for the
+//! per-user ping limit), so outside development it must have the key.
+
+use gateway::startup::Application;
+
+use crate::helpers::gateway_config;
+
+const LOCAL: [&str; 2] = ["--listen-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0"];
+
+async fn refusal(flags: &[&str]) -> String {
+    let flags: Vec<&str> = LOCAL.iter().copied().chain(flags.iter().copied()).collect();
+    match Application::build(gateway_config(&flags)).await {
+        Ok(_) => panic!("the gateway started with {flags:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_production_gateway_without_its_verifying_key_refuses_to_start() {
+    let error = refusal(&["--environment=production"]).await;
+    assert!(error.contains("PRESENCE_JWT_SECRET"), "{error}");
+
+    // The production overlay's set-up with the key file not mounted.
+    let error = refusal(&[
+        "--environment=production",
+        "--jwt-algorithm=EdDSA",
+        "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
+    ])
+    .await;
+    assert!(error.contains("PRESENCE_JWT_PUBLIC_KEY_FILE"), "{error}");
+}
+
+#[tokio::test]
+async fn a_development_gateway_starts_with_the_development_secret() {
+    // Development keeps working out of the box (make run), with the same
+    // built-in secret as the services, so the per-user limit still applies.
+    let flags: Vec<&str> = LOCAL.to_vec();
+    assert!(Application::build(gateway_config(&flags)).await.is_ok());
+}
