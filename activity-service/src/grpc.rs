@@ -2,6 +2,7 @@
 //! authenticates, parses its request into domain values, calls the store, and
 //! lets `ActivityError` choose the status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use presence_core::auth::authenticate;
@@ -14,6 +15,7 @@ use presence_core::proto::activity::{
 use presence_core::settings::ThresholdWatch;
 use presence_core::timestamp;
 use presence_core::token::{Caller, Role, TokenIssuer, TokenVerifier};
+use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -29,6 +31,10 @@ const MAX_USER_AGENT_CHARS: usize = 512;
 /// How long a logout row is retried while PostgreSQL is unreachable: the
 /// logout itself already took effect in Redis; the row must not be lost.
 const LOGOUT_ROW_RETRY_FOR: Duration = Duration::from_secs(120);
+/// Logout rows retried at once while PostgreSQL is unreachable (a few
+/// hundred bytes each); beyond, a row is given up at once, with an error in
+/// the log (its logout already took effect in Redis).
+pub const MAX_PENDING_LOGOUT_ROWS: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ActivityHandler {
@@ -41,6 +47,8 @@ pub struct ActivityHandler {
     pub throttle: LoginThrottle,
     pub password_checks: PasswordChecks,
     pub trusted_proxies: TrustedProxies,
+    /// Places for logout rows being retried (`MAX_PENDING_LOGOUT_ROWS`).
+    pub pending_logout_rows: Arc<Semaphore>,
 }
 
 /// What checking a username and password found.
@@ -258,8 +266,13 @@ impl ActivityHandler {
         {
             return;
         }
+        let Ok(place) = self.pending_logout_rows.clone().try_acquire_owned() else {
+            tracing::error!(user_id = %caller.user_id, at, "too many logout rows waiting for PostgreSQL; this one is given up");
+            return;
+        };
         let accounts = self.accounts.clone();
         tokio::spawn(async move {
+            let _place = place;
             let user_id = caller.user_id;
             let deadline = tokio::time::Instant::now() + LOGOUT_ROW_RETRY_FOR;
             let mut delay = Duration::from_millis(250);

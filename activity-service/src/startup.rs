@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
@@ -14,11 +15,12 @@ use presence_core::settings::ThresholdWatch;
 use presence_core::{db, serving};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tonic::transport::Server;
 
 use crate::config::ActivityConfig;
 use crate::error::ActivityError;
-use crate::grpc::ActivityHandler;
+use crate::grpc::{ActivityHandler, MAX_PENDING_LOGOUT_ROWS};
 use crate::retention::Purge;
 use crate::revocations::RevocationKeeper;
 use crate::store::{Accounts, ActivityStore};
@@ -79,6 +81,7 @@ impl Application {
             throttle,
             password_checks: config.password_checks(),
             trusted_proxies: config.trusted_proxies.clone(),
+            pending_logout_rows: Arc::new(Semaphore::new(MAX_PENDING_LOGOUT_ROWS)),
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
