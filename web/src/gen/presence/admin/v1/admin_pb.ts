@@ -474,7 +474,11 @@ export const AdminService: GenService<{
    * `snapshot` set), then one `snapshot_complete` marker, then every change as
    * it happens: a user coming online, going offline (at logout at once; at
    * expiry within two seconds of crossing the threshold). A watcher that falls
-   * behind receives `resync` followed by a fresh snapshot.
+   * behind receives `resync` followed by a fresh snapshot. The stream ends with
+   * UNAUTHENTICATED at its token's expiry and within seconds of its revocation,
+   * with UNAVAILABLE when the server stops or the client read nothing for ten
+   * seconds (reconnect); RESOURCE_EXHAUSTED when this admin or this server has
+   * as many streams open as allowed.
    *
    * @generated from rpc presence.admin.v1.AdminService.WatchUserStatuses
    */
