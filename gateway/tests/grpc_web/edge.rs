@@ -7,7 +7,9 @@ use presence_core::proto::activity::{LoginRequest, PingRequest, RecordActivityRe
 use presence_core::proto::admin::BatchGetUserStatusesRequest;
 use presence_core::token::Role;
 
-use crate::helpers::{BINARY, SOON, call, grpc_status, http, spawn_gateway, spawn_gateway_to};
+use crate::helpers::{
+    BINARY, SOON, call, check_health, grpc_status, http, spawn_gateway, spawn_gateway_to,
+};
 use crate::stack::spawn_stack;
 
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
@@ -248,15 +250,7 @@ async fn an_absurd_grpc_timeout_is_refused_cleanly_and_the_gateway_keeps_serving
         SOON,
     )
     .await;
-    let afterwards = call(
-        &gateway,
-        "/grpc.health.v1.Health/Check",
-        None,
-        &HealthCheckRequest {
-            service: String::new(),
-        },
-    )
-    .await;
+    let afterwards = check_health(&gateway).await;
 
     assert_eq!(grpc_status(&longest), 0);
     assert_eq!(grpc_status(&afterwards), 0, "the gateway still serves");

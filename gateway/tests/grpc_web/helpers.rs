@@ -298,6 +298,20 @@ pub const TEXT: &str = "application/grpc-web-text";
 pub const SOON: Duration = Duration::from_secs(10);
 
 /// POSTs one binary gRPC-Web call.
+/// The gateway's own health, asked as a browser would (gRPC-Web `Check`).
+pub async fn check_health(gateway: &Gateway) -> HttpResponse {
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    call(gateway, "/grpc.health.v1.Health/Check", None, &request).await
+}
+
+/// The gateway's `/metrics` page, as text.
+pub async fn metrics_text(gateway: &Gateway) -> String {
+    let metrics = http(gateway.metrics, "GET", "/metrics", &[], b"", SOON).await;
+    String::from_utf8(metrics.body).expect("the exposition is text")
+}
+
 pub async fn call(
     gateway: &Gateway,
     path: &str,

@@ -14,8 +14,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, call, frame, grpc_status, http, parse_response, shows_online,
-    spawn_gateway, spawn_gateway_to,
+    BINARY, GrpcWebAnswer, SOON, call, check_health, frame, grpc_status, http, metrics_text,
+    parse_response, shows_online, spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{connect, spawn_stack};
 
@@ -73,15 +73,7 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
 
-    let answer = call(
-        &gateway,
-        "/grpc.health.v1.Health/Check",
-        None,
-        &HealthCheckRequest {
-            service: String::new(),
-        },
-    )
-    .await;
+    let answer = check_health(&gateway).await;
 
     assert_eq!(grpc_status(&answer), 0);
     let message = &GrpcWebAnswer::parse(&answer.body).messages[0];
@@ -123,8 +115,7 @@ async fn metrics_count_calls_by_method_and_status(pool: sqlx::PgPool) {
     )
     .await;
 
-    let metrics = http(gateway.metrics, "GET", "/metrics", &[], b"", SOON).await;
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = metrics_text(&gateway).await;
 
     assert!(
         text.contains(r#"presence_gateway_requests_total{method="/presence.activity.v1.ActivityService/Ping",code="UNAUTHENTICATED"} 1"#),
@@ -309,8 +300,7 @@ async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sql
     )
     .await;
 
-    let metrics = http(gateway.metrics, "GET", "/metrics", &[], b"", SOON).await;
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = metrics_text(&gateway).await;
     let samples = parse_exposition(&text);
 
     assert!(!text.contains("made-up"), "no made-up path is a label");
