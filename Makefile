@@ -1,12 +1,12 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test lint test-rust test-web test-k8s test-e2e stop-local
+.PHONY: run test lint test-rust test-web test-k8s test-containers test-e2e stop-local
 
 run:
 	./deploy/local/run.sh
 
 # Every check and test, cheapest first. Needs only Rust, Node and Debian's
 # packages (PostgreSQL, Redis and Chromium are installed and started if missing).
-test: lint test-rust test-web test-k8s test-e2e
+test: lint test-rust test-web test-k8s test-containers test-e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -25,6 +25,11 @@ test-web:
 # The Kubernetes manifests: rendered, schema-validated and policy-checked offline.
 test-k8s:
 	bash deploy/check-k8s.sh
+
+# The images built from deploy/docker/Dockerfile and the rendered overlays run with podman on
+# this host, checked from outside (needs root; installs podman and mmdebstrap if missing).
+test-containers:
+	./deploy/containers/run-test.sh
 
 # The browser end to end, in headless Chromium against the whole stack.
 test-e2e:
