@@ -54,7 +54,12 @@ missing=()
 for tool in podman:podman runc:runc mmdebstrap:mmdebstrap newuidmap:uidmap slirp4netns:slirp4netns openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
 done
-python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+# kube-play.py needs PyYAML: the first python3 on PATH if it has it, else Debian's with python3-yaml.
+python=python3
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  python=/usr/bin/python3
+  /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3 python3-yaml)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]} from Debian's packages"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
@@ -181,7 +186,7 @@ run_overlay() {
     fi
   )
   kubectl kustomize "$kube" > "$out/rendered.yaml"
-  python3 "$here/kube-play.py" "$out/rendered.yaml" "$out"
+  "$python" "$here/kube-play.py" "$out/rendered.yaml" "$out"
   # shellcheck source=/dev/null # written by kube-play.py
   . "$out/facts.sh"
   rm -rf "$secrets_dir"
