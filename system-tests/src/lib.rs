@@ -5,6 +5,7 @@
 //! user would notice.
 //!
 //! - `binaries`: where cargo put the services' executables.
+//! - `goaway`: an idle HTTP/2 connection, to see how a server ends it.
 //! - `process`: a child process with its log file, its health, signals, RSS.
 //! - `postgres`: a throwaway PostgreSQL cluster the tests may stop and start.
 //! - `proxy`: a TCP proxy that adds latency, holds traffic (a blackhole), and
@@ -16,6 +17,7 @@
 //! - `watcher`: an admin's live status stream, reconnecting as the web app does.
 
 pub mod binaries;
+pub mod goaway;
 pub mod grpc_web;
 pub mod load;
 pub mod postgres;

@@ -110,6 +110,20 @@ impl Process {
         rss_kib(self.pid()).unwrap_or_else(|| panic!("{} has no VmRSS (exited?)", self.name))
     }
 
+    /// Waits until its log has a line containing `text`, at most `within`.
+    pub async fn wait_for_log(&self, text: &str, within: Duration) {
+        crate::eventually(
+            within,
+            &format!("{} to log {text:?}", self.name),
+            || async {
+                std::fs::read_to_string(&self.log)
+                    .is_ok_and(|log| log.contains(text))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The last `lines` lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

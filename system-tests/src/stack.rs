@@ -259,14 +259,26 @@ impl Stack {
     /// the Service, SIGTERM, a clean exit (in-flight calls finished), then a
     /// new replica serving and in the Service.
     pub async fn roll_activity(&mut self, index: usize) {
-        let address = self.activity[index].address;
-        self.activity_service.remove_backend(address);
+        self.retire_activity(index);
+        self.replace_activity(index).await;
+    }
+
+    /// Takes activity replica `index` out of the Service and sends it SIGTERM.
+    pub fn retire_activity(&self, index: usize) {
+        self.activity_service
+            .remove_backend(self.activity[index].address);
         self.activity[index].terminate();
-        let exit = self.activity[index].wait_for_exit(EXIT_WITHIN).await;
+    }
+
+    /// Waits for retired activity replica `index` to exit cleanly, then puts
+    /// a new one serving in its place and in the Service.
+    pub async fn replace_activity(&mut self, index: usize) {
+        let retired = &mut self.activity[index];
+        let exit = retired.wait_for_exit(EXIT_WITHIN).await;
         assert!(
             exit.success(),
             "{} exited with {exit} after SIGTERM",
-            self.activity[index].name
+            retired.name
         );
         let replica = self.spawn_activity().await;
         self.activity_service.add_backend(replica.address);
@@ -275,14 +287,24 @@ impl Stack {
 
     /// `roll_activity`, for admin replica `index`.
     pub async fn roll_admin(&mut self, index: usize) {
-        let address = self.admin[index].address;
-        self.admin_service.remove_backend(address);
+        self.retire_admin(index);
+        self.replace_admin(index).await;
+    }
+
+    /// `retire_activity`, for admin replica `index`.
+    pub fn retire_admin(&self, index: usize) {
+        self.admin_service.remove_backend(self.admin[index].address);
         self.admin[index].terminate();
-        let exit = self.admin[index].wait_for_exit(EXIT_WITHIN).await;
+    }
+
+    /// `replace_activity`, for admin replica `index`.
+    pub async fn replace_admin(&mut self, index: usize) {
+        let retired = &mut self.admin[index];
+        let exit = retired.wait_for_exit(EXIT_WITHIN).await;
         assert!(
             exit.success(),
             "{} exited with {exit} after SIGTERM",
-            self.admin[index].name
+            retired.name
         );
         let replica = self.spawn_admin().await;
         self.admin_service.add_backend(replica.address);
