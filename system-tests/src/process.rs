@@ -1,8 +1,9 @@
 //! A service run as a child process, as an operator runs it: configured by
 //! environment variables only (nothing inherited from the test's own
-//! environment but `PATH`), its output in a log file the tests print when they
-//! fail, stopped by signals (SIGTERM as Kubernetes sends it, SIGKILL as a
-//! crash or the OOM killer), and watched through its gRPC health and its RSS.
+//! environment but `PATH`; `NO_COLOR` keeps its log plain), its output in a
+//! log file the tests print when they fail, stopped by signals (SIGTERM as
+//! Kubernetes sends it, SIGKILL as a crash or the OOM killer), and watched
+//! through its gRPC health and its RSS.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ impl Process {
         let child = Command::new(binaries::path(binary))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // Plain text in the log files.
+            .env("NO_COLOR", "1")
             .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(output)
