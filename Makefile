@@ -14,8 +14,10 @@ lint:
 	./deploy/local/cargo-deny.sh
 
 # The Rust tests against real PostgreSQL and Redis (sqlx::test makes a
-# database per test on TEST_DATABASE_URL's server).
+# database per test on TEST_DATABASE_URL's server). The system tests
+# (system-tests/) run the services' binaries, built first.
 test-rust:
+	cargo build --workspace --bins
 	eval "$$(./deploy/local/services.sh)" && DATABASE_URL=$$TEST_DATABASE_URL cargo test --workspace
 
 # The web app: generated client up to date, lint, unit tests, build.

@@ -123,9 +123,9 @@ impl Application {
         let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "admin-service listening");
         let cut = CancellationToken::new();
-        // Dropped with this function, so the connections left are cut even if
-        // the server future is abandoned.
-        let _cut_on_return = cut.clone();
+        // Cancels when dropped with this function, so the connections left
+        // are cut even if the server future is abandoned.
+        let _cut_on_return = cut.clone().drop_guard();
         let incoming = connections::severable(serving::incoming(self.listener), cut.clone());
         let (begin_drain, drain_begun) = oneshot::channel::<()>();
         let server = Server::builder()
@@ -150,7 +150,7 @@ impl Application {
                     Ok(served) => served,
                     Err(_) => {
                         tracing::warn!("drain deadline reached; closing the connections still open");
-                        // cut.cancel();
+                        cut.cancel();
                         tokio::time::timeout(CLOSE_WITHIN, &mut server)
                             .await
                             .unwrap_or(Ok(()))

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
@@ -517,7 +517,11 @@ impl Forwarder {
 
 /// A response body that ends early with trailers: DEADLINE_EXCEEDED at the
 /// client's deadline, or UNAVAILABLE when the gateway's drain is over (the
-/// browser then reconnects, to another replica).
+/// browser then reconnects, to another replica). An upstream that fails
+/// mid-answer (its connection died with its process) ends it with trailers
+/// too, carrying the failure's status: HTTP/1.1 has no stream reset, so a
+/// browser would otherwise see only a broken connection, not a status it
+/// can act on.
 struct DeadlineBody<B: http_body::Body> {
     inner: B,
     map_error: fn(B::Error) -> Status,
@@ -547,11 +551,12 @@ impl<B: http_body::Body> DeadlineBody<B> {
         }
     }
 
-    fn end(&mut self, code: Code, message: &'static str) -> http_body::Frame<bytes::Bytes> {
+    fn end(&mut self, status: &Status) -> http_body::Frame<bytes::Bytes> {
         self.expired = true;
         let mut trailers = http::HeaderMap::new();
-        trailers.insert(Status::GRPC_STATUS, HeaderValue::from(code as i32));
-        trailers.insert(Status::GRPC_MESSAGE, HeaderValue::from_static(message));
+        if status.add_header(&mut trailers).is_err() {
+            trailers.insert(Status::GRPC_STATUS, HeaderValue::from(status.code() as i32));
+        }
         http_body::Frame::trailers(trailers)
     }
 }
@@ -573,17 +578,26 @@ where
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            let trailers = self.end(Code::DeadlineExceeded, "deadline exceeded");
+            let trailers = self.end(&Status::deadline_exceeded("deadline exceeded"));
             return Poll::Ready(Some(Ok(trailers)));
         }
         if let Some(drain_over) = self.drain_over.as_mut()
             && drain_over.as_mut().poll(cx).is_ready()
         {
-            let trailers = self.end(Code::Unavailable, "the gateway is shutting down; reconnect");
+            let trailers = self.end(&Status::unavailable(
+                "the gateway is shutting down; reconnect",
+            ));
             return Poll::Ready(Some(Ok(trailers)));
         }
-        let map_error = self.map_error;
-        Pin::new(&mut self.inner).poll_frame(cx).map_err(map_error)
+        match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Err(error)) => {
+                let status = (self.map_error)(error);
+                tracing::warn!(code = ?status.code(), "the upstream failed mid-answer; ending it with a status");
+                Poll::Ready(Some(Ok(self.end(&status))))
+            }
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {

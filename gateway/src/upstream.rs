@@ -4,7 +4,11 @@
 //! that task directly: no request queue, no task per call in between (the
 //! hops a general-purpose client adds cost a ping through the gateway about a
 //! quarter of its CPU; see docs/benchmarks.md). A connection that died is
-//! re-opened by the next call that needs it, within the connect timeout.
+//! re-opened by the next call that needs it, within the connect timeout. A
+//! call the upstream provably never processed (it went away before the
+//! call's stream, as a replica that is stopping does, or refused the stream)
+//! is sent once more, on the next connection; any other failure is the
+//! caller's, since the call may have taken effect.
 //!
 //! Request bodies are read whole (they are bounded by the edge's size limit)
 //! and sent in one frame: every method of the contract takes a single
@@ -152,9 +156,40 @@ impl Upstream {
             head.headers.remove(name);
         }
 
+        // Copied before the first attempt, which consumes the request: a
+        // call the upstream provably never processed is sent once more.
+        let again = copy_head(&head);
+        let answer = match self.send(Request::from_parts(head, ()), body.clone()).await {
+            Ok(answer) => answer,
+            Err(Failure {
+                error,
+                unprocessed: true,
+            }) => {
+                tracing::debug!(address = %self.inner.address, %error, "the upstream did not process the call; sending it again");
+                self.send(again, body)
+                    .await
+                    .map_err(|failure| failure.error)?
+            }
+            Err(Failure { error, .. }) => return Err(error),
+        };
+        Ok(answer.map(|receive| UpstreamBody {
+            receive,
+            data_done: false,
+            finished: false,
+        }))
+    }
+
+    /// One attempt of a call on the next connection: the request sent and
+    /// its answer's head awaited.
+    async fn send(
+        &self,
+        request: Request<()>,
+        body: Bytes,
+    ) -> Result<Response<h2::RecvStream>, Failure> {
         let connection = self.pick();
-        // A connection found dead before the request leaves is re-opened;
-        // once it left, nothing is retried (the call may have taken effect).
+        // A connection found dead before the request leaves is re-opened.
+        // Once it left, it is sent again only if the upstream provably did
+        // not process it (`Failure::unprocessed`): it may have taken effect.
         let open = connection
             .sender
             .lock()
@@ -163,23 +198,32 @@ impl Upstream {
         let mut sender = match open {
             Some(sender) => match sender.ready().await {
                 Ok(sender) => sender,
-                Err(_) => Box::pin(self.reopen(connection)).await?,
+                Err(_) => Box::pin(self.reopen(connection))
+                    .await
+                    .map_err(Failure::processed)?,
             },
-            None => Box::pin(self.reopen(connection)).await?,
+            None => Box::pin(self.reopen(connection))
+                .await
+                .map_err(Failure::processed)?,
         };
-        // `ready` checked what `send_request` checks: this does not fail
-        // for a connection that was just found alive.
+        // Refused before anything was sent (the connection went away
+        // since `ready`): nothing reached the upstream.
         let (answer, mut stream) =
-            sender.send_request(Request::from_parts(head, ()), body.is_empty())?;
+            sender
+                .send_request(request, body.is_empty())
+                .map_err(|error| Failure {
+                    error: error.into(),
+                    unprocessed: true,
+                })?;
         if !body.is_empty() {
-            stream.send_data(body, true)?;
+            stream
+                .send_data(body, true)
+                .map_err(|error| Failure::processed(error.into()))?;
         }
-        let answer = answer.await?;
-        Ok(answer.map(|receive| UpstreamBody {
-            receive,
-            data_done: false,
-            finished: false,
-        }))
+        answer.await.map_err(|error| Failure {
+            unprocessed: never_processed(&error),
+            error: error.into(),
+        })
     }
 
     /// Whether the upstream accepts a request for `path` with `headers` (as
@@ -263,6 +307,44 @@ impl Upstream {
         });
         Ok(sender)
     }
+}
+
+/// A failed attempt at a call, and whether the upstream provably never
+/// processed it (then it is safe to send again).
+struct Failure {
+    error: GatewayError,
+    unprocessed: bool,
+}
+
+impl Failure {
+    /// A failure after which the call may have taken effect.
+    fn processed(error: GatewayError) -> Self {
+        Self {
+            error,
+            unprocessed: false,
+        }
+    }
+}
+
+/// Whether the upstream's answer to a stream proves it never processed it:
+/// a GOAWAY that named a last stream below this one (`h2` fails exactly
+/// those streams with the peer's GOAWAY; streams it had taken finish, or end
+/// with another error if the connection dies), or the stream refused with
+/// REFUSED_STREAM, which means "not processed" (RFC 9113, section 8.7).
+fn never_processed(error: &h2::Error) -> bool {
+    error.is_remote()
+        && (error.is_go_away()
+            || (error.is_reset() && error.reason() == Some(h2::Reason::REFUSED_STREAM)))
+}
+
+/// The request line and headers of `head`, for sending the call again.
+fn copy_head(head: &http::request::Parts) -> Request<()> {
+    let mut request = Request::new(());
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request
 }
 
 /// A request body, read whole; refused beyond `limit` bytes.
@@ -514,6 +596,150 @@ mod tests {
                 Err(error) => prop_assert!(false, "{error}"),
             }
         }
+    }
+
+    /// The number of requests `serve` has received, and its address.
+    struct TestUpstream {
+        url: String,
+        requests: Arc<AtomicUsize>,
+    }
+
+    /// How a test upstream serves one connection, counting the requests it takes.
+    type Serve = fn(TcpStream, Arc<AtomicUsize>) -> futures::future::BoxFuture<'static, ()>;
+
+    /// An upstream whose connections are served, in turn, by `servers`
+    /// (the last one for every connection after).
+    async fn test_upstream(servers: Vec<Serve>) -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            let mut turn = 0;
+            while let Ok((socket, _)) = listener.accept().await {
+                let server = &servers[turn.min(servers.len() - 1)];
+                turn += 1;
+                tokio::spawn(server(socket, counted.clone()));
+            }
+        });
+        TestUpstream { url, requests }
+    }
+
+    /// Answers every request with an empty OK gRPC answer.
+    async fn answer_ok(socket: TcpStream, requests: Arc<AtomicUsize>) {
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        while let Some(Ok((_, mut respond))) = connection.accept().await {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let head = Response::builder().status(200).body(()).unwrap();
+            let mut answer = respond.send_response(head, false).unwrap();
+            answer.send_trailers(status_trailers(0)).unwrap();
+        }
+    }
+
+    /// Reads the client's frames until a request's HEADERS arrive, then says
+    /// GOAWAY with 0 as the last stream processed (so that request was not),
+    /// as a server that is going away before it took the call.
+    async fn go_away_before_the_request(mut socket: TcpStream, _: Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const PREFACE: usize = 24;
+        const HEADERS: u8 = 0x1;
+        let mut read = Vec::new();
+        let mut buffer = [0u8; 4096];
+        'frames: loop {
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the client closed before sending a request");
+            read.extend_from_slice(&buffer[..n]);
+            let mut at = PREFACE;
+            while read.len() >= at + 9 {
+                let length = u32::from_be_bytes([0, read[at], read[at + 1], read[at + 2]]) as usize;
+                if read[at + 3] == HEADERS {
+                    break 'frames;
+                }
+                at += 9 + length;
+            }
+        }
+        let settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        let go_away = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        socket.write_all(&settings).await.unwrap();
+        socket.write_all(&go_away).await.unwrap();
+        // Held open until the client lets go, as a draining server would.
+        while socket.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+    }
+
+    /// Refuses the first request with REFUSED_STREAM, answers the others.
+    async fn refuse_the_first_stream(socket: TcpStream, requests: Arc<AtomicUsize>) {
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        while let Some(Ok((_, mut respond))) = connection.accept().await {
+            if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                continue;
+            }
+            let head = Response::builder().status(200).body(()).unwrap();
+            let mut answer = respond.send_response(head, false).unwrap();
+            answer.send_trailers(status_trailers(0)).unwrap();
+        }
+    }
+
+    /// Takes each request, then drops the connection without answering, as
+    /// a server that crashed mid-call.
+    async fn take_the_request_then_die(socket: TcpStream, requests: Arc<AtomicUsize>) {
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        if let Some(Ok(_)) = connection.accept().await {
+            requests.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn ping_request() -> Request<http_body_util::Full<Bytes>> {
+        Request::post("/presence.activity.v1.ActivityService/Ping")
+            .header("content-type", "application/grpc")
+            .body(http_body_util::Full::new(Bytes::from_static(&[
+                0, 0, 0, 0, 0,
+            ])))
+            .unwrap()
+    }
+
+    async fn answered(upstream: &Upstream) -> Result<HeaderMap, GatewayError> {
+        let response = upstream.call(ping_request()).await?;
+        Ok(WholeAnswer::read(response, 1024).await?.trailers)
+    }
+
+    #[tokio::test]
+    async fn a_call_sent_as_the_upstream_went_away_is_sent_again_on_a_new_connection() {
+        let test = test_upstream(vec![
+            |socket, requests| Box::pin(go_away_before_the_request(socket, requests)),
+            |socket, requests| Box::pin(answer_ok(socket, requests)),
+        ])
+        .await;
+        let upstream = Upstream::new(&test.url, 1, 1024).unwrap();
+        let trailers = answered(&upstream)
+            .await
+            .expect("answered on the new connection");
+        assert_eq!(trailers, status_trailers(0));
+        assert_eq!(test.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_sent_again() {
+        let test = test_upstream(vec![|socket, requests| {
+            Box::pin(refuse_the_first_stream(socket, requests))
+        }])
+        .await;
+        let upstream = Upstream::new(&test.url, 1, 1024).unwrap();
+        let trailers = answered(&upstream).await.expect("answered the second time");
+        assert_eq!(trailers, status_trailers(0));
+        assert_eq!(test.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_the_upstream_took_is_not_sent_again_when_it_dies() {
+        let test = test_upstream(vec![|socket, requests| {
+            Box::pin(take_the_request_then_die(socket, requests))
+        }])
+        .await;
+        let upstream = Upstream::new(&test.url, 1, 1024).unwrap();
+        let failed = answered(&upstream).await.expect_err("no answer");
+        assert_eq!(failed.status().code(), tonic::Code::Unavailable, "{failed}");
+        assert_eq!(test.requests.load(Ordering::SeqCst), 1, "sent once only");
     }
 
     #[test]

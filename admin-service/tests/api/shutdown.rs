@@ -1,6 +1,7 @@
 //! Bounded waits at the edge: a unary call is cut at the call timeout, a
 //! watcher that never reads loses its stream (and its place), and a shutdown
-//! ends within its drain deadline even while a watcher never reads.
+//! ends within its drain deadline even while a watcher never reads (its
+//! connection is closed at the deadline).
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ async fn crowd_online(stack: &mut Stack, flags: &[&str]) -> AdminProcess {
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
-async fn shutdown_completes_within_the_drain_deadline_while_a_watcher_never_reads(
+async fn shutdown_completes_within_the_drain_deadline_by_closing_a_connection_that_never_reads(
     pool: sqlx::PgPool,
 ) {
     let mut stack = spawn_stack(pool).await;
@@ -76,7 +77,7 @@ async fn shutdown_completes_within_the_drain_deadline_while_a_watcher_never_read
     let mut client = AdminServiceClient::new(connect(admin.address).await);
 
     // ...a watcher opens its stream and never reads it.
-    let _never_read = client
+    let never_read = client
         .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &stack.admin_token))
         .await
         .unwrap();
@@ -87,6 +88,22 @@ async fn shutdown_completes_within_the_drain_deadline_while_a_watcher_never_read
         .await
         .expect("the server stopped though a watcher never read its stream");
     stopped.unwrap().expect("the server stopped cleanly");
+    // Its connection was closed at the deadline: the client's stream ends
+    // broken, before the rest of the snapshot and before the UNAVAILABLE
+    // that a connection kept open would still deliver once read.
+    let mut stream = never_read.into_inner();
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => assert!(!event.snapshot_complete, "the connection stayed open"),
+                Ok(None) => panic!("the stream ended cleanly: the connection stayed open"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert_eq!(end.code(), Code::Unknown, "{end:?}");
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]

@@ -192,6 +192,53 @@ async fn text_mode_works(pool: sqlx::PgPool) {
     assert_eq!(login.role, "user");
 }
 
+/// A service that answers the first call's head and one message, then dies
+/// (its connection dropped, as when its process is killed); its URL.
+async fn service_dying_mid_answer(message: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let (_, mut respond) = connection.accept().await.unwrap().unwrap();
+        let head = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut answer = respond.send_response(head, false).unwrap();
+        answer.send_data(message.into(), false).unwrap();
+        // Driving the connection a moment sends the message; then it dies.
+        let _ = tokio::time::timeout(Duration::from_millis(200), connection.accept()).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_stream_whose_service_dies_mid_answer_ends_with_unavailable() {
+    let event = presence_core::proto::admin::UserStatusEvent {
+        snapshot_complete: true,
+        ..Default::default()
+    };
+    let dying = service_dying_mid_answer(frame(&event)).await;
+    let gateway = spawn_gateway_to(&dying, &dying, &[]).await;
+
+    let response = http(
+        gateway.address,
+        "POST",
+        WATCH,
+        &[("Content-Type", BINARY), ("X-Grpc-Web", "1")],
+        &frame(&WatchUserStatusesRequest {}),
+        SOON,
+    )
+    .await;
+
+    // What came before the end reaches the browser, then a status it can
+    // act on (the web app reconnects), not a broken connection.
+    let answer = GrpcWebAnswer::parse(&response.body);
+    assert_eq!(answer.status_events(), [event]);
+    assert_eq!(answer.trailer("grpc-status"), Some("14"), "{answer:?}");
+}
+
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
 async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
