@@ -174,13 +174,24 @@ check_tree dev deploy/k8s/overlays/dev policy "${CHECKOV_SKIPS_ALL[@]}" "${CHECK
 check_tree production deploy/k8s/overlays/production policy "${CHECKOV_SKIPS_ALL[@]}"
 
 echo "== Dockerfile (deploy/docker/Dockerfile)"
+docker_ok=1
 if "$VENV/bin/hadolint" deploy/docker/Dockerfile; then
   echo "   hadolint: ok"
-  passed=$((passed + 1))
 else
   fail "Dockerfile: hadolint found problems (above)"
-  failed=$((failed + 1))
+  docker_ok=0
 fi
+# The source build copies the workspace member by member; cargo refuses to build when one is
+# missing ("failed to load manifest"), which only an image build with a registry would show.
+members="$("$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.load(open("Cargo.toml", "rb"))["workspace"]["members"]))')"
+for member in $members; do
+  if ! grep -qx "COPY $member/ $member/" deploy/docker/Dockerfile; then
+    fail "Dockerfile: the workspace member $member is not copied into the build stage (COPY $member/ $member/)"
+    docker_ok=0
+  fi
+done
+[[ "$docker_ok" == 1 ]] && echo "   every workspace member copied into the build stage: ok ($members)"
+if [[ "$docker_ok" == 1 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 echo "k8s: $passed passed, $failed failed"
 [[ "$failed" == 0 ]]
