@@ -1,5 +1,5 @@
 //! What the gateway checks before translating gRPC-Web: the caller's origin
-//! and the request's size. Refusals are gRPC-Web answers (HTTP 200 with
+//! and the request's size. Refusals are gRPC-Web responses (HTTP 200 with
 //! `grpc-status` in the headers), so a browser client reads them like any
 //! other gRPC error rather than as a network failure.
 

@@ -17,8 +17,9 @@ use axum::extract::Request;
 use axum::response::Response;
 use tower::{Service, ServiceExt};
 
+use crate::admission::Client;
 use crate::edge::EdgeRules;
-use crate::forward::{Client, Forwarder};
+use crate::forward::Forwarder;
 use crate::grpc_web;
 
 /// Makes one [`Entrance`] per accepted connection.
@@ -59,11 +60,9 @@ impl Service<Request> for Entrance {
         if grpc_web::takes(&request, &self.entrances.forwarder, &self.entrances.rules) {
             let entrance = self.clone();
             return Box::pin(async move {
-                let Entrances {
-                    forwarder, rules, ..
-                } = &entrance.entrances;
-                let answer = grpc_web::unary(forwarder, rules, request, &entrance.client).await;
-                Ok(answer.map(Body::new))
+                let forwarder = &entrance.entrances.forwarder;
+                let response = grpc_web::unary(forwarder, request, &entrance.client).await;
+                Ok(response.map(Body::new))
             });
         }
         request.extensions_mut().insert(self.client.clone());

@@ -1,7 +1,7 @@
 //! The direct way for the calls that make up nearly all of the gateway's
 //! traffic: binary gRPC-Web, unary, from the gateway's own origin (every
 //! ping of every open tab). The request's bytes are already gRPC frames, so
-//! they go upstream as they came; the answer is read whole and written back
+//! they go upstream as they came; the response is read whole and written back
 //! in one piece, its trailers framed into the body as gRPC-Web wants.
 //!
 //! Everything else takes the general way (`startup`): text mode, server
@@ -13,24 +13,24 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::Full;
 use tonic::Status;
 
+use crate::admission::Client;
 use crate::edge::{self, EdgeRules};
-use crate::forward::{Admission, Client, Forwarder};
+use crate::forward::{self, Forwarder};
 use crate::metrics::grpc_status;
-use crate::upstream::WholeAnswer;
+use crate::upstream::WholeResponse;
 
 const BINARY: &str = "application/grpc-web+proto";
 /// The flag byte of a gRPC-Web frame that carries trailers.
 const TRAILERS_FRAME: u8 = 0x80;
-/// The largest answer of the gateway's own health service.
-const MAX_HEALTH_ANSWER_BYTES: usize = 64 * 1024;
 
-/// Whether `request` takes the direct way.
+/// Whether `request` takes the direct way. A request that declares a body
+/// over the size limit does not: the edge guard refuses it on the general way.
 pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
     let headers = request.headers();
     let binary = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value == "application/grpc-web" || value == BINARY);
-    // A client that asks for text answers gets them the general way.
+    // A client that asks for text responses gets them the general way.
     let wants_text = headers
         .get(header::ACCEPT)
         .is_some_and(|value| value.as_bytes().windows(13).any(|w| w == b"grpc-web-text"));
@@ -39,12 +39,12 @@ pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) 
         && request.method() == Method::POST
         && !forwarder.is_streaming(request.uri().path())
         && rules.same_origin(headers, request.uri())
+        && !rules.declares_too_large(headers)
 }
 
-/// Forwards one binary unary gRPC-Web call and answers it in gRPC-Web.
+/// Forwards one binary unary gRPC-Web call and responds in gRPC-Web.
 pub async fn unary<B>(
     forwarder: &Forwarder,
-    rules: &EdgeRules,
     request: Request<B>,
     client: &Client,
 ) -> Response<Full<Bytes>>
@@ -52,32 +52,17 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if rules.declares_too_large(request.headers()) {
-        return trailers_only(Status::resource_exhausted("request too large"));
-    }
     let (mut head, body) = request.into_parts();
     let path = head.uri.path().to_owned();
     let admitted = match forwarder.admit(&path, &mut head.headers, client) {
-        Admission::Forward(admitted) => admitted,
-        Admission::Refused(status) => return trailers_only(status),
-        Admission::Health { record, .. } => {
-            let answer = Box::pin(health(forwarder, head, body)).await;
-            let code = match &answer {
-                Ok(answer) => answer_code(answer),
-                Err(status) => status.code() as i32,
-            };
-            record.finish(code);
-            return match answer {
-                Ok(answer) => encode(answer),
-                Err(status) => trailers_only(status),
-            };
-        }
+        Ok(admitted) => admitted,
+        Err(status) => return trailers_only(status),
     };
     as_grpc(&mut head.headers);
-    match admitted.exchange(Request::from_parts(head, body)).await {
-        Ok((answer, record)) => {
-            record.finish(answer_code(&answer));
-            encode(answer)
+    match forward::exchange(admitted, Request::from_parts(head, body)).await {
+        Ok((response, record)) => {
+            record.finish(response_code(&response));
+            encode(response)
         }
         Err(status) => trailers_only(status),
     }
@@ -92,39 +77,21 @@ fn as_grpc(headers: &mut HeaderMap) {
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
-/// Asks the gateway's own health service.
-async fn health<B>(
-    forwarder: &Forwarder,
-    mut head: http::request::Parts,
-    body: B,
-) -> Result<WholeAnswer, Status>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    as_grpc(&mut head.headers);
-    let request = Request::from_parts(head, tonic::body::Body::new(body));
-    let response = forwarder.ask_health(request).await?;
-    WholeAnswer::read(response, MAX_HEALTH_ANSWER_BYTES)
-        .await
-        .map_err(|error| error.status())
-}
-
-/// The status an answer ends with: in its trailers, or in its headers when
+/// The status a response ends with: in its trailers, or in its headers when
 /// it has no body.
-fn answer_code(answer: &WholeAnswer) -> i32 {
-    grpc_status(&answer.trailers)
-        .or_else(|| grpc_status(&answer.head.headers))
+fn response_code(response: &WholeResponse) -> i32 {
+    grpc_status(&response.trailers)
+        .or_else(|| grpc_status(&response.head.headers))
         .unwrap_or(tonic::Code::Unknown as i32)
 }
 
-/// The gRPC answer in gRPC-Web: the messages, then the trailers as a frame.
-fn encode(answer: WholeAnswer) -> Response<Full<Bytes>> {
-    let WholeAnswer {
+/// The gRPC response in gRPC-Web: the messages, then the trailers as a frame.
+fn encode(response: WholeResponse) -> Response<Full<Bytes>> {
+    let WholeResponse {
         mut head,
         messages,
         trailers,
-    } = answer;
+    } = response;
     let mut trailer_block = Vec::with_capacity(64);
     for (name, value) in &trailers {
         trailer_block.extend_from_slice(name.as_str().as_bytes());
@@ -145,7 +112,7 @@ fn encode(answer: WholeAnswer) -> Response<Full<Bytes>> {
     Response::from_parts(head, Full::new(body.freeze()))
 }
 
-/// An answer that is only a status, in the headers.
+/// A response that is only a status, in the headers.
 fn trailers_only(status: Status) -> Response<Full<Bytes>> {
     edge::trailers_only(status, HeaderValue::from_static(BINARY))
 }
@@ -206,7 +173,7 @@ mod tests {
             }
             let (head, ()) = Response::new(()).into_parts();
             let messages = framed(&messages);
-            let answer = WholeAnswer { head, messages: Bytes::from(messages.clone()), trailers: map };
+            let answer = WholeResponse { head, messages: Bytes::from(messages.clone()), trailers: map };
             let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
                 .unwrap()
                 .to_bytes();
@@ -221,7 +188,7 @@ mod tests {
         #[test]
         fn any_bytes_as_an_answer_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let (head, ()) = Response::new(()).into_parts();
-            let answer = WholeAnswer { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
+            let answer = WholeResponse { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
             let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
                 .unwrap()
                 .to_bytes();
@@ -234,7 +201,7 @@ mod tests {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         let (head, ()) = Response::new(()).into_parts();
-        let answer = WholeAnswer {
+        let answer = WholeResponse {
             head,
             messages: Bytes::from_static(b"\0\0\0\0\x02hi"),
             trailers,

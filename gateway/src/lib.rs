@@ -11,15 +11,20 @@
 //! - `contract`: the methods the gateway knows, from the contract's descriptors.
 //! - `grpc_timeout`: the `grpc-timeout` header, read strictly and capped.
 //! - `edge`: origin and size checks before translation.
-//! - `forward`: the generic forwarding path, allowlist, rate limits, deadlines.
+//! - `admission`: the edge rules of every call: allowlist, rate limits, deadline.
+//! - `routing`: which service a call goes to, by its service name.
+//! - `forward`: the slow path's tower service, and forwarding within the deadline.
+//! - `deadline`: a response stream ended at its deadline or the drain's end.
 //! - `upstream`: the HTTP/2 client to the services.
 //! - `rate_limit`: token buckets per user and per address.
 //! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
 //! - `static_files`: the web app with SPA fallback, compression and caching.
 //! - `error`: the gateway's errors and the gRPC status each becomes.
 
+pub mod admission;
 pub mod config;
 pub mod contract;
+pub mod deadline;
 pub mod edge;
 pub mod entrance;
 pub mod error;
@@ -28,6 +33,7 @@ pub mod grpc_timeout;
 pub mod grpc_web;
 pub mod metrics;
 pub mod rate_limit;
+pub mod routing;
 pub mod server;
 pub mod startup;
 pub mod static_files;

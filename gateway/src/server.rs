@@ -112,7 +112,7 @@ pub async fn serve<S>(
             drop(stream);
             continue;
         };
-        // Nagle off: a gRPC-Web answer is several small writes, and the last
+        // Nagle off: a gRPC-Web response is several small writes, and the last
         // must not wait for the browser's (delayed) acknowledgement.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot turn Nagle's algorithm off");
@@ -421,7 +421,7 @@ where
     }
 }
 
-/// An answer's body that keeps its request in flight until it is dropped.
+/// A response's body that keeps its request in flight until it is dropped.
 pub struct Guarded {
     body: axum::body::Body,
     _in_flight: InFlight,

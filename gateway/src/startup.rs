@@ -26,13 +26,15 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission::{CallRules, Limits};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
 use crate::entrance::Entrances;
 use crate::error::GatewayError;
-use crate::forward::{CallRules, Forwarder, Limits, Upstreams};
+use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
+use crate::routing::Upstreams;
 use crate::server::{self, ConnectionLimits};
 use crate::static_files;
 use crate::upstream::Upstream;

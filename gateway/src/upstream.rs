@@ -1,6 +1,6 @@
 //! The gateway's client to one upstream service: a few HTTP/2 connections,
 //! used in turn, spoken with `h2` directly. A call goes from the browser's
-//! connection task straight onto an upstream connection and its answer wakes
+//! connection task straight onto an upstream connection and its response wakes
 //! that task directly: no request queue, no task per call in between (the
 //! hops a general-purpose client adds cost a ping through the gateway about a
 //! quarter of its CPU; see docs/benchmarks.md). A connection that died is
@@ -128,7 +128,7 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (its body read whole first) and returns the answer
+    /// Sends `request` (its body read whole first) and returns the response
     /// once its headers arrive; the body follows as the upstream sends it.
     pub async fn call<B>(&self, request: Request<B>) -> Result<Response<UpstreamBody>, GatewayError>
     where
@@ -180,7 +180,7 @@ impl Upstream {
     }
 
     /// One attempt of a call on the next connection: the request sent and
-    /// its answer's head awaited.
+    /// its response's head awaited.
     async fn send(
         &self,
         request: Request<()>,
@@ -423,14 +423,14 @@ async fn keep_alive(ping_pong: Option<h2::PingPong>) {
     }
 }
 
-/// A unary answer read whole: its head, its framed message(s) and its trailers.
-pub struct WholeAnswer {
+/// A unary response read whole: its head, its framed message(s) and its trailers.
+pub struct WholeResponse {
     pub head: http::response::Parts,
     pub messages: Bytes,
     pub trailers: HeaderMap,
 }
 
-impl WholeAnswer {
+impl WholeResponse {
     /// Reads `response` to its end, refusing answers over `limit` bytes.
     pub async fn read<B>(response: Response<B>, limit: usize) -> Result<Self, GatewayError>
     where
@@ -442,12 +442,12 @@ impl WholeAnswer {
             read_to_end(body, limit)
                 .await
                 .map_err(|unread| match unread {
-                    Unread::OverLimit => GatewayError::BrokenAnswer {
-                        reason: format!("an answer over {limit} bytes"),
+                    Unread::OverLimit => GatewayError::BrokenResponse {
+                        reason: format!("a response over {limit} bytes"),
                     },
                     Unread::Broken(error) => match error.downcast::<h2::Error>() {
                         Ok(error) => GatewayError::Upstream(*error),
-                        Err(error) => GatewayError::BrokenAnswer {
+                        Err(error) => GatewayError::BrokenResponse {
                             reason: error.to_string(),
                         },
                     },
@@ -460,7 +460,7 @@ impl WholeAnswer {
     }
 }
 
-/// An answer's body as the upstream sends it: messages, then trailers.
+/// A response's body as the upstream sends it: messages, then trailers.
 pub struct UpstreamBody {
     receive: h2::RecvStream,
     data_done: bool,
@@ -583,13 +583,13 @@ mod tests {
         ) {
             let whole: Vec<u8> = chunks.concat();
             let response = Response::new(body_of(&chunks, Some(status_trailers(0))));
-            let answer = futures::executor::block_on(WholeAnswer::read(response, limit));
+            let answer = futures::executor::block_on(WholeResponse::read(response, limit));
             match answer {
                 Ok(answer) => {
                     prop_assert_eq!(&answer.messages[..], &whole[..]);
                     prop_assert_eq!(answer.trailers, status_trailers(0));
                 }
-                Err(GatewayError::BrokenAnswer { reason }) => {
+                Err(GatewayError::BrokenResponse { reason }) => {
                     prop_assert!(whole.len() > limit);
                     prop_assert!(reason.contains(&limit.to_string()));
                 }
@@ -625,7 +625,7 @@ mod tests {
         TestUpstream { url, requests }
     }
 
-    /// Answers every request with an empty OK gRPC answer.
+    /// Answers every request with an empty OK gRPC response.
     async fn answer_ok(socket: TcpStream, requests: Arc<AtomicUsize>) {
         let mut connection = h2::server::handshake(socket).await.unwrap();
         while let Some(Ok((_, mut respond))) = connection.accept().await {
@@ -700,7 +700,7 @@ mod tests {
 
     async fn answered(upstream: &Upstream) -> Result<HeaderMap, GatewayError> {
         let response = upstream.call(ping_request()).await?;
-        Ok(WholeAnswer::read(response, 1024).await?.trailers)
+        Ok(WholeResponse::read(response, 1024).await?.trailers)
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{BINARY, GrpcWebAnswer, HttpResponse, SOON, frame, grpc_status, http};
+use crate::helpers::{BINARY, GrpcWebResponse, HttpResponse, SOON, frame, grpc_status, http};
 
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
@@ -55,7 +55,7 @@ fn probes() -> Vec<Probe> {
     probes
 }
 
-/// The answer of one native gRPC health check over h2c, as the kubelet's gRPC probe asks it.
+/// The response of one native gRPC health check over h2c, as the kubelet's gRPC probe asks it.
 async fn health(address: SocketAddr, service: &str) -> Result<ServingStatus, String> {
     let channel = Channel::from_shared(format!("http://{address}"))
         .expect("a valid URI")
@@ -123,14 +123,14 @@ async fn browser_call(
     http(gateway, "POST", path, &headers, &frame(message), SOON).await
 }
 
-/// The one message of a successful unary answer, or a panic saying what came back.
+/// The one message of a successful unary response, or a panic saying what came back.
 fn answer<T: Message + Default>(what: &str, response: &HttpResponse) -> T {
     assert_eq!(
         (response.status, grpc_status(response)),
         (200, 0),
         "{what} through the gateway failed: {response:?}"
     );
-    let messages = GrpcWebAnswer::parse(&response.body).messages;
+    let messages = GrpcWebResponse::parse(&response.body).messages;
     T::decode(messages.first().expect("one message").as_slice()).expect("the message decodes")
 }
 

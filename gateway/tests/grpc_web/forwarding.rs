@@ -10,8 +10,8 @@ use prost::Message;
 use redis::AsyncCommands;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, shows_online, spawn_gateway,
-    spawn_gateway_to,
+    BINARY, GrpcWebResponse, SOON, TEXT, call, frame, grpc_status, http, shows_online,
+    spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{PASSWORD, spawn_stack};
 
@@ -35,13 +35,13 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
     let login = call(&gateway, LOGIN, None, &credentials("usertest1")).await;
     assert_eq!(login.status, 200);
     assert_eq!(grpc_status(&login), 0);
-    let answer = GrpcWebAnswer::parse(&login.body);
+    let answer = GrpcWebResponse::parse(&login.body);
     let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
 
     let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest {}).await;
     assert_eq!(grpc_status(&ping), 0);
     let pong =
-        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+        PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 
     let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
@@ -74,7 +74,7 @@ async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgP
 
     assert_eq!(grpc_status(&ping), 0);
     let pong =
-        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+        PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 }
 
@@ -176,7 +176,7 @@ async fn text_mode_works(pool: sqlx::PgPool) {
     .await;
 
     assert!(response.header("content-type").unwrap().starts_with(TEXT));
-    // The answer is base64 chunks, one per frame.
+    // The response is base64 chunks, one per frame.
     let text = String::from_utf8(response.body).unwrap();
     let mut decoded = Vec::new();
     for chunk in text.split_inclusive('=').filter(|chunk| !chunk.is_empty()) {
@@ -186,7 +186,7 @@ async fn text_mode_works(pool: sqlx::PgPool) {
                 .unwrap(),
         );
     }
-    let answer = GrpcWebAnswer::parse(&decoded);
+    let answer = GrpcWebResponse::parse(&decoded);
     assert_eq!(answer.trailer("grpc-status"), Some("0"));
     let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
     assert_eq!(login.role, "user");
@@ -234,7 +234,7 @@ async fn a_stream_whose_service_dies_mid_answer_ends_with_unavailable() {
 
     // What came before the end reaches the browser, then a status it can
     // act on (the web app reconnects), not a broken connection.
-    let answer = GrpcWebAnswer::parse(&response.body);
+    let answer = GrpcWebResponse::parse(&response.body);
     assert_eq!(answer.status_events(), [event]);
     assert_eq!(answer.trailer("grpc-status"), Some("14"), "{answer:?}");
 }
@@ -261,7 +261,7 @@ async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgP
     )
     .await;
 
-    let answer = GrpcWebAnswer::parse(&response.body);
+    let answer = GrpcWebResponse::parse(&response.body);
     let events = answer.status_events();
     assert!(events.len() >= 2, "{events:?}");
     assert!(events.iter().any(|event| event.snapshot_complete));

@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, call, check_health, frame, grpc_status, http, metrics_text,
+    BINARY, GrpcWebResponse, SOON, call, check_health, frame, grpc_status, http, metrics_text,
     parse_response, shows_online, spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{connect, spawn_stack};
@@ -76,7 +76,7 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     let answer = check_health(&gateway).await;
 
     assert_eq!(grpc_status(&answer), 0);
-    let message = &GrpcWebAnswer::parse(&answer.body).messages[0];
+    let message = &GrpcWebResponse::parse(&answer.body).messages[0];
     let health = tonic_health::pb::HealthCheckResponse::decode(message.as_slice()).unwrap();
     assert_eq!(health.status, ServingStatus::Serving as i32);
 
@@ -92,7 +92,7 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
         SOON,
     )
     .await;
-    let watched = GrpcWebAnswer::parse(&watched.body);
+    let watched = GrpcWebResponse::parse(&watched.body);
     let first =
         tonic_health::pb::HealthCheckResponse::decode(watched.messages[0].as_slice()).unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
@@ -193,7 +193,7 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
         .unwrap();
     let lasted = shutting_down.elapsed();
 
-    let answer = GrpcWebAnswer::parse(&parse_response(&raw).body);
+    let answer = GrpcWebResponse::parse(&parse_response(&raw).body);
     let events = answer.status_events();
     assert!(
         shows_online(&events, "usertest1"),
