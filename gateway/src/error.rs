@@ -1,6 +1,6 @@
 //! The gateway's one error type, and the one place it becomes a gRPC status.
 //! Refusals of the edge rules (allowlist, rate limits, origin, size before
-//! reading) are statuses made where they are decided (`forward`, `edge`).
+//! reading) are statuses made where they are decided (`admission`, `edge`).
 
 use tonic::{Code, Status};
 

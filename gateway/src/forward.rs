@@ -83,7 +83,7 @@ impl Forwarder {
 
     /// One call on the slow path, from its request to its response.
     async fn slow_path(self, mut request: Request<Body>) -> Response<Body> {
-        // `service` gives every request its client.
+        // `service::GatewayService` gives every request its client.
         let Some(client) = request.extensions().get::<Client>().cloned() else {
             tracing::error!("a request reached the forwarder without its client");
             return Status::internal("the gateway is misconfigured").into_http();

@@ -6,8 +6,8 @@
 //! - `config`: every setting, from the environment.
 //! - `startup`: the service stack, health and the drain.
 //! - `server`: the listeners: connection limit, header and idle deadlines.
-//! - `entrance`: what each request meets first: the direct way or the router.
-//! - `grpc_web`: the direct way for binary unary gRPC-Web (every ping).
+//! - `service`: what each request meets first: the fast path or the router.
+//! - `fast_path`: binary unary gRPC-Web from its own origin (every ping).
 //! - `contract`: the methods the gateway knows, from the contract's descriptors.
 //! - `grpc_timeout`: the `grpc-timeout` header, read strictly and capped.
 //! - `edge`: origin and size checks before translation.
@@ -26,15 +26,15 @@ pub mod config;
 pub mod contract;
 pub mod deadline;
 pub mod edge;
-pub mod entrance;
 pub mod error;
+pub mod fast_path;
 pub mod forward;
 pub mod grpc_timeout;
-pub mod grpc_web;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod startup;
 pub mod static_files;
 pub mod upstream;

@@ -373,7 +373,7 @@ impl AsyncWrite for Watched {
 }
 
 /// A connection's service, reporting when each request starts and ends (its
-/// answer's body is dropped, or the call is abandoned before it answered).
+/// response's body is dropped, or the call is abandoned before it answered).
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
@@ -407,12 +407,12 @@ where
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::start(&self.activity);
-        let answer = self
+        let call = self
             .inner
             .clone()
             .oneshot(request.map(axum::body::Body::new));
         Box::pin(async move {
-            let response = answer.await?;
+            let response = call.await?;
             Ok(response.map(|body| Guarded {
                 body,
                 _in_flight: in_flight,

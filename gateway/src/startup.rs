@@ -29,13 +29,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::admission::{CallRules, Limits};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
-use crate::entrance::Entrances;
 use crate::error::GatewayError;
 use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::routing::Upstreams;
 use crate::server::{self, ConnectionLimits};
+use crate::service::MakeGatewayService;
 use crate::static_files;
 use crate::upstream::Upstream;
 
@@ -49,7 +49,7 @@ const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
-    entrances: Entrances,
+    make_service: MakeGatewayService,
     metrics: Metrics,
     health: HealthReporter,
     connection_limits: ConnectionLimits,
@@ -183,7 +183,7 @@ impl Application {
                 edge::guard,
             ))
             .layer(cors(&config.cors_origins)?);
-        let entrances = Entrances {
+        let make_service = MakeGatewayService {
             forwarder,
             rules,
             router,
@@ -197,7 +197,7 @@ impl Application {
         Ok(Self {
             listener: bind(config.listen_addr).await?,
             metrics_listener: bind(config.metrics_addr).await?,
-            entrances,
+            make_service,
             metrics,
             health,
             connection_limits: ConnectionLimits {
@@ -260,10 +260,10 @@ impl Application {
                 .await;
             notify.notify_one();
         };
-        let entrances = self.entrances;
+        let make_service = self.make_service;
         let server = server::serve(
             self.listener,
-            move |peer| entrances.connection(peer),
+            move |peer| make_service.for_connection(peer),
             limits,
             signal,
         );
@@ -291,7 +291,7 @@ async fn follow_upstreams(health: HealthReporter, activity: Upstream, admin: Ups
     loop {
         tick.tick().await;
         let (activity_ok, admin_ok) =
-            tokio::join!(answers(activity.clone()), answers(admin.clone()));
+            tokio::join!(is_serving(activity.clone()), is_serving(admin.clone()));
         let status = if activity_ok && admin_ok {
             ServingStatus::Serving
         } else {
@@ -301,7 +301,8 @@ async fn follow_upstreams(health: HealthReporter, activity: Upstream, admin: Ups
     }
 }
 
-async fn answers(upstream: Upstream) -> bool {
+/// Whether `upstream` reports itself serving, asked within a second.
+async fn is_serving(upstream: Upstream) -> bool {
     let mut client = HealthClient::new(upstream);
     let check = client.check(HealthCheckRequest {
         service: String::new(),

@@ -159,8 +159,8 @@ impl Upstream {
         // Copied before the first attempt, which consumes the request: a
         // call the upstream provably never processed is sent once more.
         let again = copy_head(&head);
-        let answer = match self.send(Request::from_parts(head, ()), body.clone()).await {
-            Ok(answer) => answer,
+        let response = match self.send(Request::from_parts(head, ()), body.clone()).await {
+            Ok(response) => response,
             Err(Failure {
                 error,
                 unprocessed: true,
@@ -172,7 +172,7 @@ impl Upstream {
             }
             Err(Failure { error, .. }) => return Err(error),
         };
-        Ok(answer.map(|receive| UpstreamBody {
+        Ok(response.map(|receive| UpstreamBody {
             receive,
             data_done: false,
             finished: false,
@@ -208,7 +208,7 @@ impl Upstream {
         };
         // Refused before anything was sent (the connection went away
         // since `ready`): nothing reached the upstream.
-        let (answer, mut stream) =
+        let (response, mut stream) =
             sender
                 .send_request(request, body.is_empty())
                 .map_err(|error| Failure {
@@ -220,7 +220,7 @@ impl Upstream {
                 .send_data(body, true)
                 .map_err(|error| Failure::processed(error.into()))?;
         }
-        answer.await.map_err(|error| Failure {
+        response.await.map_err(|error| Failure {
             unprocessed: never_processed(&error),
             error: error.into(),
         })
@@ -281,7 +281,7 @@ impl Upstream {
         let socket = TcpStream::connect(&self.inner.address)
             .await
             .map_err(unreachable)?;
-        // Small answers must not wait for a delayed acknowledgement.
+        // Small responses must not wait for a delayed acknowledgement.
         socket.set_nodelay(true).map_err(unreachable)?;
         socket2::SockRef::from(&socket)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_EVERY))
@@ -326,7 +326,7 @@ impl Failure {
     }
 }
 
-/// Whether the upstream's answer to a stream proves it never processed it:
+/// Whether the upstream's response to a stream proves it never processed it:
 /// a GOAWAY that named a last stream below this one (`h2` fails exactly
 /// those streams with the peer's GOAWAY; streams it had taken finish, or end
 /// with another error if the connection dies), or the stream refused with
@@ -431,7 +431,7 @@ pub struct WholeResponse {
 }
 
 impl WholeResponse {
-    /// Reads `response` to its end, refusing answers over `limit` bytes.
+    /// Reads `response` to its end, refusing responses over `limit` bytes.
     pub async fn read<B>(response: Response<B>, limit: usize) -> Result<Self, GatewayError>
     where
         B: http_body::Body<Data = Bytes>,
@@ -577,17 +577,17 @@ mod tests {
         }
 
         #[test]
-        fn a_whole_answer_keeps_its_messages_and_trailers_or_names_the_limit(
+        fn a_whole_response_keeps_its_messages_and_trailers_or_names_the_limit(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
             limit in 0usize..512,
         ) {
             let whole: Vec<u8> = chunks.concat();
             let response = Response::new(body_of(&chunks, Some(status_trailers(0))));
-            let answer = futures::executor::block_on(WholeResponse::read(response, limit));
-            match answer {
-                Ok(answer) => {
-                    prop_assert_eq!(&answer.messages[..], &whole[..]);
-                    prop_assert_eq!(answer.trailers, status_trailers(0));
+            let read = futures::executor::block_on(WholeResponse::read(response, limit));
+            match read {
+                Ok(read) => {
+                    prop_assert_eq!(&read.messages[..], &whole[..]);
+                    prop_assert_eq!(read.trailers, status_trailers(0));
                 }
                 Err(GatewayError::BrokenResponse { reason }) => {
                     prop_assert!(whole.len() > limit);
@@ -631,8 +631,8 @@ mod tests {
         while let Some(Ok((_, mut respond))) = connection.accept().await {
             requests.fetch_add(1, Ordering::SeqCst);
             let head = Response::builder().status(200).body(()).unwrap();
-            let mut answer = respond.send_response(head, false).unwrap();
-            answer.send_trailers(status_trailers(0)).unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            body.send_trailers(status_trailers(0)).unwrap();
         }
     }
 
@@ -675,8 +675,8 @@ mod tests {
                 continue;
             }
             let head = Response::builder().status(200).body(()).unwrap();
-            let mut answer = respond.send_response(head, false).unwrap();
-            answer.send_trailers(status_trailers(0)).unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            body.send_trailers(status_trailers(0)).unwrap();
         }
     }
 
@@ -737,7 +737,7 @@ mod tests {
         }])
         .await;
         let upstream = Upstream::new(&test.url, 1, 1024).unwrap();
-        let failed = answered(&upstream).await.expect_err("no answer");
+        let failed = answered(&upstream).await.expect_err("no response");
         assert_eq!(failed.status().code(), tonic::Code::Unavailable, "{failed}");
         assert_eq!(test.requests.load(Ordering::SeqCst), 1, "sent once only");
     }

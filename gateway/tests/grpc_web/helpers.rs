@@ -136,7 +136,7 @@ impl HttpResponse {
     }
 }
 
-/// Sends one HTTP/1.1 request (Connection: close) and reads the whole answer,
+/// Sends one HTTP/1.1 request (Connection: close) and reads the whole response,
 /// giving up after `within`.
 pub async fn http(
     address: SocketAddr,
@@ -232,7 +232,7 @@ pub struct GrpcWebResponse {
 
 impl GrpcWebResponse {
     pub fn parse(mut body: &[u8]) -> Self {
-        let mut answer = GrpcWebResponse::default();
+        let mut parsed = GrpcWebResponse::default();
         while body.len() >= 5 {
             let flags = body[0];
             let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
@@ -241,17 +241,17 @@ impl GrpcWebResponse {
                 break;
             };
             if flags & 0x80 != 0 {
-                answer.trailers = String::from_utf8_lossy(payload)
+                parsed.trailers = String::from_utf8_lossy(payload)
                     .split("\r\n")
                     .filter_map(|line| line.split_once(':'))
                     .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
                     .collect();
             } else {
-                answer.messages.push(payload.to_vec());
+                parsed.messages.push(payload.to_vec());
             }
             body = &body[5 + length..];
         }
-        answer
+        parsed
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
@@ -283,7 +283,7 @@ pub fn shows_online(events: &[UserStatusEvent], username: &str) -> bool {
 }
 
 /// The gRPC status of a response: from the trailers, or from the headers of a
-/// trailers-only answer.
+/// trailers-only response.
 pub fn grpc_status(response: &HttpResponse) -> i32 {
     GrpcWebResponse::parse(&response.body)
         .trailer("grpc-status")

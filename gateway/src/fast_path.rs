@@ -1,12 +1,14 @@
-//! The direct way for the calls that make up nearly all of the gateway's
+//! The fast path, for the calls that make up nearly all of the gateway's
 //! traffic: binary gRPC-Web, unary, from the gateway's own origin (every
 //! ping of every open tab). The request's bytes are already gRPC frames, so
-//! they go upstream as they came; the response is read whole and written back
-//! in one piece, its trailers framed into the body as gRPC-Web wants.
+//! they go upstream as they came; the response is read whole and written
+//! back in one piece, its trailers framed into the body as gRPC-Web wants.
+//! It skips the router, CORS and tonic-web because that is measurably
+//! cheaper per ping (docs/benchmarks.md).
 //!
-//! Everything else takes the general way (`startup`): text mode, server
+//! Everything else takes the slow path (`service`): text mode, server
 //! streams and calls from other origins go through CORS, tonic-web and
-//! `forward`. Both ways apply the same edge rules (`Forwarder::admit`).
+//! `forward`. Both paths apply the same edge rules (`admission`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
@@ -23,14 +25,14 @@ const BINARY: &str = "application/grpc-web+proto";
 /// The flag byte of a gRPC-Web frame that carries trailers.
 const TRAILERS_FRAME: u8 = 0x80;
 
-/// Whether `request` takes the direct way. A request that declares a body
-/// over the size limit does not: the edge guard refuses it on the general way.
-pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
+/// Whether `request` takes the fast path. A request that declares a body
+/// over the size limit does not: the edge guard refuses it on the slow path.
+pub fn accepts<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
     let headers = request.headers();
     let binary = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value == "application/grpc-web" || value == BINARY);
-    // A client that asks for text responses gets them the general way.
+    // A client that asks for text responses gets them on the slow path.
     let wants_text = headers
         .get(header::ACCEPT)
         .is_some_and(|value| value.as_bytes().windows(13).any(|w| w == b"grpc-web-text"));
@@ -160,7 +162,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn encoded_answers_round_trip(
+        fn encoded_responses_round_trip(
             messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4),
             trailers in proptest::collection::btree_map("[a-z][a-z0-9-]{0,12}", "[!-~][ -~]{0,30}", 0..5),
         ) {
@@ -173,8 +175,8 @@ mod tests {
             }
             let (head, ()) = Response::new(()).into_parts();
             let messages = framed(&messages);
-            let answer = WholeResponse { head, messages: Bytes::from(messages.clone()), trailers: map };
-            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+            let whole = WholeResponse { head, messages: Bytes::from(messages.clone()), trailers: map };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(whole).into_body()))
                 .unwrap()
                 .to_bytes();
             let (data, read_trailers) = split_frames(&body);
@@ -186,10 +188,10 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_as_an_answer_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn any_bytes_as_a_response_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let (head, ()) = Response::new(()).into_parts();
-            let answer = WholeResponse { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
-            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+            let whole = WholeResponse { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(whole).into_body()))
                 .unwrap()
                 .to_bytes();
             prop_assert_eq!(&body[..], &bytes[..]);
@@ -201,12 +203,12 @@ mod tests {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         let (head, ()) = Response::new(()).into_parts();
-        let answer = WholeResponse {
+        let whole = WholeResponse {
             head,
             messages: Bytes::from_static(b"\0\0\0\0\x02hi"),
             trailers,
         };
-        let response = encode(answer);
+        let response = encode(whole);
         assert_eq!(response.headers()[header::CONTENT_TYPE], BINARY);
         let body =
             futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
