@@ -33,7 +33,7 @@ use crate::error::GatewayError;
 use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
-use crate::routing::Upstreams;
+use crate::routing::{HealthService, Upstreams};
 use crate::server::{self, ConnectionLimits};
 use crate::service::MakeGatewayService;
 use crate::static_files;
@@ -58,146 +58,38 @@ pub struct Application {
     drain_over: watch::Sender<bool>,
 }
 
-fn upstream(
-    url: &str,
-    variable: &str,
-    connections: usize,
-    max_request_bytes: usize,
-) -> Result<Upstream, GatewayError> {
-    Upstream::new(url, connections, max_request_bytes)
-        .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
-}
-
-fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
-    let origins = origins
-        .iter()
-        .filter(|origin| !origin.is_empty())
-        .map(|origin| {
-            HeaderValue::from_str(origin).map_err(|_| {
-                GatewayError::Config(format!("PRESENCE_CORS_ORIGINS: bad origin {origin:?}"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let header = HeaderName::from_static;
-    Ok(CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
-        .allow_headers([
-            header("content-type"),
-            header("authorization"),
-            header("x-grpc-web"),
-            header("x-user-agent"),
-            header("grpc-timeout"),
-            header("x-request-id"),
-        ])
-        .expose_headers([
-            header("grpc-status"),
-            header("grpc-message"),
-            header("grpc-status-details-bin"),
-            header("x-request-id"),
-        ])
-        .max_age(Duration::from_secs(3600)))
-}
-
 impl Application {
+    /// Builds the gateway from `config`: everything is checked and both
+    /// listeners are bound before it serves (`run_until`).
     pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
         let verifier = config.jwt.verifier(config.common.environment)?;
-        if config.common.environment == Environment::Production
-            && config.trusted_proxies.trusts_everyone()
-        {
-            return Err(GatewayError::Config(
-                "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
-                 own address; name the proxies' ranges"
-                    .to_owned(),
-            ));
-        }
-        let connections = usize::from(config.upstream_connections);
-        let activity = upstream(
-            &config.activity_url,
-            "PRESENCE_ACTIVITY_URL",
-            connections,
-            config.max_request_bytes,
-        )?;
-        let admin = upstream(
-            &config.admin_url,
-            "PRESENCE_ADMIN_URL",
-            connections,
-            config.max_request_bytes,
-        )?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(READINESS, ServingStatus::NotServing)
-            .await;
-        tokio::spawn(follow_upstreams(
-            health.clone(),
-            activity.clone(),
-            admin.clone(),
-        ));
-
+        check_trusted_proxies(&config)?;
+        let upstreams = upstreams(&config)?;
+        let (health, health_service) = health_following(&upstreams).await;
         let metrics = Metrics::default();
-        let window = Duration::from_secs(config.rate_window_seconds.max(1));
-        let limits = Limits {
-            ping_per_user: RateLimiter::new(config.rate_ping_per_user, window),
-            ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
-            login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
-        };
         let (drain_over, drain_over_seen) = watch::channel(false);
         let forwarder = Forwarder::new(
-            Upstreams { activity, admin },
-            BoxCloneSyncService::new(health_service),
+            upstreams,
+            health_service,
             verifier,
-            limits,
+            limits(&config),
             metrics.clone(),
-            CallRules {
-                default_deadline: config.upstream_timeout(),
-                trusted_proxies: config.trusted_proxies.clone(),
-                forwarded_header: config.forwarded_header,
-            },
+            call_rules(&config),
             drain_over_seen,
         );
-        let grpc = ServiceBuilder::new()
-            .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .service(forwarder.clone());
-        let grpc: BoxCloneSyncService<Request, Response, Infallible> =
-            BoxCloneSyncService::new(grpc);
-        let web = static_files::service(&config.web_dir);
-        let dispatch = tower::service_fn(move |request: Request| {
-            let (grpc, web) = (grpc.clone(), web.clone());
-            async move {
-                if edge::is_grpc(&request) {
-                    grpc.oneshot(request).await
-                } else {
-                    web.oneshot(request).await
-                }
-            }
-        });
         let rules = Arc::new(EdgeRules {
             allowed_origins: config.cors_origins.clone(),
             max_request_bytes: config.max_request_bytes,
         });
-        let router = Router::new()
-            .fallback_service(dispatch)
-            .layer(axum::middleware::from_fn_with_state(
-                rules.clone(),
-                edge::guard,
-            ))
-            .layer(cors(&config.cors_origins)?);
-        let make_service = MakeGatewayService {
-            forwarder,
-            rules,
-            router,
-        };
-
-        let bind = |address: SocketAddr| async move {
-            TcpListener::bind(address).await.map_err(|error| {
-                GatewayError::Config(format!("cannot listen on {address}: {error}"))
-            })
-        };
+        let router = router(&config, forwarder.clone(), rules.clone())?;
         Ok(Self {
             listener: bind(config.listen_addr).await?,
             metrics_listener: bind(config.metrics_addr).await?,
-            make_service,
+            make_service: MakeGatewayService {
+                forwarder,
+                rules,
+                router,
+            },
             metrics,
             health,
             connection_limits: ConnectionLimits {
@@ -228,23 +120,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
-        let metrics = self.metrics.clone();
-        let metrics_router = Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-                        metrics.render(),
-                    )
-                }
-            }),
-        );
         let limits = self.connection_limits;
+        let metrics = metrics_router(self.metrics.clone());
         tokio::spawn(server::serve(
             self.metrics_listener,
-            move |_| metrics_router.clone(),
+            move |_| metrics.clone(),
             limits,
             std::future::pending(),
         ));
@@ -283,6 +163,151 @@ impl Application {
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// The metrics listener's one route: `/metrics`, in Prometheus text.
+fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// In production, trusting every address as a proxy would let any client
+/// choose its own address (and so its rate-limit bucket): refused.
+fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), GatewayError> {
+    if config.common.environment == Environment::Production
+        && config.trusted_proxies.trusts_everyone()
+    {
+        return Err(GatewayError::Config(
+            "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
+             own address; name the proxies' ranges"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The clients to the activity and admin services.
+fn upstreams(config: &GatewayConfig) -> Result<Upstreams, GatewayError> {
+    let upstream = |url: &str, variable: &str| {
+        Upstream::new(
+            url,
+            usize::from(config.upstream_connections),
+            config.max_request_bytes,
+        )
+        .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
+    };
+    Ok(Upstreams {
+        activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?,
+        admin: upstream(&config.admin_url, "PRESENCE_ADMIN_URL")?,
+    })
+}
+
+/// The gateway's own health service, its `readiness` not serving until a
+/// background task has seen both upstreams serving (`follow_upstreams`).
+async fn health_following(upstreams: &Upstreams) -> (HealthReporter, HealthService) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(READINESS, ServingStatus::NotServing)
+        .await;
+    tokio::spawn(follow_upstreams(
+        health.clone(),
+        upstreams.activity.clone(),
+        upstreams.admin.clone(),
+    ));
+    (health, BoxCloneSyncService::new(health_service))
+}
+
+fn limits(config: &GatewayConfig) -> Limits {
+    let window = Duration::from_secs(config.rate_window_seconds.max(1));
+    Limits {
+        ping_per_user: RateLimiter::new(config.rate_ping_per_user, window),
+        ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
+        login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
+    }
+}
+
+fn call_rules(config: &GatewayConfig) -> CallRules {
+    CallRules {
+        default_deadline: config.upstream_timeout(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        forwarded_header: config.forwarded_header,
+    }
+}
+
+/// The slow path: CORS, then the edge guard, then gRPC (tonic-web in front
+/// of the forwarder) or the web app, by content type.
+fn router(
+    config: &GatewayConfig,
+    forwarder: Forwarder,
+    rules: Arc<EdgeRules>,
+) -> Result<Router, GatewayError> {
+    let grpc = ServiceBuilder::new()
+        .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(forwarder);
+    let grpc: BoxCloneSyncService<Request, Response, Infallible> = BoxCloneSyncService::new(grpc);
+    let web = static_files::service(&config.web_dir);
+    let dispatch = tower::service_fn(move |request: Request| {
+        let (grpc, web) = (grpc.clone(), web.clone());
+        async move {
+            if edge::is_grpc(&request) {
+                grpc.oneshot(request).await
+            } else {
+                web.oneshot(request).await
+            }
+        }
+    });
+    Ok(Router::new()
+        .fallback_service(dispatch)
+        .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
+        .layer(cors(&config.cors_origins)?))
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
+    let origins = origins
+        .iter()
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|_| {
+                GatewayError::Config(format!("PRESENCE_CORS_ORIGINS: bad origin {origin:?}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = HeaderName::from_static;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header("content-type"),
+            header("authorization"),
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("x-request-id"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+            header("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(3600)))
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| GatewayError::Config(format!("cannot listen on {address}: {error}")))
 }
 
 /// Keeps the `readiness` health status in step with the upstreams.
