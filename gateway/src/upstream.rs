@@ -2,8 +2,8 @@
 //! used in turn, spoken with `h2` directly. A call goes from the browser's
 //! connection task straight onto an upstream connection and its response wakes
 //! that task directly: no request queue, no task per call in between (the
-//! hops a general-purpose client adds cost a ping through the gateway about a
-//! quarter of its CPU; see docs/benchmarks.md). A connection that died is
+//! hops a general-purpose client adds are a measured share of a ping's CPU
+//! through the gateway; see docs/benchmarks.md). A connection that died is
 //! re-opened by the next call that needs it, within the connect timeout. A
 //! call the upstream provably never processed (it went away before the
 //! call's stream, as a replica that is stopping does, or refused the stream)
