@@ -38,9 +38,9 @@ pub struct GatewayConfig {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub upstream_connections: u16,
     /// Threads serving requests. 1 runs the gateway on a single thread, which
-    /// costs the least CPU per request (no hand-offs between threads: 19 µs
-    /// per ping against 26 µs with two); scale out with replicas of one CPU
-    /// each, or raise it for one gateway given several cores.
+    /// costs the least CPU per request (no hand-offs between threads; see
+    /// docs/benchmarks.md); scale out with replicas of one CPU each, or raise
+    /// it for one gateway given several cores.
     #[arg(long, env = "PRESENCE_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
@@ -133,7 +133,7 @@ impl GatewayConfig {
 
 /// One upstream connection per core: each connection is written by one task,
 /// so fewer would leave cores idle, and more only split the same frames into
-/// more, smaller writes (measured: 2 connections beat 4 by 5 % on 2 cores).
+/// more, smaller writes (measured in docs/benchmarks.md).
 fn one_per_core() -> u16 {
     std::thread::available_parallelism().map_or(2, |cores| cores.get().clamp(1, 64) as u16)
 }

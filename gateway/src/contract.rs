@@ -1,6 +1,6 @@
 //! The methods the gateway knows: every method of the contract's descriptors
 //! and of gRPC health, read once from their encoded `FileDescriptorSet`s.
-//! Anything keyed by a request's path (a metrics label, whether the answer
+//! Anything keyed by a request's path (a metrics label, whether the response
 //! streams) is keyed by one of these, never by the raw path a client sent,
 //! so it stays bounded whatever paths clients make up.
 
@@ -13,7 +13,7 @@ use prost::Message;
 pub struct KnownMethod {
     /// `/package.Service/Method`.
     pub path: &'static str,
-    /// Whether its answer is a stream.
+    /// Whether its response is a stream.
     pub streaming: bool,
 }
 

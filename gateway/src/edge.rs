@@ -1,5 +1,5 @@
 //! What the gateway checks before translating gRPC-Web: the caller's origin
-//! and the request's size. Refusals are gRPC-Web answers (HTTP 200 with
+//! and the request's size. Refusals are gRPC-Web responses (HTTP 200 with
 //! `grpc-status` in the headers), so a browser client reads them like any
 //! other gRPC error rather than as a network failure.
 
@@ -69,7 +69,7 @@ pub fn is_grpc(request: &Request) -> bool {
         .is_some_and(|content_type| content_type.starts_with("application/grpc"))
 }
 
-/// A trailers-only gRPC(-Web) answer: `status` in the headers (its message
+/// A trailers-only gRPC(-Web) response: `status` in the headers (its message
 /// percent-encoded, as gRPC clients expect), with `content_type`.
 pub fn trailers_only<B: Default>(status: Status, content_type: HeaderValue) -> http::Response<B> {
     let mut response = status.into_http::<B>();

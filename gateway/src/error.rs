@@ -1,6 +1,6 @@
 //! The gateway's one error type, and the one place it becomes a gRPC status.
 //! Refusals of the edge rules (allowlist, rate limits, origin, size before
-//! reading) are statuses made where they are decided (`forward`, `edge`).
+//! reading) are statuses made where they are decided (`admission`, `edge`).
 
 use tonic::{Code, Status};
 
@@ -12,8 +12,8 @@ pub enum GatewayError {
     Unreachable { address: String, reason: String },
     #[error("upstream HTTP/2 error: {0}")]
     Upstream(#[from] h2::Error),
-    #[error("the upstream's answer could not be read: {reason}")]
-    BrokenAnswer { reason: String },
+    #[error("the upstream's response could not be read: {reason}")]
+    BrokenResponse { reason: String },
     #[error("request larger than the gateway accepts")]
     TooLarge,
     #[error("malformed request: {reason}")]
@@ -41,8 +41,8 @@ impl GatewayError {
             GatewayError::Upstream(_) => {
                 Status::unavailable("the service did not complete the call; retry shortly")
             }
-            GatewayError::BrokenAnswer { .. } => {
-                Status::internal("the service's answer could not be read")
+            GatewayError::BrokenResponse { .. } => {
+                Status::internal("the service's response could not be read")
             }
             GatewayError::TooLarge => Status::new(Code::ResourceExhausted, "request too large"),
             GatewayError::MalformedRequest { reason } => {

@@ -6,29 +6,35 @@
 //! - `config`: every setting, from the environment.
 //! - `startup`: the service stack, health and the drain.
 //! - `server`: the listeners: connection limit, header and idle deadlines.
-//! - `entrance`: what each request meets first: the direct way or the router.
-//! - `grpc_web`: the direct way for binary unary gRPC-Web (every ping).
+//! - `service`: what each request meets first: the fast path or the router.
+//! - `fast_path`: binary unary gRPC-Web from its own origin (every ping).
 //! - `contract`: the methods the gateway knows, from the contract's descriptors.
 //! - `grpc_timeout`: the `grpc-timeout` header, read strictly and capped.
 //! - `edge`: origin and size checks before translation.
-//! - `forward`: the generic forwarding path, allowlist, rate limits, deadlines.
+//! - `admission`: the edge rules of every call: allowlist, rate limits, deadline.
+//! - `routing`: which service a call goes to, by its service name.
+//! - `forward`: the slow path's tower service, and forwarding within the deadline.
+//! - `deadline`: a response stream ended at its deadline or the drain's end.
 //! - `upstream`: the HTTP/2 client to the services.
 //! - `rate_limit`: token buckets per user and per address.
 //! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
 //! - `static_files`: the web app with SPA fallback, compression and caching.
 //! - `error`: the gateway's errors and the gRPC status each becomes.
 
+pub mod admission;
 pub mod config;
 pub mod contract;
+pub mod deadline;
 pub mod edge;
-pub mod entrance;
 pub mod error;
+pub mod fast_path;
 pub mod forward;
 pub mod grpc_timeout;
-pub mod grpc_web;
 pub mod metrics;
 pub mod rate_limit;
+pub mod routing;
 pub mod server;
+pub mod service;
 pub mod startup;
 pub mod static_files;
 pub mod upstream;

@@ -8,9 +8,10 @@ use gateway::error::GatewayError;
 use gateway::startup::Application;
 use presence_core::telemetry;
 
-// glibc's allocator showed as a fifth of the gateway's CPU under load, with
-// threads waiting on its arena locks: every request allocates and frees
-// headers, frames and futures on both sides of the proxy.
+// glibc's allocator showed as a large share of the gateway's CPU under load
+// (docs/benchmarks.md), with threads waiting on its arena locks: every
+// request allocates and frees headers, frames and futures on both sides of
+// the proxy.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -112,7 +112,7 @@ pub async fn serve<S>(
             drop(stream);
             continue;
         };
-        // Nagle off: a gRPC-Web answer is several small writes, and the last
+        // Nagle off: a gRPC-Web response is several small writes, and the last
         // must not wait for the browser's (delayed) acknowledgement.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot turn Nagle's algorithm off");
@@ -373,7 +373,7 @@ impl AsyncWrite for Watched {
 }
 
 /// A connection's service, reporting when each request starts and ends (its
-/// answer's body is dropped, or the call is abandoned before it answered).
+/// response's body is dropped, or the call is abandoned before it answered).
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
@@ -407,12 +407,12 @@ where
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::start(&self.activity);
-        let answer = self
+        let call = self
             .inner
             .clone()
             .oneshot(request.map(axum::body::Body::new));
         Box::pin(async move {
-            let response = answer.await?;
+            let response = call.await?;
             Ok(response.map(|body| Guarded {
                 body,
                 _in_flight: in_flight,
@@ -421,7 +421,7 @@ where
     }
 }
 
-/// An answer's body that keeps its request in flight until it is dropped.
+/// A response's body that keeps its request in flight until it is dropped.
 pub struct Guarded {
     body: axum::body::Body,
     _in_flight: InFlight,

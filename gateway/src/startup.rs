@@ -26,14 +26,16 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission::{CallRules, Limits};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
-use crate::entrance::Entrances;
 use crate::error::GatewayError;
-use crate::forward::{CallRules, Forwarder, Limits, Upstreams};
+use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
+use crate::routing::{HealthService, Upstreams};
 use crate::server::{self, ConnectionLimits};
+use crate::service::MakeGatewayService;
 use crate::static_files;
 use crate::upstream::Upstream;
 
@@ -47,7 +49,7 @@ const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
-    entrances: Entrances,
+    make_service: MakeGatewayService,
     metrics: Metrics,
     health: HealthReporter,
     connection_limits: ConnectionLimits,
@@ -56,14 +58,219 @@ pub struct Application {
     drain_over: watch::Sender<bool>,
 }
 
-fn upstream(
-    url: &str,
-    variable: &str,
-    connections: usize,
-    max_request_bytes: usize,
-) -> Result<Upstream, GatewayError> {
-    Upstream::new(url, connections, max_request_bytes)
+impl Application {
+    /// Builds the gateway from `config`: everything is checked and both
+    /// listeners are bound before it serves (`run_until`).
+    pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let verifier = config.jwt.verifier(config.common.environment)?;
+        check_trusted_proxies(&config)?;
+        let upstreams = upstreams(&config)?;
+        let (health, health_service) = health_following(&upstreams).await;
+        let metrics = Metrics::default();
+        let (drain_over, drain_over_seen) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            upstreams,
+            health_service,
+            verifier,
+            limits(&config),
+            metrics.clone(),
+            call_rules(&config),
+            drain_over_seen,
+        );
+        let rules = Arc::new(EdgeRules {
+            allowed_origins: config.cors_origins.clone(),
+            max_request_bytes: config.max_request_bytes,
+        });
+        let router = router(&config, forwarder.clone(), rules.clone())?;
+        Ok(Self {
+            listener: bind(config.listen_addr).await?,
+            metrics_listener: bind(config.metrics_addr).await?,
+            make_service: MakeGatewayService {
+                forwarder,
+                rules,
+                router,
+            },
+            metrics,
+            health,
+            connection_limits: ConnectionLimits {
+                header_read_timeout: config.header_read_timeout(),
+                idle_timeout: config.idle_timeout(),
+                max_connections: config.max_connections as usize,
+            },
+            drain: Duration::from_secs(config.drain_seconds),
+            drain_over,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains for at most the drain deadline.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
+        let limits = self.connection_limits;
+        let metrics = metrics_router(self.metrics.clone());
+        tokio::spawn(server::serve(
+            self.metrics_listener,
+            move |_| metrics.clone(),
+            limits,
+            std::future::pending(),
+        ));
+
+        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
+        let health = self.health.clone();
+        let signal = async move {
+            shutdown.await;
+            // Tell load balancers first, then stop accepting.
+            health
+                .set_service_status(READINESS, ServingStatus::NotServing)
+                .await;
+            notify.notify_one();
+        };
+        let make_service = self.make_service;
+        let server = server::serve(
+            self.listener,
+            move |peer| make_service.for_connection(peer),
+            limits,
+            signal,
+        );
+        let mut server = std::pin::pin!(server);
+        let drain = self.drain;
+        tokio::select! {
+            () = &mut server => {}
+            () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; ending the streams still open");
+                self.drain_over.send_replace(true);
+                // Their last frames leave, then their connections close.
+                if tokio::time::timeout(STREAMS_END_WITHIN, &mut server).await.is_err() {
+                    tracing::warn!("connections still open after the drain; closing them");
+                }
+            }
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// The metrics listener's one route: `/metrics`, in Prometheus text.
+fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// In production, trusting every address as a proxy would let any client
+/// choose its own address (and so its rate-limit bucket): refused.
+fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), GatewayError> {
+    if config.common.environment == Environment::Production
+        && config.trusted_proxies.trusts_everyone()
+    {
+        return Err(GatewayError::Config(
+            "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
+             own address; name the proxies' ranges"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The clients to the activity and admin services.
+fn upstreams(config: &GatewayConfig) -> Result<Upstreams, GatewayError> {
+    let upstream = |url: &str, variable: &str| {
+        Upstream::new(
+            url,
+            usize::from(config.upstream_connections),
+            config.max_request_bytes,
+        )
         .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
+    };
+    Ok(Upstreams {
+        activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?,
+        admin: upstream(&config.admin_url, "PRESENCE_ADMIN_URL")?,
+    })
+}
+
+/// The gateway's own health service, its `readiness` not serving until a
+/// background task has seen both upstreams serving (`follow_upstreams`).
+async fn health_following(upstreams: &Upstreams) -> (HealthReporter, HealthService) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(READINESS, ServingStatus::NotServing)
+        .await;
+    tokio::spawn(follow_upstreams(
+        health.clone(),
+        upstreams.activity.clone(),
+        upstreams.admin.clone(),
+    ));
+    (health, BoxCloneSyncService::new(health_service))
+}
+
+fn limits(config: &GatewayConfig) -> Limits {
+    let window = Duration::from_secs(config.rate_window_seconds.max(1));
+    Limits {
+        ping_per_user: RateLimiter::new(config.rate_ping_per_user, window),
+        ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
+        login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
+    }
+}
+
+fn call_rules(config: &GatewayConfig) -> CallRules {
+    CallRules {
+        default_deadline: config.upstream_timeout(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        forwarded_header: config.forwarded_header,
+    }
+}
+
+/// The slow path: CORS, then the edge guard, then gRPC (tonic-web in front
+/// of the forwarder) or the web app, by content type.
+fn router(
+    config: &GatewayConfig,
+    forwarder: Forwarder,
+    rules: Arc<EdgeRules>,
+) -> Result<Router, GatewayError> {
+    let grpc = ServiceBuilder::new()
+        .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(forwarder);
+    let grpc: BoxCloneSyncService<Request, Response, Infallible> = BoxCloneSyncService::new(grpc);
+    let web = static_files::service(&config.web_dir);
+    let dispatch = tower::service_fn(move |request: Request| {
+        let (grpc, web) = (grpc.clone(), web.clone());
+        async move {
+            if edge::is_grpc(&request) {
+                grpc.oneshot(request).await
+            } else {
+                web.oneshot(request).await
+            }
+        }
+    });
+    Ok(Router::new()
+        .fallback_service(dispatch)
+        .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
+        .layer(cors(&config.cors_origins)?))
 }
 
 fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
@@ -97,190 +304,10 @@ fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
         .max_age(Duration::from_secs(3600)))
 }
 
-impl Application {
-    pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
-        let verifier = config.jwt.verifier(config.common.environment)?;
-        if config.common.environment == Environment::Production
-            && config.trusted_proxies.trusts_everyone()
-        {
-            return Err(GatewayError::Config(
-                "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
-                 own address; name the proxies' ranges"
-                    .to_owned(),
-            ));
-        }
-        let connections = usize::from(config.upstream_connections);
-        let activity = upstream(
-            &config.activity_url,
-            "PRESENCE_ACTIVITY_URL",
-            connections,
-            config.max_request_bytes,
-        )?;
-        let admin = upstream(
-            &config.admin_url,
-            "PRESENCE_ADMIN_URL",
-            connections,
-            config.max_request_bytes,
-        )?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(READINESS, ServingStatus::NotServing)
-            .await;
-        tokio::spawn(follow_upstreams(
-            health.clone(),
-            activity.clone(),
-            admin.clone(),
-        ));
-
-        let metrics = Metrics::default();
-        let window = Duration::from_secs(config.rate_window_seconds.max(1));
-        let limits = Limits {
-            ping_per_user: RateLimiter::new(config.rate_ping_per_user, window),
-            ping_per_ip: RateLimiter::new(config.rate_ping_per_ip, window),
-            login_per_ip: RateLimiter::new(config.rate_login_per_ip, window),
-        };
-        let (drain_over, drain_over_seen) = watch::channel(false);
-        let forwarder = Forwarder::new(
-            Upstreams { activity, admin },
-            BoxCloneSyncService::new(health_service),
-            verifier,
-            limits,
-            metrics.clone(),
-            CallRules {
-                default_deadline: config.upstream_timeout(),
-                trusted_proxies: config.trusted_proxies.clone(),
-                forwarded_header: config.forwarded_header,
-            },
-            drain_over_seen,
-        );
-        let grpc = ServiceBuilder::new()
-            .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .service(forwarder.clone());
-        let grpc: BoxCloneSyncService<Request, Response, Infallible> =
-            BoxCloneSyncService::new(grpc);
-        let web = static_files::service(&config.web_dir);
-        let dispatch = tower::service_fn(move |request: Request| {
-            let (grpc, web) = (grpc.clone(), web.clone());
-            async move {
-                if edge::is_grpc(&request) {
-                    grpc.oneshot(request).await
-                } else {
-                    web.oneshot(request).await
-                }
-            }
-        });
-        let rules = Arc::new(EdgeRules {
-            allowed_origins: config.cors_origins.clone(),
-            max_request_bytes: config.max_request_bytes,
-        });
-        let router = Router::new()
-            .fallback_service(dispatch)
-            .layer(axum::middleware::from_fn_with_state(
-                rules.clone(),
-                edge::guard,
-            ))
-            .layer(cors(&config.cors_origins)?);
-        let entrances = Entrances {
-            forwarder,
-            rules,
-            router,
-        };
-
-        let bind = |address: SocketAddr| async move {
-            TcpListener::bind(address).await.map_err(|error| {
-                GatewayError::Config(format!("cannot listen on {address}: {error}"))
-            })
-        };
-        Ok(Self {
-            listener: bind(config.listen_addr).await?,
-            metrics_listener: bind(config.metrics_addr).await?,
-            entrances,
-            metrics,
-            health,
-            connection_limits: ConnectionLimits {
-                header_read_timeout: config.header_read_timeout(),
-                idle_timeout: config.idle_timeout(),
-                max_connections: config.max_connections as usize,
-            },
-            drain: Duration::from_secs(config.drain_seconds),
-            drain_over,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` completes, then drains for at most the drain deadline.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), GatewayError> {
-        tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
-        let metrics = self.metrics.clone();
-        let metrics_router = Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-                        metrics.render(),
-                    )
-                }
-            }),
-        );
-        let limits = self.connection_limits;
-        tokio::spawn(server::serve(
-            self.metrics_listener,
-            move |_| metrics_router.clone(),
-            limits,
-            std::future::pending(),
-        ));
-
-        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-        let notify = stopping.clone();
-        let health = self.health.clone();
-        let signal = async move {
-            shutdown.await;
-            // Tell load balancers first, then stop accepting.
-            health
-                .set_service_status(READINESS, ServingStatus::NotServing)
-                .await;
-            notify.notify_one();
-        };
-        let entrances = self.entrances;
-        let server = server::serve(
-            self.listener,
-            move |peer| entrances.connection(peer),
-            limits,
-            signal,
-        );
-        let mut server = std::pin::pin!(server);
-        let drain = self.drain;
-        tokio::select! {
-            () = &mut server => {}
-            () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
-                tracing::warn!(seconds = drain.as_secs(), "drain deadline reached; ending the streams still open");
-                self.drain_over.send_replace(true);
-                // Their last frames leave, then their connections close.
-                if tokio::time::timeout(STREAMS_END_WITHIN, &mut server).await.is_err() {
-                    tracing::warn!("connections still open after the drain; closing them");
-                }
-            }
-        }
-        tracing::info!("gateway stopped");
-        Ok(())
-    }
+async fn bind(address: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| GatewayError::Config(format!("cannot listen on {address}: {error}")))
 }
 
 /// Keeps the `readiness` health status in step with the upstreams.
@@ -289,7 +316,7 @@ async fn follow_upstreams(health: HealthReporter, activity: Upstream, admin: Ups
     loop {
         tick.tick().await;
         let (activity_ok, admin_ok) =
-            tokio::join!(answers(activity.clone()), answers(admin.clone()));
+            tokio::join!(is_serving(activity.clone()), is_serving(admin.clone()));
         let status = if activity_ok && admin_ok {
             ServingStatus::Serving
         } else {
@@ -299,7 +326,8 @@ async fn follow_upstreams(health: HealthReporter, activity: Upstream, admin: Ups
     }
 }
 
-async fn answers(upstream: Upstream) -> bool {
+/// Whether `upstream` reports itself serving, asked within a second.
+async fn is_serving(upstream: Upstream) -> bool {
     let mut client = HealthClient::new(upstream);
     let check = client.check(HealthCheckRequest {
         service: String::new(),

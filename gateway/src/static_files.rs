@@ -2,7 +2,7 @@
 //! are, any other path answered with `index.html` (the app routes in the
 //! browser), compressed, with cache headers that let fingerprinted assets be
 //! kept for a year and make the page itself be revalidated, and security
-//! headers on every answer: a Content-Security-Policy that lets the page load
+//! headers on every response: a Content-Security-Policy that lets the page load
 //! only its own scripts, styles and calls (the built app has no inline script
 //! or style), never be framed, and never run plugins or change its base URL;
 //! no MIME sniffing; no referrer sent to other sites.
@@ -27,7 +27,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// The security headers of every web answer.
+/// The security headers of every web response.
 fn secure(headers: &mut http::HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

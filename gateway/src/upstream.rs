@@ -1,9 +1,9 @@
 //! The gateway's client to one upstream service: a few HTTP/2 connections,
 //! used in turn, spoken with `h2` directly. A call goes from the browser's
-//! connection task straight onto an upstream connection and its answer wakes
+//! connection task straight onto an upstream connection and its response wakes
 //! that task directly: no request queue, no task per call in between (the
-//! hops a general-purpose client adds cost a ping through the gateway about a
-//! quarter of its CPU; see docs/benchmarks.md). A connection that died is
+//! hops a general-purpose client adds are a measured share of a ping's CPU
+//! through the gateway; see docs/benchmarks.md). A connection that died is
 //! re-opened by the next call that needs it, within the connect timeout. A
 //! call the upstream provably never processed (it went away before the
 //! call's stream, as a replica that is stopping does, or refused the stream)
@@ -128,7 +128,7 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (its body read whole first) and returns the answer
+    /// Sends `request` (its body read whole first) and returns the response
     /// once its headers arrive; the body follows as the upstream sends it.
     pub async fn call<B>(&self, request: Request<B>) -> Result<Response<UpstreamBody>, GatewayError>
     where
@@ -159,8 +159,8 @@ impl Upstream {
         // Copied before the first attempt, which consumes the request: a
         // call the upstream provably never processed is sent once more.
         let again = copy_head(&head);
-        let answer = match self.send(Request::from_parts(head, ()), body.clone()).await {
-            Ok(answer) => answer,
+        let response = match self.send(Request::from_parts(head, ()), body.clone()).await {
+            Ok(response) => response,
             Err(Failure {
                 error,
                 unprocessed: true,
@@ -172,7 +172,7 @@ impl Upstream {
             }
             Err(Failure { error, .. }) => return Err(error),
         };
-        Ok(answer.map(|receive| UpstreamBody {
+        Ok(response.map(|receive| UpstreamBody {
             receive,
             data_done: false,
             finished: false,
@@ -180,7 +180,7 @@ impl Upstream {
     }
 
     /// One attempt of a call on the next connection: the request sent and
-    /// its answer's head awaited.
+    /// its response's head awaited.
     async fn send(
         &self,
         request: Request<()>,
@@ -208,7 +208,7 @@ impl Upstream {
         };
         // Refused before anything was sent (the connection went away
         // since `ready`): nothing reached the upstream.
-        let (answer, mut stream) =
+        let (response, mut stream) =
             sender
                 .send_request(request, body.is_empty())
                 .map_err(|error| Failure {
@@ -220,7 +220,7 @@ impl Upstream {
                 .send_data(body, true)
                 .map_err(|error| Failure::processed(error.into()))?;
         }
-        answer.await.map_err(|error| Failure {
+        response.await.map_err(|error| Failure {
             unprocessed: never_processed(&error),
             error: error.into(),
         })
@@ -281,7 +281,7 @@ impl Upstream {
         let socket = TcpStream::connect(&self.inner.address)
             .await
             .map_err(unreachable)?;
-        // Small answers must not wait for a delayed acknowledgement.
+        // Small responses must not wait for a delayed acknowledgement.
         socket.set_nodelay(true).map_err(unreachable)?;
         socket2::SockRef::from(&socket)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_EVERY))
@@ -326,7 +326,7 @@ impl Failure {
     }
 }
 
-/// Whether the upstream's answer to a stream proves it never processed it:
+/// Whether the upstream's response to a stream proves it never processed it:
 /// a GOAWAY that named a last stream below this one (`h2` fails exactly
 /// those streams with the peer's GOAWAY; streams it had taken finish, or end
 /// with another error if the connection dies), or the stream refused with
@@ -423,15 +423,15 @@ async fn keep_alive(ping_pong: Option<h2::PingPong>) {
     }
 }
 
-/// A unary answer read whole: its head, its framed message(s) and its trailers.
-pub struct WholeAnswer {
+/// A unary response read whole: its head, its framed message(s) and its trailers.
+pub struct WholeResponse {
     pub head: http::response::Parts,
     pub messages: Bytes,
     pub trailers: HeaderMap,
 }
 
-impl WholeAnswer {
-    /// Reads `response` to its end, refusing answers over `limit` bytes.
+impl WholeResponse {
+    /// Reads `response` to its end, refusing responses over `limit` bytes.
     pub async fn read<B>(response: Response<B>, limit: usize) -> Result<Self, GatewayError>
     where
         B: http_body::Body<Data = Bytes>,
@@ -442,12 +442,12 @@ impl WholeAnswer {
             read_to_end(body, limit)
                 .await
                 .map_err(|unread| match unread {
-                    Unread::OverLimit => GatewayError::BrokenAnswer {
-                        reason: format!("an answer over {limit} bytes"),
+                    Unread::OverLimit => GatewayError::BrokenResponse {
+                        reason: format!("a response over {limit} bytes"),
                     },
                     Unread::Broken(error) => match error.downcast::<h2::Error>() {
                         Ok(error) => GatewayError::Upstream(*error),
-                        Err(error) => GatewayError::BrokenAnswer {
+                        Err(error) => GatewayError::BrokenResponse {
                             reason: error.to_string(),
                         },
                     },
@@ -460,7 +460,7 @@ impl WholeAnswer {
     }
 }
 
-/// An answer's body as the upstream sends it: messages, then trailers.
+/// A response's body as the upstream sends it: messages, then trailers.
 pub struct UpstreamBody {
     receive: h2::RecvStream,
     data_done: bool,
@@ -577,19 +577,19 @@ mod tests {
         }
 
         #[test]
-        fn a_whole_answer_keeps_its_messages_and_trailers_or_names_the_limit(
+        fn a_whole_response_keeps_its_messages_and_trailers_or_names_the_limit(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
             limit in 0usize..512,
         ) {
             let whole: Vec<u8> = chunks.concat();
             let response = Response::new(body_of(&chunks, Some(status_trailers(0))));
-            let answer = futures::executor::block_on(WholeAnswer::read(response, limit));
-            match answer {
-                Ok(answer) => {
-                    prop_assert_eq!(&answer.messages[..], &whole[..]);
-                    prop_assert_eq!(answer.trailers, status_trailers(0));
+            let read = futures::executor::block_on(WholeResponse::read(response, limit));
+            match read {
+                Ok(read) => {
+                    prop_assert_eq!(&read.messages[..], &whole[..]);
+                    prop_assert_eq!(read.trailers, status_trailers(0));
                 }
-                Err(GatewayError::BrokenAnswer { reason }) => {
+                Err(GatewayError::BrokenResponse { reason }) => {
                     prop_assert!(whole.len() > limit);
                     prop_assert!(reason.contains(&limit.to_string()));
                 }
@@ -625,14 +625,14 @@ mod tests {
         TestUpstream { url, requests }
     }
 
-    /// Answers every request with an empty OK gRPC answer.
+    /// Answers every request with an empty OK gRPC response.
     async fn answer_ok(socket: TcpStream, requests: Arc<AtomicUsize>) {
         let mut connection = h2::server::handshake(socket).await.unwrap();
         while let Some(Ok((_, mut respond))) = connection.accept().await {
             requests.fetch_add(1, Ordering::SeqCst);
             let head = Response::builder().status(200).body(()).unwrap();
-            let mut answer = respond.send_response(head, false).unwrap();
-            answer.send_trailers(status_trailers(0)).unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            body.send_trailers(status_trailers(0)).unwrap();
         }
     }
 
@@ -675,8 +675,8 @@ mod tests {
                 continue;
             }
             let head = Response::builder().status(200).body(()).unwrap();
-            let mut answer = respond.send_response(head, false).unwrap();
-            answer.send_trailers(status_trailers(0)).unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            body.send_trailers(status_trailers(0)).unwrap();
         }
     }
 
@@ -700,7 +700,7 @@ mod tests {
 
     async fn answered(upstream: &Upstream) -> Result<HeaderMap, GatewayError> {
         let response = upstream.call(ping_request()).await?;
-        Ok(WholeAnswer::read(response, 1024).await?.trailers)
+        Ok(WholeResponse::read(response, 1024).await?.trailers)
     }
 
     #[tokio::test]
@@ -737,7 +737,7 @@ mod tests {
         }])
         .await;
         let upstream = Upstream::new(&test.url, 1, 1024).unwrap();
-        let failed = answered(&upstream).await.expect_err("no answer");
+        let failed = answered(&upstream).await.expect_err("no response");
         assert_eq!(failed.status().code(), tonic::Code::Unavailable, "{failed}");
         assert_eq!(test.requests.load(Ordering::SeqCst), 1, "sent once only");
     }

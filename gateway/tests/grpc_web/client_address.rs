@@ -153,7 +153,7 @@ async fn a_sign_in_through_a_trusted_proxy_is_recorded_from_the_browsers_address
         ("X-Grpc-Web", "1"),
         ("X-Forwarded-For", "192.0.2.66, 203.0.113.7"),
     ];
-    let answer = http(
+    let response = http(
         gateway.address,
         "POST",
         LOGIN,
@@ -169,6 +169,6 @@ async fn a_sign_in_through_a_trusted_proxy_is_recorded_from_the_browsers_address
     .await
     .unwrap();
 
-    assert_eq!(grpc_status(&answer), 0);
+    assert_eq!(grpc_status(&response), 0);
     assert_eq!(recorded, "203.0.113.7");
 }

@@ -84,8 +84,8 @@ async fn connections_beyond_the_limit_are_refused_and_accepted_again_after_some_
     let mut open = Vec::new();
     for _ in 0..3 {
         let mut connection = KeepAlive::open(gateway.address).await;
-        let answer = connection.call(CHECK, &check()).await.expect("answered");
-        assert_eq!(grpc_status(&answer), 0);
+        let response = connection.call(CHECK, &check()).await.expect("answered");
+        assert_eq!(grpc_status(&response), 0);
         open.push(connection);
     }
 
@@ -107,8 +107,8 @@ async fn connections_beyond_the_limit_are_refused_and_accepted_again_after_some_
     let mut accepted = false;
     for _ in 0..50 {
         let mut again = KeepAlive::open(gateway.address).await;
-        if let Some(answer) = again.call(CHECK, &check()).await {
-            assert_eq!(grpc_status(&answer), 0);
+        if let Some(response) = again.call(CHECK, &check()).await {
+            assert_eq!(grpc_status(&response), 0);
             accepted = true;
             break;
         }

@@ -17,7 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{BINARY, GrpcWebAnswer, HttpResponse, SOON, frame, grpc_status, http};
+use crate::helpers::{BINARY, GrpcWebResponse, HttpResponse, SOON, frame, grpc_status, http};
 
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
@@ -55,7 +55,7 @@ fn probes() -> Vec<Probe> {
     probes
 }
 
-/// The answer of one native gRPC health check over h2c, as the kubelet's gRPC probe asks it.
+/// The response of one native gRPC health check over h2c, as the kubelet's gRPC probe asks it.
 async fn health(address: SocketAddr, service: &str) -> Result<ServingStatus, String> {
     let channel = Channel::from_shared(format!("http://{address}"))
         .expect("a valid URI")
@@ -64,27 +64,27 @@ async fn health(address: SocketAddr, service: &str) -> Result<ServingStatus, Str
         .connect()
         .await
         .map_err(|error| format!("no connection: {error}"))?;
-    let answer = HealthClient::new(channel)
+    let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.into(),
         })
         .await
         .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
-    Ok(answer.into_inner().status())
+    Ok(response.into_inner().status())
 }
 
-/// Waits until the probe answers SERVING, giving up after `STARTUP` with the last answer.
+/// Waits until the probe answers SERVING, giving up after `STARTUP` with the last status.
 async fn wait_until_serving(probe: &Probe) {
     let deadline = Instant::now() + STARTUP;
     loop {
-        let answer = health(probe.address, &probe.service).await;
-        if answer == Ok(ServingStatus::Serving) {
+        let status = health(probe.address, &probe.service).await;
+        if status == Ok(ServingStatus::Serving) {
             return;
         }
         assert!(
             Instant::now() < deadline,
             "{}: its probe (gRPC health on {}, service {:?}) did not answer SERVING within {:?}; \
-             last answer: {answer:?}",
+             last status: {status:?}",
             probe.container,
             probe.address,
             probe.service,
@@ -123,14 +123,14 @@ async fn browser_call(
     http(gateway, "POST", path, &headers, &frame(message), SOON).await
 }
 
-/// The one message of a successful unary answer, or a panic saying what came back.
-fn answer<T: Message + Default>(what: &str, response: &HttpResponse) -> T {
+/// The one message of a successful unary response, or a panic saying what came back.
+fn single_message<T: Message + Default>(what: &str, response: &HttpResponse) -> T {
     assert_eq!(
         (response.status, grpc_status(response)),
         (200, 0),
         "{what} through the gateway failed: {response:?}"
     );
-    let messages = GrpcWebAnswer::parse(&response.body).messages;
+    let messages = GrpcWebResponse::parse(&response.body).messages;
     T::decode(messages.first().expect("one message").as_slice()).expect("the message decodes")
 }
 
@@ -140,7 +140,7 @@ async fn sign_in(gateway: SocketAddr, username: &str) -> LoginResponse {
         password: setting("DEPLOYED_PASSWORD"),
     };
     let login = browser_call(gateway, LOGIN, None, &credentials).await;
-    answer(&format!("Login as {username}"), &login)
+    single_message(&format!("Login as {username}"), &login)
 }
 
 #[tokio::test]
@@ -162,7 +162,7 @@ async fn a_user_signed_in_through_the_deployed_gateway_is_online_for_an_admin() 
 
     let user = sign_in(gateway, &setting("DEPLOYED_USER")).await;
     let ping = browser_call(gateway, PING, Some(&user.access_token), &PingRequest {}).await;
-    let pong: PingResponse = answer("Ping", &ping);
+    let pong: PingResponse = single_message("Ping", &ping);
 
     let keys = RedisKeys::new(setting("DEPLOYED_KEY_PREFIX")).expect("a valid prefix");
     let mut redis = redis::Client::open(setting("DEPLOYED_REDIS_URL"))
@@ -185,7 +185,7 @@ async fn a_user_signed_in_through_the_deployed_gateway_is_online_for_an_admin() 
         ..Default::default()
     };
     let list = browser_call(gateway, LIST, Some(&admin.access_token), &listing).await;
-    let statuses: ListUserStatusesResponse = answer("ListUserStatuses", &list);
+    let statuses: ListUserStatusesResponse = single_message("ListUserStatuses", &list);
     let status = statuses
         .statuses
         .iter()

@@ -228,14 +228,14 @@ async fn an_absurd_grpc_timeout_is_refused_cleanly_and_the_gateway_keeps_serving
             "S",
         ] {
             let headers = [("Content-Type", BINARY), ("grpc-timeout", timeout)];
-            let answer = http(gateway.address, "POST", path, &headers, &check, SOON).await;
-            assert_eq!(grpc_status(&answer), 3, "{path} with {timeout}");
+            let response = http(gateway.address, "POST", path, &headers, &check, SOON).await;
+            assert_eq!(grpc_status(&response), 3, "{path} with {timeout}");
             assert!(
-                answer
+                response
                     .header("grpc-message")
                     .unwrap()
                     .contains("grpc-timeout"),
-                "the message names the header: {answer:?}"
+                "the message names the header: {response:?}"
             );
         }
     }

@@ -10,8 +10,8 @@ use prost::Message;
 use redis::AsyncCommands;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, TEXT, call, frame, grpc_status, http, shows_online, spawn_gateway,
-    spawn_gateway_to,
+    BINARY, GrpcWebResponse, SOON, TEXT, call, frame, grpc_status, http, shows_online,
+    spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{PASSWORD, spawn_stack};
 
@@ -35,13 +35,13 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
     let login = call(&gateway, LOGIN, None, &credentials("usertest1")).await;
     assert_eq!(login.status, 200);
     assert_eq!(grpc_status(&login), 0);
-    let answer = GrpcWebAnswer::parse(&login.body);
-    let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
+    let parsed = GrpcWebResponse::parse(&login.body);
+    let login = LoginResponse::decode(parsed.messages[0].as_slice()).unwrap();
 
     let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest {}).await;
     assert_eq!(grpc_status(&ping), 0);
     let pong =
-        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+        PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 
     let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
@@ -74,7 +74,7 @@ async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgP
 
     assert_eq!(grpc_status(&ping), 0);
     let pong =
-        PingResponse::decode(GrpcWebAnswer::parse(&ping.body).messages[0].as_slice()).unwrap();
+        PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 }
 
@@ -176,7 +176,7 @@ async fn text_mode_works(pool: sqlx::PgPool) {
     .await;
 
     assert!(response.header("content-type").unwrap().starts_with(TEXT));
-    // The answer is base64 chunks, one per frame.
+    // The response is base64 chunks, one per frame.
     let text = String::from_utf8(response.body).unwrap();
     let mut decoded = Vec::new();
     for chunk in text.split_inclusive('=').filter(|chunk| !chunk.is_empty()) {
@@ -186,15 +186,15 @@ async fn text_mode_works(pool: sqlx::PgPool) {
                 .unwrap(),
         );
     }
-    let answer = GrpcWebAnswer::parse(&decoded);
-    assert_eq!(answer.trailer("grpc-status"), Some("0"));
-    let login = LoginResponse::decode(answer.messages[0].as_slice()).unwrap();
+    let parsed = GrpcWebResponse::parse(&decoded);
+    assert_eq!(parsed.trailer("grpc-status"), Some("0"));
+    let login = LoginResponse::decode(parsed.messages[0].as_slice()).unwrap();
     assert_eq!(login.role, "user");
 }
 
 /// A service that answers the first call's head and one message, then dies
 /// (its connection dropped, as when its process is killed); its URL.
-async fn service_dying_mid_answer(message: Vec<u8>) -> String {
+async fn service_dying_mid_response(message: Vec<u8>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -205,8 +205,8 @@ async fn service_dying_mid_answer(message: Vec<u8>) -> String {
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();
-        let mut answer = respond.send_response(head, false).unwrap();
-        answer.send_data(message.into(), false).unwrap();
+        let mut body = respond.send_response(head, false).unwrap();
+        body.send_data(message.into(), false).unwrap();
         // Driving the connection a moment sends the message; then it dies.
         let _ = tokio::time::timeout(Duration::from_millis(200), connection.accept()).await;
     });
@@ -214,12 +214,12 @@ async fn service_dying_mid_answer(message: Vec<u8>) -> String {
 }
 
 #[tokio::test]
-async fn a_stream_whose_service_dies_mid_answer_ends_with_unavailable() {
+async fn a_stream_whose_service_dies_mid_response_ends_with_unavailable() {
     let event = presence_core::proto::admin::UserStatusEvent {
         snapshot_complete: true,
         ..Default::default()
     };
-    let dying = service_dying_mid_answer(frame(&event)).await;
+    let dying = service_dying_mid_response(frame(&event)).await;
     let gateway = spawn_gateway_to(&dying, &dying, &[]).await;
 
     let response = http(
@@ -234,9 +234,9 @@ async fn a_stream_whose_service_dies_mid_answer_ends_with_unavailable() {
 
     // What came before the end reaches the browser, then a status it can
     // act on (the web app reconnects), not a broken connection.
-    let answer = GrpcWebAnswer::parse(&response.body);
-    assert_eq!(answer.status_events(), [event]);
-    assert_eq!(answer.trailer("grpc-status"), Some("14"), "{answer:?}");
+    let parsed = GrpcWebResponse::parse(&response.body);
+    assert_eq!(parsed.status_events(), [event]);
+    assert_eq!(parsed.trailer("grpc-status"), Some("14"), "{parsed:?}");
 }
 
 #[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
@@ -261,14 +261,14 @@ async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgP
     )
     .await;
 
-    let answer = GrpcWebAnswer::parse(&response.body);
-    let events = answer.status_events();
+    let parsed = GrpcWebResponse::parse(&response.body);
+    let events = parsed.status_events();
     assert!(events.len() >= 2, "{events:?}");
     assert!(events.iter().any(|event| event.snapshot_complete));
     // In the snapshot, or just after it if the sign-in was a moment ago.
     assert!(shows_online(&events, "admintest1"), "{events:?}");
     assert_eq!(
-        answer.trailer("grpc-status"),
+        parsed.trailer("grpc-status"),
         Some("4"),
         "ended by its deadline"
     );

@@ -1,5 +1,5 @@
 //! A gateway in front of a real stack, and a tiny HTTP/1.1 client that sends
-//! hand-framed gRPC-Web and reads the answer whole.
+//! hand-framed gRPC-Web and reads the response whole.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ impl HttpResponse {
     }
 }
 
-/// Sends one HTTP/1.1 request (Connection: close) and reads the whole answer,
+/// Sends one HTTP/1.1 request (Connection: close) and reads the whole response,
 /// giving up after `within`.
 pub async fn http(
     address: SocketAddr,
@@ -225,14 +225,14 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// A gRPC-Web response body split into its messages and trailers.
 #[derive(Debug, Default)]
-pub struct GrpcWebAnswer {
+pub struct GrpcWebResponse {
     pub messages: Vec<Vec<u8>>,
     pub trailers: Vec<(String, String)>,
 }
 
-impl GrpcWebAnswer {
+impl GrpcWebResponse {
     pub fn parse(mut body: &[u8]) -> Self {
-        let mut answer = GrpcWebAnswer::default();
+        let mut parsed = GrpcWebResponse::default();
         while body.len() >= 5 {
             let flags = body[0];
             let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
@@ -241,17 +241,17 @@ impl GrpcWebAnswer {
                 break;
             };
             if flags & 0x80 != 0 {
-                answer.trailers = String::from_utf8_lossy(payload)
+                parsed.trailers = String::from_utf8_lossy(payload)
                     .split("\r\n")
                     .filter_map(|line| line.split_once(':'))
                     .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
                     .collect();
             } else {
-                answer.messages.push(payload.to_vec());
+                parsed.messages.push(payload.to_vec());
             }
             body = &body[5 + length..];
         }
-        answer
+        parsed
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
@@ -262,7 +262,7 @@ impl GrpcWebAnswer {
     }
 }
 
-impl GrpcWebAnswer {
+impl GrpcWebResponse {
     /// The messages of a status stream.
     pub fn status_events(&self) -> Vec<UserStatusEvent> {
         self.messages
@@ -282,13 +282,13 @@ pub fn shows_online(events: &[UserStatusEvent], username: &str) -> bool {
     })
 }
 
-/// The gRPC status of an answer: from the trailers, or from the headers of a
-/// trailers-only answer.
+/// The gRPC status of a response: from the trailers, or from the headers of a
+/// trailers-only response.
 pub fn grpc_status(response: &HttpResponse) -> i32 {
-    GrpcWebAnswer::parse(&response.body)
+    GrpcWebResponse::parse(&response.body)
         .trailer("grpc-status")
         .or_else(|| response.header("grpc-status"))
-        .expect("the answer carries a grpc-status")
+        .expect("the response carries a grpc-status")
         .parse()
         .unwrap()
 }
@@ -350,7 +350,7 @@ impl KeepAlive {
         }
     }
 
-    /// POSTs one binary gRPC-Web call and reads its answer; `None` when the
+    /// POSTs one binary gRPC-Web call and reads its response; `None` when the
     /// gateway closed the connection instead of answering.
     pub async fn call(&mut self, path: &str, message: &impl Message) -> Option<HttpResponse> {
         let body = frame(message);

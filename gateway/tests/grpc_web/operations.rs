@@ -14,7 +14,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{
-    BINARY, GrpcWebAnswer, SOON, call, check_health, frame, grpc_status, http, metrics_text,
+    BINARY, GrpcWebResponse, SOON, call, check_health, frame, grpc_status, http, metrics_text,
     parse_response, shows_online, spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{connect, spawn_stack};
@@ -73,10 +73,10 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
 
-    let answer = check_health(&gateway).await;
+    let response = check_health(&gateway).await;
 
-    assert_eq!(grpc_status(&answer), 0);
-    let message = &GrpcWebAnswer::parse(&answer.body).messages[0];
+    assert_eq!(grpc_status(&response), 0);
+    let message = &GrpcWebResponse::parse(&response.body).messages[0];
     let health = tonic_health::pb::HealthCheckResponse::decode(message.as_slice()).unwrap();
     assert_eq!(health.status, ServingStatus::Serving as i32);
 
@@ -92,7 +92,7 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
         SOON,
     )
     .await;
-    let watched = GrpcWebAnswer::parse(&watched.body);
+    let watched = GrpcWebResponse::parse(&watched.body);
     let first =
         tonic_health::pb::HealthCheckResponse::decode(watched.messages[0].as_slice()).unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
@@ -193,14 +193,14 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
         .unwrap();
     let lasted = shutting_down.elapsed();
 
-    let answer = GrpcWebAnswer::parse(&parse_response(&raw).body);
-    let events = answer.status_events();
+    let parsed = GrpcWebResponse::parse(&parse_response(&raw).body);
+    let events = parsed.status_events();
     assert!(
         shows_online(&events, "usertest1"),
         "the stream kept delivering during the drain: {events:?}"
     );
     assert_eq!(
-        answer.trailer("grpc-status"),
+        parsed.trailer("grpc-status"),
         Some("14"),
         "ended as UNAVAILABLE, so the browser reconnects elsewhere"
     );
@@ -331,9 +331,11 @@ async fn every_web_answer_carries_the_security_headers(pool: sqlx::PgPool) {
     let gateway = spawn_gateway(&stack, &[]).await;
 
     for path in ["/", "/assets/app-1234.js", "/admin/users"] {
-        let answer = http(gateway.address, "GET", path, &[], b"", SOON).await;
-        assert_eq!(answer.status, 200, "{path}");
-        let policy = answer.header("content-security-policy").unwrap_or_default();
+        let response = http(gateway.address, "GET", path, &[], b"", SOON).await;
+        assert_eq!(response.status, 200, "{path}");
+        let policy = response
+            .header("content-security-policy")
+            .unwrap_or_default();
         for directive in [
             "default-src 'self'",
             "connect-src 'self'",
@@ -344,12 +346,12 @@ async fn every_web_answer_carries_the_security_headers(pool: sqlx::PgPool) {
             assert!(policy.contains(directive), "{path}: {policy}");
         }
         assert_eq!(
-            answer.header("x-content-type-options"),
+            response.header("x-content-type-options"),
             Some("nosniff"),
             "{path}"
         );
         assert_eq!(
-            answer.header("referrer-policy"),
+            response.header("referrer-policy"),
             Some("no-referrer"),
             "{path}"
         );

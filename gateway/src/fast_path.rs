@@ -1,36 +1,38 @@
-//! The direct way for the calls that make up nearly all of the gateway's
+//! The fast path, for the calls that make up nearly all of the gateway's
 //! traffic: binary gRPC-Web, unary, from the gateway's own origin (every
 //! ping of every open tab). The request's bytes are already gRPC frames, so
-//! they go upstream as they came; the answer is read whole and written back
-//! in one piece, its trailers framed into the body as gRPC-Web wants.
+//! they go upstream as they came; the response is read whole and written
+//! back in one piece, its trailers framed into the body as gRPC-Web wants.
+//! It skips the router, CORS and tonic-web because that is measurably
+//! cheaper per ping (docs/benchmarks.md).
 //!
-//! Everything else takes the general way (`startup`): text mode, server
+//! Everything else takes the slow path (`service`): text mode, server
 //! streams and calls from other origins go through CORS, tonic-web and
-//! `forward`. Both ways apply the same edge rules (`Forwarder::admit`).
+//! `forward`. Both paths apply the same edge rules (`admission`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::Full;
 use tonic::Status;
 
+use crate::admission::Client;
 use crate::edge::{self, EdgeRules};
-use crate::forward::{Admission, Client, Forwarder};
+use crate::forward::{self, Forwarder};
 use crate::metrics::grpc_status;
-use crate::upstream::WholeAnswer;
+use crate::upstream::WholeResponse;
 
 const BINARY: &str = "application/grpc-web+proto";
 /// The flag byte of a gRPC-Web frame that carries trailers.
 const TRAILERS_FRAME: u8 = 0x80;
-/// The largest answer of the gateway's own health service.
-const MAX_HEALTH_ANSWER_BYTES: usize = 64 * 1024;
 
-/// Whether `request` takes the direct way.
-pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
+/// Whether `request` takes the fast path. A request that declares a body
+/// over the size limit does not: the edge guard refuses it on the slow path.
+pub fn accepts<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) -> bool {
     let headers = request.headers();
     let binary = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value == "application/grpc-web" || value == BINARY);
-    // A client that asks for text answers gets them the general way.
+    // A client that asks for text responses gets them on the slow path.
     let wants_text = headers
         .get(header::ACCEPT)
         .is_some_and(|value| value.as_bytes().windows(13).any(|w| w == b"grpc-web-text"));
@@ -39,12 +41,12 @@ pub fn takes<B>(request: &Request<B>, forwarder: &Forwarder, rules: &EdgeRules) 
         && request.method() == Method::POST
         && !forwarder.is_streaming(request.uri().path())
         && rules.same_origin(headers, request.uri())
+        && !rules.declares_too_large(headers)
 }
 
-/// Forwards one binary unary gRPC-Web call and answers it in gRPC-Web.
+/// Forwards one binary unary gRPC-Web call and responds in gRPC-Web.
 pub async fn unary<B>(
     forwarder: &Forwarder,
-    rules: &EdgeRules,
     request: Request<B>,
     client: &Client,
 ) -> Response<Full<Bytes>>
@@ -52,32 +54,17 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if rules.declares_too_large(request.headers()) {
-        return trailers_only(Status::resource_exhausted("request too large"));
-    }
     let (mut head, body) = request.into_parts();
     let path = head.uri.path().to_owned();
     let admitted = match forwarder.admit(&path, &mut head.headers, client) {
-        Admission::Forward(admitted) => admitted,
-        Admission::Refused(status) => return trailers_only(status),
-        Admission::Health { record, .. } => {
-            let answer = Box::pin(health(forwarder, head, body)).await;
-            let code = match &answer {
-                Ok(answer) => answer_code(answer),
-                Err(status) => status.code() as i32,
-            };
-            record.finish(code);
-            return match answer {
-                Ok(answer) => encode(answer),
-                Err(status) => trailers_only(status),
-            };
-        }
+        Ok(admitted) => admitted,
+        Err(status) => return trailers_only(status),
     };
     as_grpc(&mut head.headers);
-    match admitted.exchange(Request::from_parts(head, body)).await {
-        Ok((answer, record)) => {
-            record.finish(answer_code(&answer));
-            encode(answer)
+    match forward::exchange(admitted, Request::from_parts(head, body)).await {
+        Ok((response, record)) => {
+            record.finish(response_code(&response));
+            encode(response)
         }
         Err(status) => trailers_only(status),
     }
@@ -92,39 +79,21 @@ fn as_grpc(headers: &mut HeaderMap) {
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
-/// Asks the gateway's own health service.
-async fn health<B>(
-    forwarder: &Forwarder,
-    mut head: http::request::Parts,
-    body: B,
-) -> Result<WholeAnswer, Status>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    as_grpc(&mut head.headers);
-    let request = Request::from_parts(head, tonic::body::Body::new(body));
-    let response = forwarder.ask_health(request).await?;
-    WholeAnswer::read(response, MAX_HEALTH_ANSWER_BYTES)
-        .await
-        .map_err(|error| error.status())
-}
-
-/// The status an answer ends with: in its trailers, or in its headers when
+/// The status a response ends with: in its trailers, or in its headers when
 /// it has no body.
-fn answer_code(answer: &WholeAnswer) -> i32 {
-    grpc_status(&answer.trailers)
-        .or_else(|| grpc_status(&answer.head.headers))
+fn response_code(response: &WholeResponse) -> i32 {
+    grpc_status(&response.trailers)
+        .or_else(|| grpc_status(&response.head.headers))
         .unwrap_or(tonic::Code::Unknown as i32)
 }
 
-/// The gRPC answer in gRPC-Web: the messages, then the trailers as a frame.
-fn encode(answer: WholeAnswer) -> Response<Full<Bytes>> {
-    let WholeAnswer {
+/// The gRPC response in gRPC-Web: the messages, then the trailers as a frame.
+fn encode(response: WholeResponse) -> Response<Full<Bytes>> {
+    let WholeResponse {
         mut head,
         messages,
         trailers,
-    } = answer;
+    } = response;
     let mut trailer_block = Vec::with_capacity(64);
     for (name, value) in &trailers {
         trailer_block.extend_from_slice(name.as_str().as_bytes());
@@ -145,7 +114,7 @@ fn encode(answer: WholeAnswer) -> Response<Full<Bytes>> {
     Response::from_parts(head, Full::new(body.freeze()))
 }
 
-/// An answer that is only a status, in the headers.
+/// A response that is only a status, in the headers.
 fn trailers_only(status: Status) -> Response<Full<Bytes>> {
     edge::trailers_only(status, HeaderValue::from_static(BINARY))
 }
@@ -193,7 +162,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn encoded_answers_round_trip(
+        fn encoded_responses_round_trip(
             messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4),
             trailers in proptest::collection::btree_map("[a-z][a-z0-9-]{0,12}", "[!-~][ -~]{0,30}", 0..5),
         ) {
@@ -206,8 +175,8 @@ mod tests {
             }
             let (head, ()) = Response::new(()).into_parts();
             let messages = framed(&messages);
-            let answer = WholeAnswer { head, messages: Bytes::from(messages.clone()), trailers: map };
-            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+            let whole = WholeResponse { head, messages: Bytes::from(messages.clone()), trailers: map };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(whole).into_body()))
                 .unwrap()
                 .to_bytes();
             let (data, read_trailers) = split_frames(&body);
@@ -219,10 +188,10 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_as_an_answer_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn any_bytes_as_a_response_are_passed_on_unchanged(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let (head, ()) = Response::new(()).into_parts();
-            let answer = WholeAnswer { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
-            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(answer).into_body()))
+            let whole = WholeResponse { head, messages: Bytes::from(bytes.clone()), trailers: HeaderMap::new() };
+            let body = futures::executor::block_on(http_body_util::BodyExt::collect(encode(whole).into_body()))
                 .unwrap()
                 .to_bytes();
             prop_assert_eq!(&body[..], &bytes[..]);
@@ -234,12 +203,12 @@ mod tests {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         let (head, ()) = Response::new(()).into_parts();
-        let answer = WholeAnswer {
+        let whole = WholeResponse {
             head,
             messages: Bytes::from_static(b"\0\0\0\0\x02hi"),
             trailers,
         };
-        let response = encode(answer);
+        let response = encode(whole);
         assert_eq!(response.headers()[header::CONTENT_TYPE], BINARY);
         let body =
             futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))

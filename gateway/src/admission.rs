@@ -1,0 +1,298 @@
+//! Admission: the edge rules every call meets, on the fast path and the slow
+//! path alike, before anything is sent upstream. In order: the `grpc-timeout`
+//! the client asked for, the method allowlist (internal methods, and paths
+//! that are no method of the contract, are refused), the route, the rate
+//! limits, then the call's headers rewritten for the upstream (the client's
+//! address and the deadline) and their size checked. Adding a method to a
+//! browser-facing service needs no code here: the methods and which of them
+//! stream are read from the contract's descriptors (`contract`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
+use presence_core::token::TokenVerifier;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::contract::{self, KnownMethod};
+use crate::grpc_timeout;
+use crate::metrics::{CallRecord, Metrics, RequestId, UNKNOWN_METHOD};
+use crate::rate_limit::{KnownTokens, RateLimiter, address_key};
+use crate::routing::{Route, Routes};
+
+/// Methods for back-end callers only: never forwarded from the edge.
+const INTERNAL_METHODS: [&str; 2] = [
+    "/presence.activity.v1.ActivityService/RecordActivity",
+    "/presence.admin.v1.AdminService/BatchGetUserStatuses",
+];
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const PING: &str = "/presence.activity.v1.ActivityService/Ping";
+const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
+
+pub struct Limits {
+    pub ping_per_user: RateLimiter<Uuid>,
+    pub ping_per_ip: RateLimiter<IpAddr>,
+    pub login_per_ip: RateLimiter<IpAddr>,
+}
+
+/// The rules of a call that come from the settings.
+pub struct CallRules {
+    /// The deadline of a call whose client sets none (or a longer one).
+    pub default_deadline: Duration,
+    /// The proxies whose forwarding header names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// The header they write it in.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// The edge rules, with the state they keep (rate limits, known tokens).
+pub struct Admission {
+    callers: KnownTokens,
+    limits: Limits,
+    metrics: Metrics,
+    default_deadline: Duration,
+    /// `grpc-timeout` for the default deadline, made once.
+    default_timeout_header: HeaderValue,
+    trusted_proxies: TrustedProxies,
+    forwarded_header: ForwardedHeader,
+}
+
+/// The TCP peer of a connection, made once per connection and handed to each
+/// of its requests. It is the client unless it is a trusted proxy; then each
+/// request names its client in the forwarding header (`Admission::admit`).
+#[derive(Clone, Debug)]
+pub struct Client {
+    peer: IpAddr,
+    /// The peer as text, for the access log.
+    peer_text: Arc<str>,
+    /// The peer as the `x-forwarded-for` value sent upstream.
+    peer_forwarded_for: HeaderValue,
+}
+
+impl Client {
+    pub fn new(address: SocketAddr) -> Self {
+        let peer = address.ip().to_canonical();
+        let text = peer.to_string();
+        Self {
+            peer,
+            peer_forwarded_for: HeaderValue::from_str(&text)
+                .expect("an IP address is a header value"),
+            peer_text: text.into(),
+        }
+    }
+}
+
+/// A call admitted by the edge rules, and where it goes.
+pub struct Admitted<'a> {
+    pub route: Route<'a>,
+    pub record: CallRecord,
+    /// The bound on the wait for the response's headers.
+    pub deadline: Duration,
+    /// When a stream the client bounded must end.
+    pub stream_ends: Option<tokio::time::Instant>,
+    /// Whether the response is a stream.
+    pub streaming: bool,
+}
+
+impl Admission {
+    pub fn new(
+        verifier: TokenVerifier,
+        limits: Limits,
+        metrics: Metrics,
+        rules: CallRules,
+    ) -> Self {
+        Self {
+            callers: KnownTokens::new(verifier),
+            limits,
+            metrics,
+            default_deadline: rules.default_deadline,
+            default_timeout_header: grpc_timeout::header(rules.default_deadline),
+            trusted_proxies: rules.trusted_proxies,
+            forwarded_header: rules.forwarded_header,
+        }
+    }
+
+    /// Applies the edge rules to a call of `path` with `headers`, routed by
+    /// `routes`. A call to the upstream services has its headers rewritten
+    /// for the upstream: the client's address (one `x-forwarded-for`) and the
+    /// deadline in `grpc-timeout`. A client's `x-request-id` goes on with the
+    /// call and names it in the access log; a call without one is numbered
+    /// by the gateway for its own log. A refusal is already recorded.
+    pub fn admit<'a>(
+        &self,
+        path: &str,
+        headers: &mut HeaderMap,
+        client: &Client,
+        routes: &'a Routes,
+    ) -> Result<Admitted<'a>, Status> {
+        let request_id = match headers
+            .get(&X_REQUEST_ID)
+            .filter(|id| !id.is_empty() && id.len() <= 128 && id.to_str().is_ok())
+        {
+            Some(id) => RequestId::Client(id.clone()),
+            None => RequestId::numbered(),
+        };
+        let method = contract::method(path);
+        let (ip, client_text, forwarded_for) = self.client_of(client, headers);
+        let record = CallRecord::start(
+            self.metrics.clone(),
+            method.map_or(UNKNOWN_METHOD, |method| method.path),
+            request_id,
+            client_text,
+        );
+        let streaming = method.is_some_and(|method| method.streaming);
+        let client_deadline = match requested_deadline(headers) {
+            Ok(deadline) => deadline,
+            Err(status) => return Err(refuse(status, record)),
+        };
+        let route = match allowed(path, method).and_then(|method| routes.route(method)) {
+            Ok(route) => route,
+            Err(status) => return Err(refuse(status, record)),
+        };
+        if let Route::Health(_) = route {
+            // The gateway's own health service: no rate limit, no header
+            // rewrite, and always the default deadline (it answers at once).
+            return Ok(Admitted {
+                route,
+                record,
+                deadline: self.default_deadline,
+                stream_ends: stream_ends(streaming, client_deadline),
+                streaming,
+            });
+        }
+        if let Err(status) = self.check_rate(path, headers, ip) {
+            return Err(refuse(status, record));
+        }
+
+        // The deadline rule: a stream keeps the client's deadline, a unary
+        // call gets the client's or the default one, whichever is sooner.
+        let deadline = match client_deadline {
+            Some(requested) if streaming => requested,
+            Some(requested) => requested.min(self.default_deadline),
+            None => self.default_deadline,
+        };
+        headers.remove(FORWARDED);
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
+        if client_deadline.is_none() && !streaming {
+            headers.insert(GRPC_TIMEOUT, self.default_timeout_header.clone());
+        } else if client_deadline.is_some() {
+            headers.insert(GRPC_TIMEOUT, grpc_timeout::header(deadline));
+        }
+        // Headers the upstream would refuse would reset the HTTP/2
+        // connection every user's calls share: refused here instead.
+        if let Route::Upstream(upstream) = route
+            && !upstream.accepts_headers(path, headers)
+        {
+            return Err(refuse(
+                Status::resource_exhausted("request headers too large"),
+                record,
+            ));
+        }
+        Ok(Admitted {
+            route,
+            record,
+            deadline,
+            stream_ends: stream_ends(streaming, client_deadline),
+            streaming,
+        })
+    }
+
+    /// The client of a call from `client`'s connection: its address, as
+    /// text for the access log, and as the `x-forwarded-for` sent upstream.
+    fn client_of(&self, client: &Client, headers: &HeaderMap) -> (IpAddr, Arc<str>, HeaderValue) {
+        let unchanged = || {
+            (
+                client.peer,
+                client.peer_text.clone(),
+                client.peer_forwarded_for.clone(),
+            )
+        };
+        if !self.trusted_proxies.trusts(client.peer) {
+            return unchanged();
+        }
+        let values = headers
+            .get_all(self.forwarded_header.name())
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let ip = self
+            .trusted_proxies
+            .client(client.peer, self.forwarded_header, values);
+        if ip == client.peer {
+            return unchanged();
+        }
+        let text = ip.to_string();
+        let forwarded_for = HeaderValue::from_str(&text).expect("an IP address is a header value");
+        (ip, text.into(), forwarded_for)
+    }
+
+    /// The rate limits of `path` for this caller; an error when one is spent.
+    fn check_rate(&self, path: &str, headers: &HeaderMap, ip: IpAddr) -> Result<(), Status> {
+        let ip = address_key(ip);
+        let exhausted =
+            || Status::resource_exhausted("too many requests; slow down and retry shortly");
+        match path {
+            PING => {
+                if !self.limits.ping_per_ip.allow(ip) {
+                    return Err(exhausted());
+                }
+                // Keyed by the verified user; an unverifiable token is refused
+                // upstream anyway and only spends its address's allowance.
+                let caller = headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(presence_core::auth::bearer_token)
+                    .and_then(|token| self.callers.user_of(token));
+                if let Some(user_id) = caller
+                    && !self.limits.ping_per_user.allow(user_id)
+                {
+                    return Err(exhausted());
+                }
+                Ok(())
+            }
+            LOGIN if !self.limits.login_per_ip.allow(ip) => Err(exhausted()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The allowlist: a method of the contract that is not internal.
+fn allowed<'m>(path: &str, method: Option<&'m KnownMethod>) -> Result<&'m KnownMethod, Status> {
+    if INTERNAL_METHODS.contains(&path) {
+        return Err(Status::permission_denied(
+            "this method is not available through the gateway",
+        ));
+    }
+    method.ok_or_else(|| Status::unimplemented("no such method behind the gateway"))
+}
+
+/// The deadline a client asked for in `grpc-timeout`, if any; a value that
+/// is no valid `grpc-timeout` is refused.
+fn requested_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    let Some(value) = headers.get(&GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    grpc_timeout::parse(value.as_bytes())
+        .map(Some)
+        .map_err(Status::invalid_argument)
+}
+
+/// When a stream must end: the services bound only its start, so the
+/// client's deadline, if it set one, is kept here. (The deadline is capped,
+/// so this cannot overflow.)
+fn stream_ends(streaming: bool, client_deadline: Option<Duration>) -> Option<tokio::time::Instant> {
+    client_deadline
+        .filter(|_| streaming)
+        .map(|deadline| tokio::time::Instant::now() + deadline)
+}
+
+/// Records a call that ends with `status` before any response came.
+pub fn refuse(status: Status, record: CallRecord) -> Status {
+    record.finish(status.code() as i32);
+    status
+}
