@@ -1,4 +1,4 @@
-//! Benchmark of `ListUserStatuses` (issue 4, "Benchmark"); the figures and
+//! Benchmark of `ListUserStatuses`; the figures and
 //! how to read them are in `docs/benchmarks.md`.
 //!
 //! For each user-base size: a fresh database `presence_bench_<size>` and a

@@ -1,6 +1,6 @@
 //! The Redis key schema, the only place a key is spelled.
 //!
-//! The per-user keys are exactly the story's `last_activity:<user id>` and
+//! The per-user keys are exactly `last_activity:<user id>` and
 //! `last_logout:<user id>` (an operator checks them with `redis-cli GET`), behind
 //! an optional prefix. A prefix may not contain braces: in Redis Cluster they
 //! would become a hash tag and pin every key to one slot.

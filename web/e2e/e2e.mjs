@@ -1,4 +1,4 @@
-// End-to-end test of the story in real headless Chromium, against a running stack.
+// End-to-end test of presence (sign-in, pings, statuses, threshold, sign-out) in real headless Chromium, against a running stack.
 //
 // It follows the acceptance criteria of the seed story: usertest1 signs in and pings
 // (the Redis key appears), a hidden tab stops pinging, admintest1 sees usertest1 online

@@ -47,7 +47,7 @@ export function requestErrorMessage(error: unknown): string {
     case Code.PermissionDenied:
       return ADMIN_ONLY_MESSAGE;
     case Code.InvalidArgument:
-      // The server's messages for invalid input are written for people (SPEC.md, Errors).
+      // The server's messages for invalid input are written for people (docs/design.md, Errors).
       return `Valeur refusée par le serveur : ${connectError.rawMessage}`;
     case Code.ResourceExhausted:
       return 'Trop de requêtes. Veuillez patienter un instant avant de réessayer.';

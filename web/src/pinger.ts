@@ -1,7 +1,7 @@
 /**
  * The pinger: tells the server "this user is here" while the user can see the app.
  *
- * Rules (from the story and SPEC.md):
+ * Rules (docs/design.md, "What it is for"):
  * - ping at once when started, then every `ping_interval_seconds` the server returns;
  * - only while the page is visible; hiding stops the loop, showing pings at once and
  *   restarts the interval;
