@@ -226,7 +226,7 @@ impl ActivityStore {
             .arg(user_id.to_string())
             .arg(logout.revocation_ttl)
             .arg(keys.status_channel())
-            .arg(logout.event.to_json());
+            .arg(logout.event.to_json()?);
         let signed_out: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -238,6 +238,8 @@ impl ActivityStore {
     async fn sign_out_in_steps(&self, logout: Logout<'_>) -> Result<bool, ActivityError> {
         let keys = self.redis.keys();
         let user_id = logout.caller.user_id;
+        // Encoded before anything is written, so a failure leaves nothing half done.
+        let announcement = logout.event.to_json()?;
         if self.is_revoked(&logout.caller.token_id).await? {
             return Ok(false);
         }
@@ -259,7 +261,7 @@ impl ActivityStore {
             .redis
             .batch(vec![
                 Cmd::set_options(keys.revoked_token(&logout.caller.token_id), 1, revoke_once),
-                Cmd::publish(keys.status_channel(), logout.event.to_json()),
+                Cmd::publish(keys.status_channel(), announcement),
             ])
             .await?
             .into_iter();
@@ -286,13 +288,12 @@ impl ActivityStore {
             change: StatusChange::Login,
             at: now,
         };
-        let written = self
-            .redis
-            .batch_all(vec![
-                keys.presence_index_entry(user_id, now),
-                Cmd::publish(keys.status_channel(), event.to_json()),
-            ])
-            .await;
+        let mut commands = vec![keys.presence_index_entry(user_id, now)];
+        match event.to_json() {
+            Ok(payload) => commands.push(Cmd::publish(keys.status_channel(), payload)),
+            Err(error) => tracing::error!(%error, "could not announce a login to status watchers"),
+        }
+        let written = self.redis.batch_all(commands).await;
         if let Err(error) = written {
             tracing::warn!(%error, "could not put a login in the presence index");
         }

@@ -20,6 +20,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A status event could not be encoded, so it is not published (rather
+    /// than published empty, which every watcher would have to ignore).
+    #[error("status event not encoded: {0}")]
+    EventEncoding(#[from] serde_json::Error),
 }
 
 impl From<redis::RedisError> for Error {
@@ -50,9 +54,10 @@ impl Error {
                 tonic::Code::Unavailable,
                 "user database unavailable; retry shortly",
             ),
-            Error::InvalidConfig(_) | Error::Database(_) | Error::Migration(_) => {
-                (tonic::Code::Internal, "internal error")
-            }
+            Error::InvalidConfig(_)
+            | Error::Database(_)
+            | Error::Migration(_)
+            | Error::EventEncoding(_) => (tonic::Code::Internal, "internal error"),
         }
     }
 }

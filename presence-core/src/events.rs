@@ -22,11 +22,29 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The event as watchers parse it.
+    pub fn to_json(&self) -> Result<String, crate::Error> {
+        Ok(serde_json::to_string(self)?)
     }
 
     pub fn from_json(payload: &str) -> Option<Self> {
         serde_json::from_str(payload).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_as_it_was_published() {
+        let event = StatusEvent {
+            user_id: Uuid::new_v4(),
+            change: StatusChange::Logout,
+            at: 1_764_633_600,
+        };
+        let payload = event.to_json().unwrap();
+        assert!(payload.contains("\"change\":\"logout\""), "{payload}");
+        assert_eq!(StatusEvent::from_json(&payload), Some(event));
     }
 }
