@@ -12,8 +12,10 @@
 //! starts new threads under load: memory grew with the flood.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
@@ -115,10 +117,7 @@ impl PasswordChecks {
 fn run_checks(waiting: &Mutex<mpsc::Receiver<Job>>) {
     let mut memory = Vec::new();
     loop {
-        let next = match waiting.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
+        let next = waiting.lock().recv();
         let Ok(job) = next else { return };
         if job.answer.is_closed() {
             continue;

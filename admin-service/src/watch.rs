@@ -25,10 +25,11 @@
 //! `WatcherSlots` caps the open streams, in all and per admin.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use presence_core::events::{StatusChange, StatusEvent};
 use presence_core::proto::admin::{StatusSource, UserStatus};
 use presence_core::redis_client::Redis;
@@ -116,7 +117,7 @@ impl StatusHub {
     }
 
     pub fn snapshot(&self) -> Vec<UserStatus> {
-        let online = self.online.read().expect("status hub lock poisoned");
+        let online = self.online.read();
         let mut statuses: Vec<UserStatus> =
             online.values().map(|user| user.status.clone()).collect();
         statuses.sort_by(|a, b| a.username.cmp(&b.username));
@@ -284,7 +285,7 @@ impl Follower {
         // if they are online by a login: a ping in the same second as the
         // login leaves the score as it was (`ZADD GT`), yet makes it rule 1.
         let changed: Vec<Uuid> = {
-            let online = self.hub.online.read().expect("status hub lock poisoned");
+            let online = self.hub.online.read();
             let by_login = |id: &Uuid| {
                 online
                     .get(id)
@@ -434,7 +435,7 @@ impl Follower {
     fn publish(&mut self, verdicts: HashMap<Uuid, Status>, complete: bool) {
         let mut changes = Vec::new();
         {
-            let mut online = self.hub.online.write().expect("status hub lock poisoned");
+            let mut online = self.hub.online.write();
             for (id, status) in &verdicts {
                 // Users unknown to the directory (deleted) are not reported.
                 let Some(known) = self.known.get(id) else {
@@ -562,10 +563,8 @@ impl Drop for WatcherSlot {
 
 /// The per-admin counts; held for a few instructions, never across an await
 /// (a panic while held cannot leave the counts half-updated).
-fn lock(counts: &Mutex<HashMap<Uuid, usize>>) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
-    counts
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock(counts: &Mutex<HashMap<Uuid, usize>>) -> MutexGuard<'_, HashMap<Uuid, usize>> {
+    counts.lock()
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! every ping. Each gateway replica limits on its own: the limits guard the
 //! services from floods, they are not an exact global quota.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use presence_core::token::TokenVerifier;
@@ -71,7 +71,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 
     fn allow_at(&self, key: K, now: Instant) -> bool {
-        let mut guard = self.buckets.lock().expect("rate limiter lock poisoned");
+        let mut guard = self.buckets.lock();
         let Buckets { by_key, last_sweep } = &mut *guard;
         if by_key.len() >= self.max_keys && !by_key.contains_key(&key) {
             let may_sweep = last_sweep
@@ -175,12 +175,7 @@ impl KnownTokens {
     }
 
     fn user_at(&self, token: &str, now: i64) -> Option<Uuid> {
-        let remembered = self
-            .known
-            .lock()
-            .expect("token cache lock poisoned")
-            .get(token)
-            .copied();
+        let remembered = self.known.lock().get(token).copied();
         if let Some(known) = remembered
             && known.expires_at > now
         {
@@ -191,7 +186,7 @@ impl KnownTokens {
             .verify(token)
             .ok()
             .filter(|caller| caller.expires_at > now)?;
-        let mut known = self.known.lock().expect("token cache lock poisoned");
+        let mut known = self.known.lock();
         if known.len() >= MAX_KNOWN_TOKENS {
             known.retain(|_, token| token.expires_at > now);
             if known.len() >= MAX_KNOWN_TOKENS {
@@ -245,7 +240,7 @@ mod tests {
             limiter.allow_at(3, later),
             "idle buckets are dropped for new keys"
         );
-        assert!(limiter.buckets.lock().unwrap().by_key.len() <= 3);
+        assert!(limiter.buckets.lock().by_key.len() <= 3);
     }
 
     #[test]

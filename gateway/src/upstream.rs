@@ -16,8 +16,10 @@
 //! through unchanged.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -190,11 +192,7 @@ impl Upstream {
         // A connection found dead before the request leaves is re-opened.
         // Once it left, it is sent again only if the upstream provably did
         // not process it (`Failure::unprocessed`): it may have taken effect.
-        let open = connection
-            .sender
-            .lock()
-            .expect("upstream lock poisoned")
-            .clone();
+        let open = connection.sender.lock().clone();
         let mut sender = match open {
             Some(sender) => match sender.ready().await {
                 Ok(sender) => sender,
@@ -253,11 +251,7 @@ impl Upstream {
     /// box this rare, large future so that every call's own stays small.)
     async fn reopen(&self, connection: &Connection) -> Result<SendRequest<Bytes>, GatewayError> {
         let _opening = connection.opening.lock().await;
-        let current = connection
-            .sender
-            .lock()
-            .expect("upstream lock poisoned")
-            .clone();
+        let current = connection.sender.lock().clone();
         if let Some(sender) = current
             && let Ok(sender) = sender.ready().await
         {
@@ -269,7 +263,7 @@ impl Upstream {
                 address: self.inner.address.clone(),
                 reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
             })??;
-        *connection.sender.lock().expect("upstream lock poisoned") = Some(sender.clone());
+        *connection.sender.lock() = Some(sender.clone());
         Ok(sender.ready().await?)
     }
 

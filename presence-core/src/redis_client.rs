@@ -106,7 +106,7 @@ struct LazyCluster {
     state: Mutex<ClusterState>,
     /// When calls started failing without a success since (std mutex: held
     /// for a few instructions, never across an await).
-    failing_since: std::sync::Mutex<Option<Instant>>,
+    failing_since: parking_lot::Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -146,10 +146,7 @@ impl LazyCluster {
     /// Notes how a call went; replaces the connection once calls have failed
     /// for `CLUSTER_RECREATE_AFTER` without a single success.
     fn note(&self, succeeded: bool) {
-        let mut failing_since = self
-            .failing_since
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failing_since = self.failing_since.lock();
         let Some(since) = *failing_since else {
             if !succeeded {
                 *failing_since = Some(Instant::now());
@@ -220,7 +217,7 @@ impl Redis {
             connector: Connector::Cluster(Arc::new(LazyCluster {
                 client,
                 state: Mutex::default(),
-                failing_since: std::sync::Mutex::default(),
+                failing_since: parking_lot::Mutex::default(),
             })),
             keys,
             timeout,

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use presence_core::proto::activity::{PingRequest, PingResponse};
@@ -90,7 +92,7 @@ impl PingLoad {
 
     /// Every ping so far.
     pub fn records(&self) -> Vec<PingRecord> {
-        self.records.lock().unwrap().clone()
+        self.records.lock().clone()
     }
 
     /// Stops every user after their ping in flight; returns every ping.
@@ -152,7 +154,7 @@ async fn ping_forever(
             took: sent.elapsed(),
             failure: outcome.err().map(|error| error.label()),
         };
-        let mut records = records.lock().unwrap();
+        let mut records = records.lock();
         if records.len() < MAX_RECORDS {
             records.push(record);
         }

@@ -21,8 +21,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -93,20 +95,16 @@ impl Proxy {
 
     /// Sends new connections to `backend` too.
     pub fn add_backend(&self, backend: SocketAddr) {
-        self.shared.backends.lock().unwrap().push(backend);
+        self.shared.backends.lock().push(backend);
     }
 
     /// Sends no new connection to `backend` (those open stay open).
     pub fn remove_backend(&self, backend: SocketAddr) {
-        self.shared
-            .backends
-            .lock()
-            .unwrap()
-            .retain(|b| *b != backend);
+        self.shared.backends.lock().retain(|b| *b != backend);
     }
 
     pub fn backends(&self) -> Vec<SocketAddr> {
-        self.shared.backends.lock().unwrap().clone()
+        self.shared.backends.lock().clone()
     }
 
     /// Delays every chunk by `latency` in each direction.
@@ -129,7 +127,6 @@ impl Proxy {
         self.shared
             .open_to
             .lock()
-            .unwrap()
             .get(&backend)
             .copied()
             .unwrap_or(0)
@@ -191,7 +188,7 @@ async fn carry(client: TcpStream, shared: &Shared) {
 impl Shared {
     /// A connection to the next backend that accepts one, trying each once.
     async fn connect(&self) -> Option<(SocketAddr, TcpStream)> {
-        let backends = self.backends.lock().unwrap().clone();
+        let backends = self.backends.lock().clone();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for turn in 0..backends.len() {
             let backend = backends[(first + turn) % backends.len()];
@@ -213,14 +210,14 @@ struct OpenTo<'a> {
 
 impl<'a> OpenTo<'a> {
     fn count(shared: &'a Shared, backend: SocketAddr) -> Self {
-        *shared.open_to.lock().unwrap().entry(backend).or_default() += 1;
+        *shared.open_to.lock().entry(backend).or_default() += 1;
         Self { shared, backend }
     }
 }
 
 impl Drop for OpenTo<'_> {
     fn drop(&mut self) {
-        if let Some(open) = self.shared.open_to.lock().unwrap().get_mut(&self.backend) {
+        if let Some(open) = self.shared.open_to.lock().get_mut(&self.backend) {
             *open -= 1;
         }
     }

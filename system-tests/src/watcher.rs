@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
@@ -54,14 +56,13 @@ impl Watcher {
 
     /// Every stream so far, the open one last.
     pub fn streams(&self) -> Vec<StreamRecord> {
-        self.streams.lock().unwrap().clone()
+        self.streams.lock().clone()
     }
 
     /// The stream open now, once its snapshot is complete.
     pub fn live(&self) -> Option<StreamRecord> {
         self.streams
             .lock()
-            .unwrap()
             .last()
             .filter(|stream| stream.snapshot_complete && stream.ended.is_none())
             .cloned()
@@ -82,14 +83,14 @@ impl Drop for Watcher {
 async fn watch_forever(gateway: SocketAddr, token: String, streams: Arc<Mutex<Vec<StreamRecord>>>) {
     loop {
         {
-            let mut streams = streams.lock().unwrap();
+            let mut streams = streams.lock();
             if streams.len() >= MAX_STREAMS {
                 return;
             }
             streams.push(StreamRecord::default());
         }
         let ended = watch_once(gateway, &token, &streams).await;
-        if let Some(stream) = streams.lock().unwrap().last_mut() {
+        if let Some(stream) = streams.lock().last_mut() {
             stream.ended = Some(ended);
             stream.ended_at = Some(Instant::now());
         }
@@ -122,7 +123,7 @@ async fn watch_once(
     loop {
         match stream.next::<UserStatusEvent>().await {
             Ok(Some(event)) => {
-                let mut streams = streams.lock().unwrap();
+                let mut streams = streams.lock();
                 let record = streams.last_mut().expect("this stream's record");
                 apply(record, event);
             }
