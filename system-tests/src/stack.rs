@@ -117,6 +117,13 @@ pub struct Stack {
     issuer: TokenIssuer,
 }
 
+/// A service that runs as replicas behind a Service (the gateway is one process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Activity,
+    Admin,
+}
+
 /// What every process of a stack is started with.
 struct Setup {
     /// Logs, the throwaway cluster, the gateway's (empty) web directory.
@@ -245,70 +252,39 @@ impl Stack {
         PingLoad::start(self.gateway_address(), self.users.clone(), period)
     }
 
-    /// A new activity-service replica, serving (not yet behind the Service proxy).
-    pub async fn spawn_activity(&mut self) -> Process {
-        self.setup.spawn_activity().await
+    /// The replicas of `tier` and the Service in front of them.
+    fn tier(&mut self, tier: Tier) -> (&mut Vec<Process>, &Proxy) {
+        match tier {
+            Tier::Activity => (&mut self.activity, &self.activity_service),
+            Tier::Admin => (&mut self.admin, &self.admin_service),
+        }
     }
 
-    /// A new admin-service replica, serving (not yet behind the Service proxy).
-    pub async fn spawn_admin(&mut self) -> Process {
-        self.setup.spawn_admin().await
+    /// Takes replica `index` of `tier` out of the Service and sends it SIGTERM,
+    /// as Kubernetes does with a pod it rolls (the endpoint goes while preStop sleeps).
+    pub fn retire(&mut self, tier: Tier, index: usize) {
+        let (replicas, service) = self.tier(tier);
+        service.remove_backend(replicas[index].address);
+        replicas[index].terminate();
     }
 
-    /// Replaces activity replica `index` as a rolling update does: out of
-    /// the Service, SIGTERM, a clean exit (in-flight calls finished), then a
-    /// new replica serving and in the Service.
-    pub async fn roll_activity(&mut self, index: usize) {
-        self.retire_activity(index);
-        self.replace_activity(index).await;
-    }
-
-    /// Takes activity replica `index` out of the Service and sends it SIGTERM.
-    pub fn retire_activity(&self, index: usize) {
-        self.activity_service
-            .remove_backend(self.activity[index].address);
-        self.activity[index].terminate();
-    }
-
-    /// Waits for retired activity replica `index` to exit cleanly, then puts
+    /// Waits for retired replica `index` of `tier` to exit cleanly, then puts
     /// a new one serving in its place and in the Service.
-    pub async fn replace_activity(&mut self, index: usize) {
-        let retired = &mut self.activity[index];
+    pub async fn replace(&mut self, tier: Tier, index: usize) {
+        let retired = &mut self.tier(tier).0[index];
         let exit = retired.wait_for_exit(EXIT_WITHIN).await;
         assert!(
             exit.success(),
             "{} exited with {exit} after SIGTERM",
             retired.name
         );
-        let replica = self.spawn_activity().await;
-        self.activity_service.add_backend(replica.address);
-        self.activity[index] = replica;
-    }
-
-    /// `roll_activity`, for admin replica `index`.
-    pub async fn roll_admin(&mut self, index: usize) {
-        self.retire_admin(index);
-        self.replace_admin(index).await;
-    }
-
-    /// `retire_activity`, for admin replica `index`.
-    pub fn retire_admin(&self, index: usize) {
-        self.admin_service.remove_backend(self.admin[index].address);
-        self.admin[index].terminate();
-    }
-
-    /// `replace_activity`, for admin replica `index`.
-    pub async fn replace_admin(&mut self, index: usize) {
-        let retired = &mut self.admin[index];
-        let exit = retired.wait_for_exit(EXIT_WITHIN).await;
-        assert!(
-            exit.success(),
-            "{} exited with {exit} after SIGTERM",
-            retired.name
-        );
-        let replica = self.spawn_admin().await;
-        self.admin_service.add_backend(replica.address);
-        self.admin[index] = replica;
+        let replica = match tier {
+            Tier::Activity => self.setup.spawn_activity().await,
+            Tier::Admin => self.setup.spawn_admin().await,
+        };
+        let (replicas, service) = self.tier(tier);
+        service.add_backend(replica.address);
+        replicas[index] = replica;
     }
 
     /// Adds the load users: accounts with the seeded password, straight into

@@ -22,7 +22,7 @@ use presence_core::token::Role;
 use presence_system_tests::eventually;
 use presence_system_tests::goaway::IdleConnection;
 use presence_system_tests::load;
-use presence_system_tests::stack::{Options, PASSWORD, Stack};
+use presence_system_tests::stack::{Options, PASSWORD, Stack, Tier};
 use presence_system_tests::watcher::Watcher;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -102,7 +102,7 @@ async fn roll_activity_with_a_call_in_flight(stack: &mut Stack, index: usize) {
             .await
     });
     waiting_on_the_lock(&stack.pool, SIGN_IN_QUERY).await;
-    stack.retire_activity(index);
+    stack.retire(Tier::Activity, index);
     stack.activity[index]
         .wait_for_log(ACTIVITY_STOPPING, Duration::from_secs(10))
         .await;
@@ -114,7 +114,7 @@ async fn roll_activity_with_a_call_in_flight(stack: &mut Stack, index: usize) {
     );
     let ended = idle.ended(Duration::from_secs(10)).await;
     assert_said_goaway(&ended, &stack.activity[index].name);
-    stack.replace_activity(index).await;
+    stack.replace(Tier::Activity, index).await;
 }
 
 /// Rolls admin replica `index` with a listing in flight on it across the SIGTERM.
@@ -130,7 +130,7 @@ async fn roll_admin_with_a_call_in_flight(stack: &mut Stack, index: usize) {
             .await
     });
     waiting_on_the_lock(&stack.pool, LISTING_QUERY).await;
-    stack.retire_admin(index);
+    stack.retire(Tier::Admin, index);
     stack.admin[index]
         .wait_for_log(ADMIN_STOPPING, Duration::from_secs(10))
         .await;
@@ -139,7 +139,7 @@ async fn roll_admin_with_a_call_in_flight(stack: &mut Stack, index: usize) {
     assert!(listed.is_ok(), "a listing in flight at SIGTERM: {listed:?}");
     let ended = idle.ended(Duration::from_secs(10)).await;
     assert_said_goaway(&ended, &stack.admin[index].name);
-    stack.replace_admin(index).await;
+    stack.replace(Tier::Admin, index).await;
 }
 
 #[tokio::test]
