@@ -36,7 +36,7 @@ const LOGOUT_ROW_RETRY_FOR: Duration = Duration::from_secs(120);
 /// the log (its logout already took effect in Redis).
 pub const MAX_PENDING_LOGOUT_ROWS: usize = 10_000;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ActivityHandler {
     pub store: ActivityStore,
     pub accounts: Accounts,

@@ -46,7 +46,7 @@ pub struct RetentionSettings {
     pub interval: Duration,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Purge {
     pool: PgPool,
     throttle: LoginThrottle,
@@ -54,6 +54,7 @@ pub struct Purge {
 }
 
 /// Asks a running purge to stop, and waits for it.
+#[derive(Debug)]
 pub struct RunningPurge {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,

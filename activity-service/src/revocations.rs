@@ -52,6 +52,7 @@ const RECENT_DISABLINGS: Duration = Duration::from_secs(120);
 /// clock leeway.
 const KEEP_PAST_EXPIRY_SECONDS: i64 = 60;
 
+#[derive(Debug)]
 pub struct RevocationKeeper {
     pool: PgPool,
     redis: Redis,

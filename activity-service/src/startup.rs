@@ -31,6 +31,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// At shutdown, the purge is given this long to finish its current batch.
 const PURGE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     handler: ActivityHandler,

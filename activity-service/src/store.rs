@@ -73,7 +73,7 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 ";
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ActivityStore {
     redis: Redis,
     ping_script: Script,
@@ -354,7 +354,7 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Accounts {
     pool: PgPool,
 }

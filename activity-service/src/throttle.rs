@@ -86,6 +86,7 @@ pub struct Reserved {
     username_failures: i32,
 }
 
+#[derive(Debug)]
 pub enum Reservation {
     Granted(Reserved),
     Refused(Refusal),
@@ -143,7 +144,7 @@ DELETE FROM login_throttle AS counter USING expired
  WHERE (counter.scope, counter.username, counter.client)
      = (expired.scope, expired.username, expired.client)";
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LoginThrottle {
     pool: PgPool,
     settings: ThrottleSettings,

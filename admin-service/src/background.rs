@@ -31,6 +31,7 @@ pub async fn within<T>(
 }
 
 /// The delays between retries: exponential, capped, reset by a success.
+#[derive(Debug)]
 pub struct Retry {
     builder: ExponentialBuilder,
     delays: ExponentialBackoff,

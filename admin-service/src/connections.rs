@@ -28,6 +28,7 @@ pub fn severable<IO, E>(
 }
 
 /// A connection whose reads and writes fail once its token is cancelled.
+#[derive(Debug)]
 pub struct Severable<IO> {
     io: IO,
     /// Polled before every read and write: that registers the connection's

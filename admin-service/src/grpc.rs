@@ -38,7 +38,7 @@ use crate::status::to_proto;
 use crate::store::ListFilter;
 use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AdminHandler {
     pub reader: StatusReader,
     pub verifier: TokenVerifier,

@@ -42,6 +42,7 @@ const ROWS_PER_READ: i64 = 5000;
 /// The longest pause after failed steps.
 const RETRY_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
+#[derive(Debug)]
 pub struct IndexKeeper {
     directory: Directory,
     index: ActivityReader,

@@ -50,7 +50,7 @@ pub struct Batch {
     pub degraded: bool,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StatusReader {
     pub directory: Directory,
     pub activity: ActivityReader,

@@ -28,7 +28,7 @@ pub const MAX_PAGE_TOKEN_CHARS: usize = 1024;
 /// The shortest secret accepted.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PageTokens {
     mac: HmacSha256,
 }

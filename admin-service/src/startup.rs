@@ -41,6 +41,7 @@ const KEEPALIVE_ANSWER_WITHIN: Duration = Duration::from_secs(20);
 /// How long the connections cut at the drain deadline get to close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
+#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     handler: AdminHandler,

@@ -71,7 +71,7 @@ const USER_COLUMNS: &str = "
     (SELECT floor(extract(epoch FROM max(h.occurred_at)))::bigint FROM login_history h
       WHERE h.user_id = u.id AND h.event = 'logout') AS last_logout";
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Directory {
     pool: PgPool,
 }
@@ -287,7 +287,7 @@ pub struct ActivitySnapshot {
     pub online: u64,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ActivityReader {
     redis: Redis,
 }

@@ -67,7 +67,7 @@ struct OnlineUser {
     status: UserStatus,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StatusHub {
     online: Arc<RwLock<HashMap<Uuid, OnlineUser>>>,
     changes: broadcast::Sender<UserStatus>,
@@ -501,7 +501,7 @@ struct Verdicts {
 /// holds a `WatcherSlot` while it runs; when the feed ends (the client left,
 /// the session ended, the server is stopping) the slot is dropped and its
 /// place is free again.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WatcherSlots {
     total: Arc<Semaphore>,
     per_user: usize,
@@ -511,6 +511,7 @@ pub struct WatcherSlots {
 }
 
 /// One open stream's place; dropping it frees the place.
+#[derive(Debug)]
 pub struct WatcherSlot {
     _total: OwnedSemaphorePermit,
     user_id: Uuid,

@@ -35,6 +35,7 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 
+#[derive(Debug)]
 pub struct Limits {
     pub ping_per_user: RateLimiter<Uuid>,
     pub ping_per_ip: RateLimiter<IpAddr>,
@@ -42,6 +43,7 @@ pub struct Limits {
 }
 
 /// The rules of a call that come from the settings.
+#[derive(Debug)]
 pub struct CallRules {
     /// The deadline of a call whose client sets none (or a longer one).
     pub default_deadline: Duration,
@@ -52,6 +54,7 @@ pub struct CallRules {
 }
 
 /// The edge rules, with the state they keep (rate limits, known tokens).
+#[derive(Debug)]
 pub struct Admission {
     callers: KnownTokens,
     limits: Limits,
@@ -89,6 +92,7 @@ impl Client {
 }
 
 /// A call admitted by the edge rules, and where it goes.
+#[derive(Debug)]
 pub struct Admitted<'a> {
     pub route: Route<'a>,
     pub record: CallRecord,

@@ -25,6 +25,17 @@ pub struct DeadlineBody<B> {
     expired: bool,
 }
 
+impl<B: std::fmt::Debug> std::fmt::Debug for DeadlineBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineBody")
+            .field("inner", &self.inner)
+            .field("deadline", &self.deadline)
+            .field("drains", &self.drain_over.is_some())
+            .field("expired", &self.expired)
+            .finish()
+    }
+}
+
 impl<B> DeadlineBody<B> {
     pub fn new(
         inner: B,

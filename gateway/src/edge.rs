@@ -11,6 +11,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Uri, header};
 use tonic::{Code, Status};
 
+#[derive(Debug)]
 pub struct EdgeRules {
     /// Origins other than the gateway's own that may call gRPC-Web.
     pub allowed_origins: Vec<String>,

@@ -32,6 +32,7 @@ const MAX_UNARY_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The largest response of the gateway's own health service.
 const MAX_HEALTH_RESPONSE_BYTES: usize = 64 * 1024;
 
+#[derive(Debug)]
 struct State {
     admission: Admission,
     routes: Routes,
@@ -39,7 +40,7 @@ struct State {
     drain_over: watch::Receiver<bool>,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Forwarder {
     state: Arc<State>,
 }

@@ -44,11 +44,12 @@ struct MethodLabels {
 
 type Durations = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     registry: Registry,
     requests: Family<CallLabels, Counter>,
@@ -132,6 +133,7 @@ pub fn code_name(code: i32) -> &'static str {
 /// What the access log says of one call; never a token or a body. A call
 /// whose record is dropped unfinished (the client went away) is recorded as
 /// CANCELLED.
+#[derive(Debug)]
 pub struct CallRecord {
     metrics: Metrics,
     /// A known method's path, or [`UNKNOWN_METHOD`].
@@ -188,6 +190,7 @@ impl Drop for CallRecord {
 
 /// Which call an access-log line is about: the client's `x-request-id`, or
 /// a number the gateway gave it (unique across replicas by a random tag).
+#[derive(Debug)]
 pub enum RequestId {
     Client(http::HeaderValue),
     Numbered(u64),
@@ -223,6 +226,7 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 
 /// A response body that records the call when its trailers arrive, or when
 /// it ends without them (dropped before: the record says CANCELLED).
+#[derive(Debug)]
 pub struct ObservedBody<B> {
     inner: B,
     record: Option<CallRecord>,

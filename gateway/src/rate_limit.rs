@@ -31,6 +31,18 @@ struct Buckets<K> {
     last_sweep: Option<Instant>,
 }
 
+// Not the keys: they are users and client addresses, and there may be 100,000 of them.
+impl<K> std::fmt::Debug for RateLimiter<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("tracked_keys", &self.buckets.lock().by_key.len())
+            .field("capacity", &self.capacity)
+            .field("refill_per_second", &self.refill_per_second)
+            .field("max_keys", &self.max_keys)
+            .finish()
+    }
+}
+
 /// The key of a client address for the per-address limits: an IPv4 address
 /// as it is, an IPv6 address by its /64.
 pub fn address_key(ip: IpAddr) -> IpAddr {
@@ -40,7 +52,7 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
@@ -116,6 +128,16 @@ pub struct KnownTokens {
     known: Mutex<HashMap<Box<str>, Known, SignatureTail>>,
 }
 
+// Never the tokens themselves: each one is a bearer credential.
+impl std::fmt::Debug for KnownTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownTokens")
+            .field("verifier", &self.verifier)
+            .field("known", &self.known.lock().len())
+            .finish()
+    }
+}
+
 /// Hashes a token by its last bytes only: they are its signature's, which
 /// only the signing key produces, so they tell tokens apart as well as the
 /// whole token would, at a fraction of the cost. Only verified tokens are
@@ -152,7 +174,7 @@ impl std::hash::Hasher for TailHasher {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Known {
     user_id: Uuid,
     expires_at: i64,
@@ -285,5 +307,13 @@ mod tests {
         );
         let forged = format!("{}x", token.token);
         assert_eq!(known.user_at(&forged, now), None);
+
+        let signature = token.token.rsplit('.').next().unwrap();
+        let printed = format!("{known:?}");
+        assert!(
+            !printed.contains(signature),
+            "a remembered token printed: {printed}"
+        );
+        assert!(printed.contains("known: 1"), "{printed}");
     }
 }

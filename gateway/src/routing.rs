@@ -20,19 +20,21 @@ pub type HealthService =
     tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// The services behind the gateway.
+#[derive(Debug)]
 pub struct Upstreams {
     pub activity: Upstream,
     pub admin: Upstream,
 }
 
 /// Every destination a call can be routed to.
+#[derive(Debug)]
 pub struct Routes {
     pub upstreams: Upstreams,
     pub health: HealthService,
 }
 
 /// Where a call goes.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Route<'a> {
     Upstream(&'a Upstream),
     Health(&'a HealthService),

@@ -207,6 +207,7 @@ async fn serve_connection<S>(
 }
 
 /// What a connection is doing, as its socket and its service report it.
+#[derive(Debug)]
 struct Activity {
     limits: ConnectionLimits,
     /// When this connection started: deadlines are milliseconds after it.
@@ -381,6 +382,7 @@ struct Tracked<S> {
 }
 
 /// One request in flight, until dropped.
+#[derive(Debug)]
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
@@ -422,6 +424,7 @@ where
 }
 
 /// A response's body that keeps its request in flight until it is dropped.
+#[derive(Debug)]
 pub struct Guarded {
     body: axum::body::Body,
     _in_flight: InFlight,

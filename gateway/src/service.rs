@@ -24,7 +24,7 @@ use crate::fast_path;
 use crate::forward::Forwarder;
 
 /// Makes one [`GatewayService`] per accepted connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MakeGatewayService {
     pub forwarder: Forwarder,
     pub rules: Arc<EdgeRules>,
@@ -32,7 +32,7 @@ pub struct MakeGatewayService {
 }
 
 /// The service of one connection: its requests, with their client.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GatewayService {
     client: Client,
     shared: MakeGatewayService,

@@ -46,6 +46,7 @@ const READINESS_EVERY: Duration = Duration::from_secs(2);
 /// How long the streams ended at the drain deadline get to send their last frames.
 const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
 
+#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,

@@ -76,11 +76,12 @@ fn stays_at_the_edge(name: &header::HeaderName) -> bool {
     ) || name.starts_with("sec-")
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     /// `host:port`, for connecting and for error messages.
     address: String,
@@ -91,7 +92,7 @@ struct Inner {
     next: AtomicUsize,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Connection {
     /// The open connection's sender, cloned for each call.
     sender: Mutex<Option<SendRequest<Bytes>>>,
@@ -418,6 +419,7 @@ async fn keep_alive(ping_pong: Option<h2::PingPong>) {
 }
 
 /// A unary response read whole: its head, its framed message(s) and its trailers.
+#[derive(Debug)]
 pub struct WholeResponse {
     pub head: http::response::Parts,
     pub messages: Bytes,
@@ -455,6 +457,7 @@ impl WholeResponse {
 }
 
 /// A response's body as the upstream sends it: messages, then trailers.
+#[derive(Debug)]
 pub struct UpstreamBody {
     receive: h2::RecvStream,
     data_done: bool,

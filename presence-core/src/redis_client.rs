@@ -41,7 +41,7 @@ const CLUSTER_RECREATE_AFTER: Duration = Duration::from_secs(1);
 /// for this long instead of each trying again.
 const CLUSTER_CONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Redis {
     connector: Connector,
     keys: RedisKeys,
@@ -56,12 +56,31 @@ enum Connector {
     Cluster(Arc<LazyCluster>),
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connector::Single(_) => f.write_str("Connector::Single"),
+            Connector::Cluster(_) => f.write_str("Connector::Cluster"),
+        }
+    }
+}
+
 /// A connection to the configured Redis, single or cluster. Cheap to clone:
 /// clones share the underlying multiplexed connections.
 #[derive(Clone)]
 pub enum RedisConnection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+// The cluster connection has no `Debug`; which kind it is says enough.
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisConnection::Single(_) => f.write_str("RedisConnection::Single"),
+            RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
+        }
+    }
 }
 
 impl ConnectionLike for RedisConnection {
@@ -569,7 +588,7 @@ mod tests {
             redis_timeout_ms: 500,
             redis_ca_file: Some("/dev/null".into()),
         };
-        let error = Redis::connect_lazy(&args).err().expect("refused");
+        let error = Redis::connect_lazy(&args).expect_err("refused");
         assert!(error.to_string().contains("rediss://"), "{error}");
     }
 }

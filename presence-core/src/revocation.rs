@@ -89,7 +89,7 @@ pub async fn revoked_in_postgres(pool: &PgPool, caller: &Caller) -> Result<bool,
 }
 
 /// The check every authorised call makes after verifying a token.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RevocationCheck {
     redis: Redis,
     pool: PgPool,

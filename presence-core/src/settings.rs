@@ -59,7 +59,7 @@ pub async fn load(pool: &PgPool) -> Result<ActivitySettings, Error> {
 }
 
 /// The threshold in force in this process, kept current by a background task.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ThresholdWatch {
     current: watch::Receiver<ThresholdMinutes>,
 }

@@ -43,6 +43,7 @@ pub fn free_port() -> u16 {
 
 /// A throwaway `redis-server` on a free loopback port, killed on drop. Tests
 /// that stop Redis use one of these, never the machine's shared server.
+#[derive(Debug)]
 pub struct ThrowawayRedis {
     pub url: String,
     child: Child,
@@ -142,11 +143,13 @@ impl TestRedis {
 
 /// A throwaway three-master Redis Cluster (no replicas) on free loopback
 /// ports, in its own temporary directory; killed and removed on drop.
+#[derive(Debug)]
 pub struct ThrowawayCluster {
     dir: PathBuf,
     nodes: Vec<ClusterNode>,
 }
 
+#[derive(Debug)]
 struct ClusterNode {
     port: u16,
     process: Option<Child>,

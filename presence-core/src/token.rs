@@ -161,7 +161,7 @@ pub struct Caller {
 }
 
 /// A key a verifier trusts, under its id.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct VerifyingKey {
     pub id: String,
     key: DecodingKey,
@@ -184,7 +184,7 @@ impl VerifyingKey {
 
 /// Checks tokens: header (`typ`, `kid`, the pinned `alg`), signature with the
 /// key the `kid` names, `exp`, `nbf`, `iat`, `iss`, `aud`, lifetime, claims.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TokenVerifier {
     algorithm: Algorithm,
     keys: Vec<VerifyingKey>,
@@ -310,7 +310,7 @@ pub struct IssuedToken {
 }
 
 /// Signs tokens for signed-in users.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TokenIssuer {
     key: EncodingKey,
     key_id: String,
@@ -402,6 +402,21 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const OTHER_SECRET: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn printing_an_issuer_or_a_verifier_shows_no_key_material() {
+        let (issuer, verifier) = pair();
+        let secret = std::str::from_utf8(SECRET).unwrap();
+        // Debug of the bytes, as a derived impl would print a Vec<u8>.
+        let bytes = format!("{:?}", &SECRET[..8])
+            .trim_end_matches(']')
+            .to_owned();
+        for printed in [format!("{issuer:?}"), format!("{verifier:?}")] {
+            assert!(!printed.contains(secret), "{printed}");
+            assert!(!printed.contains(&bytes), "{printed}");
+            assert!(printed.contains("redacted"), "{printed}");
+        }
+    }
 
     fn pair() -> (TokenIssuer, TokenVerifier) {
         (

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use tokio::net::TcpStream;
 
+#[derive(Debug)]
 pub struct IdleConnection {
     sender: SendRequest<Bytes>,
 }

@@ -64,6 +64,7 @@ impl std::fmt::Display for CallError {
 }
 
 /// One HTTP/1.1 connection to the gateway, as a browser tab holds one.
+#[derive(Debug)]
 pub struct WebClient {
     address: SocketAddr,
     sender: SendRequest<Full<Bytes>>,
@@ -207,6 +208,7 @@ impl WebClient {
 }
 
 /// An open server stream.
+#[derive(Debug)]
 pub struct WebStream {
     body: Incoming,
     frames: Frames,
@@ -250,7 +252,7 @@ enum Frame {
 }
 
 /// gRPC-Web frames, split off a buffer as whole frames arrive.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Frames {
     buffer: BytesMut,
 }

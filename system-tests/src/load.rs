@@ -53,6 +53,7 @@ pub struct PingRecord {
     pub failure: Option<String>,
 }
 
+#[derive(Debug)]
 pub struct PingLoad {
     pub started: Instant,
     pub users: Vec<LoadUser>,

@@ -9,12 +9,13 @@ use std::process::{Command, Output};
 
 use presence_core::testing::free_port;
 
+#[derive(Debug)]
 pub struct ThrowawayPostgres {
     cluster: Cluster,
 }
 
 /// Where the cluster is and how its programs run (cloned into blocking tasks).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Cluster {
     /// Holds the data directory, the socket and the server log.
     dir: PathBuf,

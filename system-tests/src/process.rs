@@ -21,6 +21,7 @@ use crate::binaries;
 /// How long a service may take to answer its health check as SERVING.
 pub const START_WITHIN: Duration = Duration::from_secs(30);
 
+#[derive(Debug)]
 pub struct Process {
     /// Names it in messages and its log file (`activity-1`, `gateway`, ...).
     pub name: String,

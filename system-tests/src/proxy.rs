@@ -51,12 +51,14 @@ pub enum Mode {
     Blackhole,
 }
 
+#[derive(Debug)]
 pub struct Proxy {
     pub address: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
 }
 
+#[derive(Debug)]
 struct Shared {
     backends: Mutex<Vec<SocketAddr>>,
     next: AtomicUsize,

@@ -57,6 +57,7 @@ const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
 pub type Env = Vec<(String, String)>;
 
 /// What a test needs of its stack.
+#[derive(Debug)]
 pub struct Options {
     pub activity_replicas: usize,
     pub admin_replicas: usize,
@@ -96,6 +97,7 @@ pub fn env(pairs: &[(&str, &str)]) -> Env {
         .collect()
 }
 
+#[derive(Debug)]
 pub struct Stack {
     /// How its processes are started.
     setup: Setup,
@@ -125,6 +127,7 @@ pub enum Tier {
 }
 
 /// What every process of a stack is started with.
+#[derive(Debug)]
 struct Setup {
     /// Logs, the throwaway cluster, the gateway's (empty) web directory.
     dir: PathBuf,

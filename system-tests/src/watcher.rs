@@ -41,6 +41,7 @@ pub struct StreamRecord {
     pub ended_at: Option<Instant>,
 }
 
+#[derive(Debug)]
 pub struct Watcher {
     streams: Arc<Mutex<Vec<StreamRecord>>>,
     task: JoinHandle<()>,
