@@ -12,6 +12,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	./deploy/local/cargo-deny.sh
+	./deploy/local/cargo-machete.sh
 
 # The Rust tests against real PostgreSQL and Redis (sqlx::test makes a
 # database per test on TEST_DATABASE_URL's server). The system tests
