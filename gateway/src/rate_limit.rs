@@ -34,9 +34,13 @@ struct Buckets<K> {
 // Not the keys: they are users and client addresses, and there may be 100,000 of them.
 impl<K> std::fmt::Debug for RateLimiter<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("tracked_keys", &self.buckets.lock().by_key.len())
-            .field("capacity", &self.capacity)
+        let mut out = f.debug_struct("RateLimiter");
+        // `try_lock`: printing must never wait for, or deadlock on, the lock.
+        match self.buckets.try_lock() {
+            Some(buckets) => out.field("tracked_keys", &buckets.by_key.len()),
+            None => out.field("tracked_keys", &format_args!("(in use)")),
+        };
+        out.field("capacity", &self.capacity)
             .field("refill_per_second", &self.refill_per_second)
             .field("max_keys", &self.max_keys)
             .finish()
@@ -131,10 +135,14 @@ pub struct KnownTokens {
 // Never the tokens themselves: each one is a bearer credential.
 impl std::fmt::Debug for KnownTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KnownTokens")
-            .field("verifier", &self.verifier)
-            .field("known", &self.known.lock().len())
-            .finish()
+        let mut out = f.debug_struct("KnownTokens");
+        out.field("verifier", &self.verifier);
+        // `try_lock`: printing must never wait for, or deadlock on, the lock.
+        match self.known.try_lock() {
+            Some(known) => out.field("known", &known.len()),
+            None => out.field("known", &format_args!("(in use)")),
+        };
+        out.finish()
     }
 }
 
