@@ -8,10 +8,13 @@ use presence_core::proto::admin::WatchUserStatusesRequest;
 use presence_core::token::Role;
 use prost::Message;
 use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use crate::helpers::{
-    BINARY, GrpcWebResponse, SOON, TEXT, call, frame, grpc_status, http, shows_online,
-    spawn_gateway, spawn_gateway_to,
+    BINARY, GrpcWebResponse, SOON, TEXT, call, frame, grpc_status, http, parse_response,
+    shows_online, spawn_gateway, spawn_gateway_to,
 };
 use crate::stack::{PASSWORD, spawn_stack};
 
@@ -193,22 +196,46 @@ async fn text_mode_works(pool: sqlx::PgPool) {
 }
 
 /// A service that answers the first call's head and one message, then dies
-/// (its connection dropped, as when its process is killed); its URL.
-async fn service_dying_mid_response(message: Vec<u8>) -> String {
+/// (its connection dropped, as when its process is killed) when `die` fires;
+/// its URL.
+async fn service_dying_mid_response(message: Vec<u8>, die: oneshot::Receiver<()>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut connection = h2::server::handshake(socket).await.unwrap();
-        let (_, mut respond) = connection.accept().await.unwrap().unwrap();
-        let head = http::Response::builder()
-            .header("content-type", "application/grpc")
-            .body(())
-            .unwrap();
-        let mut body = respond.send_response(head, false).unwrap();
-        body.send_data(message.into(), false).unwrap();
-        // Driving the connection a moment sends the message; then it dies.
-        let _ = tokio::time::timeout(Duration::from_millis(200), connection.accept()).await;
+        // The activity and admin upstreams each connect, and the health
+        // follower calls too: only the watch gets the message; every stream
+        // and connection is kept open until the service dies.
+        let mut connections = tokio::task::JoinSet::new();
+        let accept = async {
+            while let Ok((socket, _)) = listener.accept().await {
+                let message = message.clone();
+                connections.spawn(async move {
+                    let mut connection = h2::server::handshake(socket).await.unwrap();
+                    let mut streams = Vec::new();
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        if request.uri().path() != WATCH {
+                            continue;
+                        }
+                        let head = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let mut body = respond.send_response(head, false).unwrap();
+                        body.send_data(message.clone().into(), false).unwrap();
+                        streams.push((respond, body));
+                    }
+                });
+            }
+        };
+        // Dying when told to, once the browser has the message, keeps the
+        // test from racing the forwarding; dropping the set drops every
+        // connection, as a killed process does.
+        tokio::select! {
+            _ = die => {}
+            () = accept => {}
+            () = tokio::time::sleep(SOON) => {}
+        }
+        drop(connections);
     });
     url
 }
@@ -219,22 +246,39 @@ async fn a_stream_whose_service_dies_mid_response_ends_with_unavailable() {
         snapshot_complete: true,
         ..Default::default()
     };
-    let dying = service_dying_mid_response(frame(&event)).await;
+    let (die, dying_signal) = oneshot::channel();
+    let dying = service_dying_mid_response(frame(&event), dying_signal).await;
     let gateway = spawn_gateway_to(&dying, &dying, &[]).await;
 
-    let response = http(
-        gateway.address,
-        "POST",
-        WATCH,
-        &[("Content-Type", BINARY), ("X-Grpc-Web", "1")],
-        &frame(&WatchUserStatusesRequest {}),
-        SOON,
-    )
-    .await;
+    let raw = tokio::time::timeout(SOON, async {
+        let mut stream = TcpStream::connect(gateway.address).await.unwrap();
+        let body = frame(&WatchUserStatusesRequest {});
+        let head = format!(
+            "POST {WATCH} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: {BINARY}\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\n\r\n",
+            gateway.address,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let expected = frame(&event);
+        let mut raw = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !raw.windows(expected.len()).any(|w| w == expected) {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert_ne!(read, 0, "the response ended before its first message");
+            raw.extend_from_slice(&buffer[..read]);
+        }
+        die.send(()).unwrap();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    })
+    .await
+    .expect("the gateway answered in time");
 
     // What came before the end reaches the browser, then a status it can
     // act on (the web app reconnects), not a broken connection.
-    let parsed = GrpcWebResponse::parse(&response.body);
+    let parsed = GrpcWebResponse::parse(&parse_response(&raw).body);
     assert_eq!(parsed.status_events(), [event]);
     assert_eq!(parsed.trailer("grpc-status"), Some("14"), "{parsed:?}");
 }
