@@ -123,13 +123,11 @@ export class FakePresenceServer {
             this.caller(context);
             return { pingIntervalSeconds: 60 };
           },
-          logout: (_request, context) => {
-            const token = this.caller(context);
-            this.tokens.delete(token);
-            // Like the admin service: a revoked token's streams end, UNAUTHENTICATED.
-            for (const stream of this.streams) {
-              if (stream.token === token) stream.fail(new ConnectError('signed out', Code.Unauthenticated));
-            }
+          logout: async (_request, context) => {
+            this.revoke(this.caller(context));
+            // The revocation ends the token's streams before Logout's own answer reaches
+            // the browser (as it may through the gateway): let those errors land first.
+            await new Promise((resolve) => setTimeout(resolve, 0));
             return {};
           },
         });
@@ -169,6 +167,16 @@ export class FakePresenceServer {
     };
   }
 
+  /** How many tokens still work (signed in and not signed out). */
+  liveTokens(): number {
+    return this.tokens.size;
+  }
+
+  /** Every token of `username` stops working (the account was disabled). */
+  revokeTokensOf(username: string): void {
+    for (const [token, user] of this.tokens) if (user.username === username) this.revoke(token);
+  }
+
   /** A user's status changes: every open stream is told at once. */
   setOnline(username: string, online: boolean): void {
     const user = this.users.find((candidate) => candidate.username === username);
@@ -190,6 +198,14 @@ export class FakePresenceServer {
   /** Every open stream fails with `code` (UNAVAILABLE: the service went away). */
   failStreams(code: Code): void {
     for (const stream of this.streams) stream.fail(new ConnectError('stream failed', code));
+  }
+
+  private revoke(token: string): void {
+    this.tokens.delete(token);
+    // Like the admin service: a revoked token's streams end, UNAUTHENTICATED.
+    for (const stream of this.streams) {
+      if (stream.token === token) stream.fail(new ConnectError('the access token was revoked', Code.Unauthenticated));
+    }
   }
 
   private caller(context: HandlerContext): string {
