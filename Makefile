@@ -23,7 +23,7 @@ test-rust:
 
 # The web app: generated client up to date, lint, unit tests, build.
 test-web:
-	cd web && npm ci --no-audit --no-fund && npm run check:gen && npm run lint && npm test && npm run build
+	cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund && npm run check:gen && npm run lint && npm test && npm run build
 
 # The Kubernetes manifests: rendered, schema-validated and policy-checked offline.
 test-k8s:
@@ -34,9 +34,10 @@ test-k8s:
 test-containers:
 	./deploy/containers/run-test.sh
 
-# The browser end to end, in headless Chromium against the whole stack.
+# The browser end to end (Playwright), in Debian's headless Chromium against the whole
+# stack. E2E_ARGS go to `playwright test`, e.g. make test-e2e E2E_ARGS='-g "signs out"'.
 test-e2e:
-	./deploy/local/e2e.sh
+	./deploy/local/e2e.sh $(E2E_ARGS)
 
 stop-local:
 	./deploy/local/stop.sh

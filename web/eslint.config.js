@@ -26,8 +26,8 @@ export default tseslint.config(
     languageOptions: { globals: globals.node },
   },
   {
-    // The e2e script also holds functions that Playwright runs inside the page.
-    files: ['e2e/**/*.mjs'],
+    // The e2e tests also hold functions that Playwright runs inside the page.
+    files: ['e2e/**/*.ts'],
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
   },
 );

@@ -15,7 +15,8 @@ export default defineConfig({
     proxy: Object.fromEntries(servicePrefixes.map((prefix) => [prefix, { target: gateway }])),
   },
   test: {
-    include: ['src/**/*.test.ts'],
+    include: ['src/**/*.test.{ts,tsx}'],
+    // Component and hook tests opt into jsdom with a `// @vitest-environment jsdom` line.
     environment: 'node',
   },
 });

@@ -22,7 +22,8 @@ export function createApi(baseUrl: string, store: SessionStore): Api {
 }
 
 /**
- * Adds `authorization: Bearer <token>` to every call but Login, and turns an
+ * Adds `authorization: Bearer <token>` to every call but Login (sign-out's Logout, made
+ * once the session has ended, brings its own), and turns an
  * UNAUTHENTICATED answer into the end of the session ("expired"), whichever call got it,
  * including a stream that fails midway.
  */

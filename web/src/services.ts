@@ -16,7 +16,7 @@ export interface AppServices {
   store: SessionStore;
   api: Api;
   signIn: (username: string, password: string) => Promise<Session>;
-  /** Stops pinging, calls Logout, and ends the session even if the call fails. */
+  /** Stops pinging, ends the session, then calls Logout (retried; the session is over either way). */
   signOut: () => Promise<void>;
 }
 
@@ -58,13 +58,14 @@ export function createAppServices(deps: ServiceDeps): AppServices {
       return session;
     },
     async signOut() {
+      const { session } = store.getState();
       // Stop pinging first, so no ping can follow the Logout that clears the activity key.
       presence.stop();
-      try {
-        await logoutWithRetries(api);
-      } finally {
-        store.end('signed-out');
-      }
+      // End the session before Logout: Logout revokes the token, and the UNAUTHENTICATED
+      // that this brings to calls still open (the users page's stream, a ping) would
+      // otherwise read as an expired session.
+      store.end('signed-out');
+      if (session) await logoutWithRetries(api, session.accessToken);
     },
   };
 }
@@ -73,10 +74,11 @@ export function createAppServices(deps: ServiceDeps): AppServices {
 const LOGOUT_ATTEMPTS = 3;
 const LOGOUT_RETRY_POLICY = { baseMs: 500, maxMs: 2_000 };
 
-async function logoutWithRetries(api: Api): Promise<void> {
+/** Logout with the ended session's token, which the store no longer holds. */
+async function logoutWithRetries(api: Api, accessToken: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await api.activity.logout({});
+      await api.activity.logout({}, { headers: { authorization: `Bearer ${accessToken}` } });
       return;
     } catch (error) {
       // Signing out locally must not hang on the network: after the last attempt the

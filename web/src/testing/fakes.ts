@@ -1,8 +1,9 @@
 /**
  * Test doubles for the pinger's collaborators: a visibility switch and a Web Locks
- * manager shared by several simulated tabs.
+ * manager shared by several simulated tabs; and an in-memory sessionStorage.
  */
 import type { LockManagerLike } from '../leader-election';
+import type { SessionStorage } from '../session';
 import type { VisibilitySource } from '../visibility';
 
 /** A page whose visibility the test flips by hand. */
@@ -79,4 +80,14 @@ export class FakeLockManager implements LockManagerLike {
     const next = this.waiting.get(name)?.shift();
     next?.grant();
   }
+}
+
+/** sessionStorage's part that the session store uses, in memory. */
+export function memoryStorage(): SessionStorage {
+  const items = new Map<string, string>();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => items.set(key, value),
+    removeItem: (key) => items.delete(key),
+  };
 }

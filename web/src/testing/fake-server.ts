@@ -1,0 +1,270 @@
+/**
+ * An in-memory presence server for component and hook tests, reached through the real
+ * Connect-ES clients over `createRouterTransport` (no network, same encoding, same
+ * interceptors as the app). It keeps users and their statuses, serves pages of them like
+ * ListUserStatuses, and streams WatchUserStatuses like the admin service: a snapshot, its
+ * completion, then one event per change; a resync, a fresh snapshot and its completion
+ * when the threshold changes; and UNAUTHENTICATED to the streams of a signed-out token.
+ */
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from '@connectrpc/connect';
+import { sessionInterceptor, type Api } from '../api';
+import { ActivityService } from '../gen/presence/activity/v1/activity_pb';
+import {
+  AdminService,
+  StatusFilter,
+  StatusSource,
+  type ListUserStatusesRequest,
+  type UserStatusEvent,
+} from '../gen/presence/admin/v1/admin_pb';
+import type { SessionStore } from '../session';
+
+export interface FakeUser {
+  userId: string;
+  username: string;
+  displayName: string;
+  role: 'user' | 'admin';
+  online: boolean;
+}
+
+/** The event shapes the stream sends, as plain objects (the client builds the messages). */
+type EventInit = Partial<Omit<UserStatusEvent, '$typeName' | 'status'>> & { status?: ReturnType<typeof statusOf> };
+
+const PASSWORD = 'Test1234!';
+
+function statusOf(user: FakeUser) {
+  return {
+    userId: user.userId,
+    username: user.username,
+    displayName: user.displayName,
+    online: user.online,
+    source: StatusSource.ACTIVITY,
+  };
+}
+
+/** One open WatchUserStatuses stream: a queue of events, or the error that ends it. */
+class OpenStream {
+  private queue: EventInit[] = [];
+  private failure: ConnectError | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(readonly token: string) {}
+
+  push(event: EventInit): void {
+    this.queue.push(event);
+    this.wake?.();
+  }
+
+  fail(error: ConnectError): void {
+    this.failure = error;
+    this.wake?.();
+  }
+
+  async *events(signal: AbortSignal): AsyncGenerator<EventInit> {
+    const onAbort = () => this.wake?.();
+    signal.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        const next = this.queue.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (this.failure) throw this.failure;
+        if (signal.aborted) return;
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = null;
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+export class FakePresenceServer {
+  readonly users: FakeUser[];
+  thresholdMinutes = 5;
+  /** Every ListUserStatuses request, in order. */
+  readonly listRequests: ListUserStatusesRequest[] = [];
+  /** How many WatchUserStatuses streams were opened. */
+  watchCount = 0;
+  /** When set, new streams are refused with this code before any event. */
+  refuseWatchWith: Code | null = null;
+  private listsHeld: Promise<void> | null = null;
+  private readonly tokens = new Map<string, FakeUser>();
+  private readonly streams = new Set<OpenStream>();
+  private nextToken = 1;
+
+  constructor(users: FakeUser[]) {
+    this.users = users;
+  }
+
+  /** The clients of both services, as the app builds them, over this server. */
+  api(store: SessionStore): Api {
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(ActivityService, {
+          login: (request) => {
+            const user = this.users.find((candidate) => candidate.username === request.username);
+            if (!user || request.password !== PASSWORD) throw new ConnectError('wrong credentials', Code.Unauthenticated);
+            const accessToken = `token-${this.nextToken++}`;
+            this.tokens.set(accessToken, user);
+            return {
+              accessToken,
+              userId: user.userId,
+              role: user.role,
+              displayName: user.displayName,
+              expiresAt: timestampFromMs(Date.now() + 3_600_000),
+            };
+          },
+          ping: (_request, context) => {
+            this.caller(context);
+            return { pingIntervalSeconds: 60 };
+          },
+          logout: async (_request, context) => {
+            this.revoke(this.caller(context));
+            // The revocation ends the token's streams before Logout's own answer reaches
+            // the browser (as it may through the gateway): let those errors land first.
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            return {};
+          },
+        });
+        router.service(AdminService, {
+          listUserStatuses: async (request, context) => {
+            this.caller(context);
+            this.listRequests.push(request);
+            await this.listsHeld;
+            return this.page(request);
+          },
+          watchUserStatuses: (_request, context) => this.watch(context),
+        });
+      },
+      { transport: { interceptors: [sessionInterceptor(store)] } },
+    );
+    return { activity: createClient(ActivityService, transport), admin: createClient(AdminService, transport) };
+  }
+
+  /** A token for `username` without going through Login (for hook tests). */
+  tokenFor(username: string): string {
+    const user = this.users.find((candidate) => candidate.username === username);
+    if (!user) throw new Error(`no user ${username}`);
+    const accessToken = `token-${this.nextToken++}`;
+    this.tokens.set(accessToken, user);
+    return accessToken;
+  }
+
+  /** ListUserStatuses answers nothing until the returned function is called. */
+  holdLists(): () => void {
+    let release: () => void = () => undefined;
+    this.listsHeld = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    return () => {
+      this.listsHeld = null;
+      release();
+    };
+  }
+
+  /** How many tokens still work (signed in and not signed out). */
+  liveTokens(): number {
+    return this.tokens.size;
+  }
+
+  /** Every token of `username` stops working (the account was disabled). */
+  revokeTokensOf(username: string): void {
+    for (const [token, user] of this.tokens) if (user.username === username) this.revoke(token);
+  }
+
+  /** A user's status changes: every open stream is told at once. */
+  setOnline(username: string, online: boolean): void {
+    const user = this.users.find((candidate) => candidate.username === username);
+    if (!user) throw new Error(`no user ${username}`);
+    user.online = online;
+    for (const stream of this.streams) stream.push({ status: statusOf(user) });
+  }
+
+  /** The threshold changes, and with it who is online: streams resync from a fresh snapshot. */
+  setThreshold(minutes: number, online: Record<string, boolean>): void {
+    this.thresholdMinutes = minutes;
+    for (const user of this.users) user.online = online[user.username] ?? user.online;
+    for (const stream of this.streams) {
+      stream.push({ resync: true });
+      this.sendSnapshot(stream);
+    }
+  }
+
+  /** Every open stream fails with `code` (UNAVAILABLE: the service went away). */
+  failStreams(code: Code): void {
+    for (const stream of this.streams) stream.fail(new ConnectError('stream failed', code));
+  }
+
+  private revoke(token: string): void {
+    this.tokens.delete(token);
+    // Like the admin service: a revoked token's streams end, UNAUTHENTICATED.
+    for (const stream of this.streams) {
+      if (stream.token === token) stream.fail(new ConnectError('the access token was revoked', Code.Unauthenticated));
+    }
+  }
+
+  private caller(context: HandlerContext): string {
+    const token = (context.requestHeader.get('authorization') ?? '').replace(/^Bearer /, '');
+    if (!this.tokens.has(token)) throw new ConnectError('the access token was revoked', Code.Unauthenticated);
+    return token;
+  }
+
+  private async *watch(context: HandlerContext): AsyncGenerator<EventInit> {
+    this.watchCount += 1;
+    const token = this.caller(context);
+    if (this.refuseWatchWith !== null) throw new ConnectError('refused', this.refuseWatchWith);
+    const stream = new OpenStream(token);
+    this.streams.add(stream);
+    this.sendSnapshot(stream);
+    try {
+      yield* stream.events(context.signal);
+    } finally {
+      this.streams.delete(stream);
+    }
+  }
+
+  private sendSnapshot(stream: OpenStream): void {
+    for (const user of this.users) stream.push({ status: statusOf(user), snapshot: true });
+    stream.push({ snapshotComplete: true });
+  }
+
+  /** Pages by offset (the token is the offset as text), filtered, with counts for everyone. */
+  private page(request: ListUserStatusesRequest) {
+    const matching = this.users.filter(
+      (user) =>
+        request.filter === StatusFilter.ALL ||
+        request.filter === StatusFilter.UNSPECIFIED ||
+        (request.filter === StatusFilter.ONLINE) === user.online,
+    );
+    const offset = Number(request.pageToken || '0');
+    const end = offset + request.pageSize;
+    const online = this.users.filter((user) => user.online).length;
+    return {
+      statuses: matching.slice(offset, end).map(statusOf),
+      nextPageToken: end < matching.length ? String(end) : '',
+      totalCount: BigInt(this.users.length),
+      onlineCount: BigInt(online),
+      offlineCount: BigInt(this.users.length - online),
+      thresholdMinutes: this.thresholdMinutes,
+      generatedAt: timestampFromMs(Date.now()),
+    };
+  }
+}
+
+/** `count` users named user1, user2, ... (offline), and admintest1 (an admin, online). */
+export function someUsers(count: number): FakeUser[] {
+  const users: FakeUser[] = [
+    { userId: 'admin-1', username: 'admintest1', displayName: 'Admin Test 1', role: 'admin', online: true },
+  ];
+  for (let n = 1; n <= count; n++) {
+    users.push({ userId: `user-${n}`, username: `user${n}`, displayName: `User ${n}`, role: 'user', online: false });
+  }
+  return users;
+}
+
+export { PASSWORD as FAKE_PASSWORD };
