@@ -10,7 +10,7 @@ eval "$(deploy/local/services.sh)"
 
 # The web app, served by the gateway from web/dist.
 if [ -z "${PRESENCE_SKIP_WEB_BUILD:-}" ]; then
-  (cd web && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build)
+  (cd web && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund; } && npm run build)
 fi
 
 cargo build --workspace --bins
