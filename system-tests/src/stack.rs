@@ -19,14 +19,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
-use presence_core::keys::RedisKeys;
-use presence_core::proto::activity::{LoginRequest, LoginResponse, LogoutRequest, LogoutResponse};
-use presence_core::proto::admin::{
+use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::{LoginRequest, LoginResponse, LogoutRequest, LogoutResponse};
+use presence_proto::admin::{
     ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus,
     WatchUserStatusesRequest,
 };
-use presence_core::testing::{ThrowawayRedis, free_port};
-use presence_core::token::{Role, TokenIssuer};
+use presence_store::keys::RedisKeys;
+use presence_testkit::{ThrowawayRedis, free_port};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;

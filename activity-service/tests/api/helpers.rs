@@ -5,10 +5,10 @@ use std::time::Duration;
 use activity_service::config::ActivityConfig;
 use activity_service::startup::Application;
 use clap::Parser;
-use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
-use presence_core::proto::activity::{LoginRequest, LoginResponse};
-use presence_core::testing::{redis_url, unique_prefix};
 use presence_core::token::Role;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_proto::activity::{LoginRequest, LoginResponse};
+use presence_testkit::{redis_url, unique_prefix};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use tonic::Request;
@@ -145,7 +145,7 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
 impl TestApp {
     /// Deletes every key of this test's prefix, as a Redis that lost its data.
     pub async fn lose_redis_data(&mut self) {
-        presence_core::testing::delete_keys_under(&mut self.redis, &self.prefix).await;
+        presence_testkit::delete_keys_under(&mut self.redis, &self.prefix).await;
     }
 
     /// Pings with `token` until the answer is not UNAVAILABLE (Redis cannot
@@ -155,8 +155,8 @@ impl TestApp {
         loop {
             let answer = self
                 .client
-                .ping(presence_core::testing::authorized(
-                    presence_core::proto::activity::PingRequest {},
+                .ping(presence_testkit::authorized(
+                    presence_proto::activity::PingRequest {},
                     token,
                 ))
                 .await;
@@ -261,10 +261,8 @@ impl TestApp {
     }
 
     /// Serves from a throwaway Redis that the test may stop.
-    pub async fn on_throwaway_redis(
-        pool: PgPool,
-    ) -> (TestApp, presence_core::testing::ThrowawayRedis) {
-        let redis = presence_core::testing::ThrowawayRedis::start().await;
+    pub async fn on_throwaway_redis(pool: PgPool) -> (TestApp, presence_testkit::ThrowawayRedis) {
+        let redis = presence_testkit::ThrowawayRedis::start().await;
         let options = Options {
             redis_url: redis.url.clone(),
             extra_args: vec!["--redis-timeout-ms=300".into()],

@@ -14,7 +14,7 @@ async fn count(pool: &sqlx::PgPool, query: &str) -> i64 {
     sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn login_history_rows_older_than_the_retention_are_purged_and_newer_ones_kept(
     pool: sqlx::PgPool,
 ) {

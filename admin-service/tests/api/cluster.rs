@@ -5,13 +5,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use presence_core::proto::activity::{LoginRequest, LogoutRequest, PingRequest};
-use presence_core::proto::admin::{
+use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::{LoginRequest, LogoutRequest, PingRequest};
+use presence_proto::admin::{
     BatchGetUserStatusesRequest, ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter,
     StatusSource, UpdateActivitySettingsRequest,
 };
-use presence_core::testing::{ThrowawayCluster, authorized};
-use presence_core::token::{Role, TokenIssuer};
+use presence_testkit::{ThrowawayCluster, authorized};
 use redis::AsyncCommands;
 use tonic::Code;
 use uuid::Uuid;
@@ -133,7 +133,7 @@ async fn logout_rows(stack: &Stack, user_id: Uuid) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     let cluster = ThrowawayCluster::start().await;
     let mut stack = spawn_stack_on(pool, cluster.redis()).await;
@@ -269,7 +269,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     assert!((350..=360).contains(&ttl), "TTL {ttl} is not 2 × 3 min");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(pool: sqlx::PgPool) {
     let mut cluster = ThrowawayCluster::start().await;
     let mut stack = spawn_stack_on(pool, cluster.redis()).await;

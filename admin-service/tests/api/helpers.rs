@@ -11,17 +11,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use presence_core::keys::RedisKeys;
-use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
-use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest};
-use presence_core::proto::admin::admin_service_client::AdminServiceClient;
-use presence_core::proto::admin::{
+use presence_core::token::Role;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_proto::activity::{LoginRequest, LoginResponse, PingRequest};
+use presence_proto::admin::admin_service_client::AdminServiceClient;
+use presence_proto::admin::{
     ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus, UserStatusEvent,
     WatchUserStatusesRequest,
 };
-use presence_core::redis_client::RedisConnection;
-use presence_core::testing::{TestRedis, authorized, redis_url, unique_prefix};
-use presence_core::token::Role;
+use presence_store::keys::RedisKeys;
+use presence_store::redis_client::RedisConnection;
+use presence_testkit::{TestRedis, authorized, redis_url, unique_prefix};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use tonic::Streaming;

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::config::RedisArgs;
-use crate::keys::RedisKeys;
-use crate::redis_client::{Redis, RedisConnection};
+use presence_store::config::RedisArgs;
+use presence_store::keys::RedisKeys;
+use presence_store::redis_client::{Redis, RedisConnection};
 
 /// The Redis the tests share (each test under its own key prefix).
 pub fn redis_url() -> String {
@@ -132,8 +132,8 @@ impl TestRedis {
             TestRedis::Cluster(nodes) => (redis_url(), nodes.clone()),
         };
         RedisArgs {
-            redis_url,
-            redis_cluster_nodes,
+            redis_url: redis_url.into(),
+            redis_cluster_nodes: redis_cluster_nodes.into_iter().map(Into::into).collect(),
             redis_key_prefix: prefix.to_owned(),
             redis_timeout_ms: 5000,
             redis_ca_file: None,
