@@ -37,10 +37,9 @@ use crate::postgres::ThrowawayPostgres;
 use crate::process::Process;
 use crate::proxy::Proxy;
 
-/// The stack's HS256 key: every service and the kit sign and verify with it.
-pub const SECRET: &str = "system-tests-secret-system-tests-secret-0";
-/// Every seeded account's password.
-pub const PASSWORD: &str = "Test1234!";
+/// The stack's HS256 key (every service and the kit sign and verify with
+/// it) and every seeded account's password: the test kit's.
+pub use presence_testkit::{PASSWORD, SECRET};
 /// The seeded admin, signed in through the gateway when the stack starts.
 pub const ADMIN: &str = "admin";
 /// Deadline of the tests' own unary calls: generous, so only a hang reaches it.

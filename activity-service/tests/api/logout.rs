@@ -23,10 +23,10 @@ async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgP
         .unwrap();
 
     assert_eq!(app.last_activity(&user_id).await, None);
-    let marker = app.key("last_logout", &user_id);
+    let marker = app.last_logout_key(&user_id);
     let ttl = app.ttl(&marker).await;
     assert!((1790..=1800).contains(&ttl), "logout marker TTL {ttl}");
-    let index = format!("{}presence_index", app.prefix);
+    let index = app.keys.presence_index();
     let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
         .await
         .unwrap();

@@ -26,7 +26,7 @@ async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx
 
     let recorded = app.last_activity(&user_id).await.expect("the key exists");
     assert!(recorded >= before && recorded <= now());
-    let ttl = app.ttl(&app.key("last_activity", &user_id)).await;
+    let ttl = app.ttl(&app.last_activity_key(&user_id)).await;
     assert!((1790..=1800).contains(&ttl), "TTL {ttl} is not 2 × 15 min");
     assert_eq!(response.threshold_minutes, 15);
     assert_eq!(response.ping_interval_seconds, 60);
@@ -59,7 +59,7 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
-    let marker = app.key("last_logout", &user_id);
+    let marker = app.last_logout_key(&user_id);
     redis::AsyncCommands::set::<_, _, ()>(&mut app.redis, &marker, 1)
         .await
         .unwrap();
@@ -69,7 +69,7 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
         .await
         .unwrap();
 
-    let index = format!("{}presence_index", app.prefix);
+    let index = app.keys.presence_index();
     let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
         .await
         .unwrap();

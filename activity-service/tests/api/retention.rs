@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use presence_core::token::Role;
 
-use crate::helpers::{Options, eventually, spawn_app_with};
+use crate::helpers::{Options, spawn_app_with};
+use presence_testkit::eventually;
 
 /// More than two batches' worth, so the purge must go on after a full batch.
 const OLD_ROWS: i64 = 2500;

@@ -61,25 +61,13 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
         };
         match Story::of(n) {
             Story::FreshPing => {
-                pipeline.set_ex(
-                    format!("{}last_activity:{id}", stack.prefix),
-                    now - jitter,
-                    3600,
-                );
-                pipeline.zadd(
-                    format!("{}presence_index", stack.prefix),
-                    id.to_string(),
-                    now - jitter,
-                );
+                pipeline.set_ex(stack.keys.last_activity(*id), now - jitter, 3600);
+                pipeline.zadd(stack.keys.presence_index(), id.to_string(), now - jitter);
             }
             Story::StalePing => {
-                pipeline.set_ex(
-                    format!("{}last_activity:{id}", stack.prefix),
-                    now - T - 60 - jitter,
-                    3600,
-                );
+                pipeline.set_ex(stack.keys.last_activity(*id), now - T - 60 - jitter, 3600);
                 pipeline.zadd(
-                    format!("{}presence_index", stack.prefix),
+                    stack.keys.presence_index(),
                     id.to_string(),
                     now - T - 60 - jitter,
                 );

@@ -149,7 +149,7 @@ async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool)
         activity_sees,
         "the activity service still uses the old threshold after 1 s"
     );
-    let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
+    let key = stack.keys.last_activity(login.user_id.parse().unwrap());
     let ttl: i64 = redis::AsyncCommands::ttl(&mut stack.redis, key)
         .await
         .unwrap();

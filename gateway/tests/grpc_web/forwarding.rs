@@ -47,7 +47,7 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
         PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 
-    let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
+    let key = stack.keys.last_activity(login.user_id.parse().unwrap());
     let written: Option<i64> = stack.redis.get(key).await.unwrap();
     assert_eq!(written, pong.server_time.map(|t| t.seconds));
 }
