@@ -96,3 +96,26 @@ impl AdminConfig {
         Ok(secret.to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct AdminOnly {
+        #[command(flatten)]
+        config: AdminConfig,
+    }
+
+    #[test]
+    fn the_page_token_secret_never_reaches_the_log() {
+        let args = [
+            "test",
+            "--page-token-secret=page-secret-0123456789abcdef012345",
+        ];
+        let printed = format!("{:?}", AdminOnly::parse_from(args).config);
+        assert!(!printed.contains("page-secret-"), "{printed}");
+        assert!(printed.contains("page_token_secret"), "{printed}");
+    }
+}

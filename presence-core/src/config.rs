@@ -379,6 +379,18 @@ mod tests {
     }
 
     #[test]
+    fn jwt_secrets_never_reach_the_log() {
+        let args = jwt_args(&[
+            "--jwt-secret=current-0123456789abcdef0123456789",
+            "--jwt-previous-secret=previous-0123456789abcdef01234567",
+        ]);
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("current-"), "{printed}");
+        assert!(!printed.contains("previous-"), "{printed}");
+        assert!(printed.contains("jwt_issuer"), "{printed}");
+    }
+
+    #[test]
     fn production_refuses_to_start_without_a_secret() {
         assert!(jwt(None).verifier(Environment::Production).is_err());
         assert!(jwt(None).verifier(Environment::Development).is_ok());
