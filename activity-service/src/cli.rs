@@ -6,10 +6,13 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use presence_core::cli::{MigrateArgs, exit_code};
-use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs};
+use presence_core::cli::exit_code;
+use presence_core::config::{CommonArgs, JwtArgs};
+use presence_core::telemetry;
 use presence_core::token::Role;
-use presence_core::{db, telemetry};
+use presence_store::cli::MigrateArgs;
+use presence_store::config::DatabaseArgs;
+use presence_store::db;
 
 use crate::config::ActivityConfig;
 use crate::error::ActivityError;

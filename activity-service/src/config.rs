@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use presence_core::config::{CommonArgs, DatabaseArgs, JwtArgs, PingArgs, RedisArgs};
+use presence_core::config::{CommonArgs, JwtArgs, PingArgs};
+use presence_store::config::{DatabaseArgs, RedisArgs};
 
 use crate::password::PasswordChecks;
 use crate::retention::RetentionSettings;

@@ -23,15 +23,25 @@ pub enum ActivityError {
     Busy,
     #[error("internal error: {0}")]
     Internal(String),
-    /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
-    /// unavailable, ...; it knows which status fits.
+    /// A failure reported by the shared crate (bad token, bad setting); it
+    /// knows which status fits.
     #[error(transparent)]
     Core(#[from] presence_core::Error),
+    /// A failure reported by the store crate (Redis or PostgreSQL unavailable,
+    /// token revoked, ...); it knows which status fits.
+    #[error(transparent)]
+    Store(#[from] presence_store::Error),
 }
 
 impl From<sqlx::Error> for ActivityError {
     fn from(error: sqlx::Error) -> Self {
-        ActivityError::Core(error.into())
+        ActivityError::Store(error.into())
+    }
+}
+
+impl From<redis::RedisError> for ActivityError {
+    fn from(error: redis::RedisError) -> Self {
+        ActivityError::Store(error.into())
     }
 }
 
@@ -54,6 +64,7 @@ impl From<ActivityError> for Status {
             ),
             ActivityError::Internal(_) => (Code::Internal, "internal error"),
             ActivityError::Core(core) => core.client_status(),
+            ActivityError::Store(store) => store.client_status(),
         };
         match code {
             Code::Internal | Code::Unavailable => tracing::error!(%error, "call failed"),

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use presence_core::auth::authenticate;
 use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
-use presence_core::proto::activity::activity_service_server::ActivityService;
-use presence_core::proto::activity::{
+use presence_core::token::{Caller, Role, TokenIssuer, TokenVerifier};
+use presence_proto::activity::activity_service_server::ActivityService;
+use presence_proto::activity::{
     LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, PingRequest, PingResponse,
     RecordActivityRequest, RecordActivityResponse,
 };
-use presence_core::settings::ThresholdWatch;
-use presence_core::timestamp;
-use presence_core::token::{Caller, Role, TokenIssuer, TokenVerifier};
+use presence_proto::timestamp;
+use presence_store::settings::ThresholdWatch;
 use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};

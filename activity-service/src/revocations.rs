@@ -25,8 +25,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use presence_core::redis_client::Redis;
 use presence_core::token::LEEWAY_SECONDS;
+use presence_store::redis_client::Redis;
 use redis::Cmd;
 use sqlx::PgPool;
 use uuid::Uuid;

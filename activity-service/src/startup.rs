@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::proto::activity::activity_service_server::ActivityServiceServer;
-use presence_core::redis_client::Redis;
-use presence_core::settings::ThresholdWatch;
-use presence_core::{db, serving};
+use presence_core::serving;
+use presence_proto::activity::activity_service_server::ActivityServiceServer;
+use presence_store::db;
+use presence_store::redis_client::Redis;
+use presence_store::settings::ThresholdWatch;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;

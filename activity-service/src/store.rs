@@ -34,9 +34,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use presence_core::events::{StatusChange, StatusEvent};
-use presence_core::redis_client::Redis;
-use presence_core::revocation::{RedisVerdict, check_in_redis};
 use presence_core::token::{Caller, Role};
+use presence_store::redis_client::Redis;
+use presence_store::revocation::{RedisVerdict, check_in_redis};
 use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -112,12 +112,11 @@ impl ActivityStore {
         };
         match verdict {
             RedisVerdict::NotRevoked => Ok(()),
-            RedisVerdict::Revoked => {
-                Err(presence_core::Error::InvalidToken("token revoked".into()).into())
+            RedisVerdict::Revoked => Err(presence_store::Error::TokenRevoked.into()),
+            RedisVerdict::Unknown => Err(presence_store::Error::RevocationUnknown {
+                reason: "Redis lost its data and its revocations are not restored yet",
+                source: None,
             }
-            RedisVerdict::Unknown => Err(presence_core::Error::RevocationUnknown(
-                "Redis lost its data and its revocations are not restored yet".into(),
-            )
             .into()),
         }
     }
@@ -268,7 +267,7 @@ impl ActivityStore {
         let revoked = results
             .next()
             .unwrap_or(Ok(Value::Nil))
-            .map_err(presence_core::Error::from)?;
+            .map_err(presence_store::Error::from)?;
         // Watchers also find the logout at their next full read of the index.
         if let Some(Err(error)) = results.next() {
             tracing::warn!(%error, "could not announce a logout to status watchers");

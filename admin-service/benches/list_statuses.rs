@@ -26,13 +26,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use presence_core::config::Environment;
-use presence_core::keys::RedisKeys;
-use presence_core::proto::admin::admin_service_client::AdminServiceClient;
-use presence_core::proto::admin::{
-    ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter,
-};
-use presence_core::testing::authorized;
 use presence_core::token::Role;
+use presence_proto::admin::admin_service_client::AdminServiceClient;
+use presence_proto::admin::{ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter};
+use presence_store::keys::RedisKeys;
+use presence_testkit::authorized;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tonic::transport::Channel;
@@ -398,7 +396,7 @@ impl Dataset {
         }
         admin.close().await?;
         let mut connection = server.clone().database(&database).connect().await?;
-        presence_core::db::MIGRATOR.run(&mut connection).await?;
+        presence_store::db::MIGRATOR.run(&mut connection).await?;
         // Session settings only: faster loading, nothing changed on the server.
         sqlx::raw_sql("SET synchronous_commit = off; SET maintenance_work_mem = '512MB'")
             .execute(&mut connection)
@@ -898,7 +896,7 @@ async fn serve_and_measure(
     ])
     .config;
     let token = dataset.admin_token(&config).await?;
-    let pool = presence_core::db::connect_lazy(&config.database)?;
+    let pool = presence_store::db::connect_lazy(&config.database)?;
     let application =
         admin_service::startup::Application::build_with_pool(config.clone(), pool.clone()).await?;
     let address = application.local_addr();

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use presence_core::cli::{MigrateArgs, exit_code};
+use presence_core::cli::exit_code;
 use presence_core::telemetry;
+use presence_store::cli::MigrateArgs;
 
 use crate::config::AdminConfig;
 use crate::error::AdminError;

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use presence_core::config::{
-    CommonArgs, DatabaseArgs, Environment, JwtArgs, PingArgs, RedisArgs, Secret, check_secret,
-};
+use presence_core::config::{CommonArgs, Environment, JwtArgs, PingArgs, check_secret};
+use presence_store::config::{DatabaseArgs, RedisArgs};
+use secrecy::{ExposeSecret, SecretString};
 
 /// The page-token secret used when none is configured. Development only: a
 /// production process refuses to start without its own.
@@ -47,7 +47,7 @@ pub struct AdminConfig {
     /// signs ListUserStatuses page tokens. Required in production; a built-in
     /// development secret is used otherwise.
     #[arg(long, env = "PRESENCE_PAGE_TOKEN_SECRET", hide_env_values = true)]
-    pub page_token_secret: Option<Secret>,
+    pub page_token_secret: Option<SecretString>,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -74,18 +74,48 @@ impl AdminConfig {
     pub fn page_token_key(&self) -> Result<Vec<u8>, presence_core::Error> {
         let environment = self.common.environment;
         let secret = check_secret(
-            self.page_token_secret.as_ref().map(Secret::expose),
+            self.page_token_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
             DEVELOPMENT_PAGE_TOKEN_SECRET,
             "PRESENCE_PAGE_TOKEN_SECRET",
             environment,
         )?;
         if environment == Environment::Production
-            && self.jwt.jwt_secret.as_deref().map(str::as_bytes) == Some(secret)
+            && self
+                .jwt
+                .jwt_secret
+                .as_ref()
+                .map(|jwt_secret| jwt_secret.expose_secret().as_bytes())
+                == Some(secret)
         {
             return Err(presence_core::Error::InvalidConfig(
                 "PRESENCE_PAGE_TOKEN_SECRET must differ from PRESENCE_JWT_SECRET".into(),
             ));
         }
         Ok(secret.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct AdminOnly {
+        #[command(flatten)]
+        config: AdminConfig,
+    }
+
+    #[test]
+    fn the_page_token_secret_never_reaches_the_log() {
+        let args = [
+            "test",
+            "--page-token-secret=page-secret-0123456789abcdef012345",
+        ];
+        let printed = format!("{:?}", AdminOnly::parse_from(args).config);
+        assert!(!printed.contains("page-secret-"), "{printed}");
+        assert!(printed.contains("page_token_secret"), "{printed}");
     }
 }

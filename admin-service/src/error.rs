@@ -26,15 +26,25 @@ pub enum AdminError {
     /// A store call of a background loop outlived its deadline.
     #[error("{0} took longer than {1:?}")]
     TimedOut(&'static str, std::time::Duration),
-    /// A failure reported by the shared crate: bad token, Redis or PostgreSQL
-    /// unavailable, ...; it knows which status fits.
+    /// A failure reported by the shared crate (bad token, bad setting); it
+    /// knows which status fits.
     #[error(transparent)]
     Core(#[from] presence_core::Error),
+    /// A failure reported by the store crate (Redis or PostgreSQL unavailable,
+    /// token revoked, ...); it knows which status fits.
+    #[error(transparent)]
+    Store(#[from] presence_store::Error),
 }
 
 impl From<sqlx::Error> for AdminError {
     fn from(error: sqlx::Error) -> Self {
-        AdminError::Core(error.into())
+        AdminError::Store(error.into())
+    }
+}
+
+impl From<redis::RedisError> for AdminError {
+    fn from(error: redis::RedisError) -> Self {
+        AdminError::Store(error.into())
     }
 }
 
@@ -52,6 +62,7 @@ impl From<AdminError> for Status {
                 "a store did not answer in time; retry shortly",
             ),
             AdminError::Core(core) => core.client_status(),
+            AdminError::Store(store) => store.client_status(),
         };
         match (&error, code) {
             // Expected at every shutdown and for every client that stops reading.

@@ -14,18 +14,18 @@ use std::time::Duration;
 use futures::Stream;
 use presence_core::auth::authenticate;
 use presence_core::config::PingArgs;
-use presence_core::proto::admin::admin_service_server::AdminService;
-use presence_core::proto::admin::{
+use presence_core::threshold::ThresholdMinutes;
+use presence_core::token::{Caller, Role, TokenVerifier};
+use presence_proto::admin::admin_service_server::AdminService;
+use presence_proto::admin::{
     ActivitySettings as ActivitySettingsMessage, BatchGetUserStatusesRequest,
     BatchGetUserStatusesResponse, GetActivitySettingsRequest, ListUserStatusesRequest,
     ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserStatus,
     UserStatusEvent, WatchUserStatusesRequest,
 };
-use presence_core::revocation::RevocationCheck;
-use presence_core::settings::ActivitySettings;
-use presence_core::threshold::ThresholdMinutes;
-use presence_core::token::{Caller, Role, TokenVerifier};
-use presence_core::{timestamp, timestamp_from};
+use presence_proto::{timestamp, timestamp_from};
+use presence_store::revocation::RevocationCheck;
+use presence_store::settings::ActivitySettings;
 use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tonic::metadata::MetadataMap;
@@ -222,7 +222,7 @@ async fn still_authorized(
     }
     match revocations.ensure_not_revoked(caller).await {
         Ok(()) => Ok(()),
-        Err(presence_core::Error::InvalidToken(_)) => Err(AdminError::SessionEnded(
+        Err(presence_store::Error::TokenRevoked) => Err(AdminError::SessionEnded(
             "the access token was revoked (signed out or account disabled); sign in again",
         )),
         Err(error) => Err(error.into()),

@@ -24,8 +24,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
+use presence_store::settings::ThresholdWatch;
 use uuid::Uuid;
 
 use crate::background::{Retry, within};

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use presence_core::settings::ThresholdWatch;
 use presence_core::threshold::ThresholdMinutes;
+use presence_store::settings::ThresholdWatch;
 use uuid::Uuid;
 
 use crate::error::AdminError;

@@ -12,11 +12,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use presence_core::proto::admin::admin_service_server::AdminServiceServer;
-use presence_core::redis_client::Redis;
-use presence_core::revocation::RevocationCheck;
-use presence_core::settings::ThresholdWatch;
-use presence_core::{db, serving};
+use presence_core::serving;
+use presence_proto::admin::admin_service_server::AdminServiceServer;
+use presence_store::db;
+use presence_store::redis_client::Redis;
+use presence_store::revocation::RevocationCheck;
+use presence_store::settings::ThresholdWatch;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};

@@ -6,9 +6,9 @@
 //! logout with a login at the same precision makes "a logout at or after the
 //! login" mean the same thing wherever the logout was recorded.
 
-use presence_core::proto::admin::{StatusSource, UserStatus};
 use presence_core::threshold::ThresholdMinutes;
-use presence_core::timestamp;
+use presence_proto::admin::{StatusSource, UserStatus};
+use presence_proto::timestamp;
 
 /// What the stores know about one user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

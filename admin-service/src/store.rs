@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use presence_core::redis_client::Redis;
-use presence_core::settings::{self, ActivitySettings};
 use presence_core::threshold::ThresholdMinutes;
+use presence_store::redis_client::Redis;
+use presence_store::settings::{self, ActivitySettings};
 use redis::Cmd;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -518,6 +518,5 @@ fn by_user(users: &[Uuid], reply: Option<redis::Value>) -> Result<HashMap<Uuid, 
 
 /// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.
 fn from_value<T: redis::FromRedisValue>(value: redis::Value) -> Result<T, AdminError> {
-    redis::from_redis_value(value)
-        .map_err(|error| presence_core::Error::RedisUnavailable(error.to_string()).into())
+    redis::from_redis_value(value).map_err(|error| presence_store::Error::from(error).into())
 }

@@ -31,9 +31,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use presence_core::events::{StatusChange, StatusEvent};
-use presence_core::proto::admin::{StatusSource, UserStatus};
-use presence_core::redis_client::Redis;
-use presence_core::settings::ThresholdWatch;
+use presence_proto::admin::{StatusSource, UserStatus};
+use presence_store::redis_client::Redis;
+use presence_store::settings::ThresholdWatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use uuid::Uuid;
 

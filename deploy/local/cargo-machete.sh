@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `cargo machete`: no crate declares a dependency it does not use (the generated contract code's
-# own are listed in presence-core's Cargo.toml). cargo-machete is pinned and installed from
+# own are listed in presence-proto's Cargo.toml). cargo-machete is pinned and installed from
 # crates.io into .local/tools on the first run; it reads the source tree, offline.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -19,7 +19,7 @@ pub struct KnownMethod {
 
 static METHODS: LazyLock<Vec<KnownMethod>> = LazyLock::new(|| {
     [
-        presence_core::proto::FILE_DESCRIPTOR_SET,
+        presence_proto::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
     ]
     .into_iter()

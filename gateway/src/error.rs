@@ -18,12 +18,9 @@ pub enum GatewayError {
     TooLarge,
     #[error("malformed request: {reason}")]
     MalformedRequest { reason: String },
-}
-
-impl From<presence_core::Error> for GatewayError {
-    fn from(error: presence_core::Error) -> Self {
-        GatewayError::Config(error.to_string())
-    }
+    /// A setting the shared crate checks (JWT keys, ...) is refused.
+    #[error(transparent)]
+    Core(#[from] presence_core::Error),
 }
 
 impl GatewayError {
@@ -31,7 +28,9 @@ impl GatewayError {
     /// the gateway's log.
     pub fn status(&self) -> Status {
         match self {
-            GatewayError::Config(_) => Status::internal("the gateway is misconfigured"),
+            GatewayError::Config(_) | GatewayError::Core(_) => {
+                Status::internal("the gateway is misconfigured")
+            }
             GatewayError::Unreachable { .. } => {
                 Status::unavailable("the service is unreachable; retry shortly")
             }

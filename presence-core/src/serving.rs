@@ -22,10 +22,10 @@ pub async fn health<S: NamedService>() -> (HealthReporter, HealthServer<impl Hea
 /// Server reflection for the presence contract and gRPC health.
 pub fn reflection() -> Result<ServerReflectionServer<impl ServerReflection>, Error> {
     tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(presence_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|error| Error::InvalidConfig(format!("reflection: {error}")))
+        .map_err(Error::from)
 }
 
 /// The connections accepted on `listener`, with Nagle's algorithm off. A gRPC

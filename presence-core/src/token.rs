@@ -384,8 +384,7 @@ impl TokenIssuer {
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(self.key_id.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|error| Error::InvalidConfig(format!("cannot sign a token: {error}")))?;
+        let token = jsonwebtoken::encode(&header, &claims, &self.key).map_err(Error::Signing)?;
         Ok(IssuedToken {
             token,
             expires_at: claims.exp,

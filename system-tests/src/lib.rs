@@ -26,27 +26,8 @@ pub mod proxy;
 pub mod stack;
 pub mod watcher;
 
-use std::time::Duration;
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics with `what`
-/// once `within` has passed: every wait of the tests has a deadline.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// Every wait of the tests has a deadline: the kit's one `eventually`.
+pub use presence_testkit::eventually;
 
 /// Unix seconds now.
 pub fn now() -> i64 {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use presence_core::proto::activity::{PingRequest, PingResponse};
+use presence_proto::activity::{PingRequest, PingResponse};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use presence_core::testing::free_port;
+use presence_testkit::free_port;
 
 #[derive(Debug)]
 pub struct ThrowawayPostgres {

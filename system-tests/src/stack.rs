@@ -19,14 +19,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
-use presence_core::keys::RedisKeys;
-use presence_core::proto::activity::{LoginRequest, LoginResponse, LogoutRequest, LogoutResponse};
-use presence_core::proto::admin::{
+use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::{LoginRequest, LoginResponse, LogoutRequest, LogoutResponse};
+use presence_proto::admin::{
     ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus,
     WatchUserStatusesRequest,
 };
-use presence_core::testing::{ThrowawayRedis, free_port};
-use presence_core::token::{Role, TokenIssuer};
+use presence_store::keys::RedisKeys;
+use presence_testkit::{ThrowawayRedis, free_port};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
@@ -37,10 +37,9 @@ use crate::postgres::ThrowawayPostgres;
 use crate::process::Process;
 use crate::proxy::Proxy;
 
-/// The stack's HS256 key: every service and the kit sign and verify with it.
-pub const SECRET: &str = "system-tests-secret-system-tests-secret-0";
-/// Every seeded account's password.
-pub const PASSWORD: &str = "Test1234!";
+/// The stack's HS256 key (every service and the kit sign and verify with
+/// it) and every seeded account's password: the test kit's.
+pub use presence_testkit::{PASSWORD, SECRET};
 /// The seeded admin, signed in through the gateway when the stack starts.
 pub const ADMIN: &str = "admin";
 /// Deadline of the tests' own unary calls: generous, so only a hang reaches it.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use presence_core::proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
+use presence_proto::admin::{UserStatusEvent, WatchUserStatusesRequest};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use presence_core::config::DatabaseArgs;
+use presence_store::config::DatabaseArgs;
 
 #[derive(Parser)]
 struct DatabaseOnly {
@@ -11,7 +11,7 @@ struct DatabaseOnly {
     database: DatabaseArgs,
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_statement_longer_than_the_statement_timeout_is_cancelled(pool: sqlx::PgPool) {
     let options = pool.connect_options();
     let url = format!(
@@ -27,7 +27,7 @@ async fn a_statement_longer_than_the_statement_timeout_is_cancelled(pool: sqlx::
         "--database-statement-timeout-ms=300".into(),
     ])
     .database;
-    let service_pool = presence_core::db::connect_lazy(&args).unwrap();
+    let service_pool = presence_store::db::connect_lazy(&args).unwrap();
 
     let sleep = sqlx::query("SELECT pg_sleep(30)").execute(&service_pool);
     let error = tokio::time::timeout(Duration::from_secs(20), sleep)
@@ -43,5 +43,5 @@ async fn a_statement_longer_than_the_statement_timeout_is_cancelled(pool: sqlx::
         Some("canceling statement due to statement timeout"),
         "{error:?}"
     );
-    assert!(presence_core::db::is_unreachable(&error), "retryable");
+    assert!(presence_store::db::is_unreachable(&error), "retryable");
 }

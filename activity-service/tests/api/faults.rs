@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use presence_core::proto::activity::{LogoutRequest, PingRequest};
 use presence_core::token::Role;
+use presence_proto::activity::{LogoutRequest, PingRequest};
 use sqlx::postgres::PgPoolOptions;
 use tonic::Code;
 
-use presence_core::testing::authorized;
+use presence_testkit::authorized;
 
 use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
 
@@ -16,7 +16,7 @@ use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
 /// DEADLINE_EXCEEDED instead of the UNAVAILABLE the tests expect.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) {
     let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -39,7 +39,7 @@ async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) 
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(pool: sqlx::PgPool) {
     let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -55,7 +55,7 @@ async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(po
     assert_eq!(events, ["login_success", "logout"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn ping_works_while_postgresql_is_unreachable(pool: sqlx::PgPool) {
     // Sign in against the real database, then serve from a second instance
     // whose database is a closed port: the token stays valid, and a ping

@@ -2,8 +2,8 @@
 //! the call came from a trusted proxy (the gateway), the caller's own
 //! otherwise, whatever header it sends.
 
-use presence_core::proto::activity::LoginRequest;
 use presence_core::token::Role;
+use presence_proto::activity::LoginRequest;
 use sqlx::PgPool;
 
 use crate::helpers::{Options, PASSWORD, TestApp, spawn_app_with};
@@ -37,7 +37,7 @@ fn trusting(proxies: &str) -> Options {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_sign_in_through_a_trusted_proxy_is_recorded_from_the_forwarded_address(pool: PgPool) {
     let mut app = spawn_app_with(pool, trusting("127.0.0.1/32")).await;
     app.create_user("usertest1", Role::User).await;
@@ -47,7 +47,7 @@ async fn a_sign_in_through_a_trusted_proxy_is_recorded_from_the_forwarded_addres
     assert_eq!(recorded_address(&app, "usertest1").await, "203.0.113.5");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_forwarded_address_from_an_untrusted_caller_is_ignored(pool: PgPool) {
     let mut app = spawn_app_with(pool, trusting("10.0.0.0/8")).await;
     app.create_user("usertest1", Role::User).await;

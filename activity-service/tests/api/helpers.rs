@@ -5,18 +5,18 @@ use std::time::Duration;
 use activity_service::config::ActivityConfig;
 use activity_service::startup::Application;
 use clap::Parser;
-use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
-use presence_core::proto::activity::{LoginRequest, LoginResponse};
-use presence_core::testing::{redis_url, unique_prefix};
 use presence_core::token::Role;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_proto::activity::{LoginRequest, LoginResponse};
+use presence_store::keys::RedisKeys;
+use presence_testkit::{redis_url, unique_prefix};
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
-pub const PASSWORD: &str = "Test1234!";
+pub use presence_testkit::{PASSWORD, SECRET};
 
 #[derive(Parser)]
 struct ConfigOnly {
@@ -29,6 +29,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub redis: redis::aio::MultiplexedConnection,
     pub prefix: String,
+    /// The key schema of `prefix`, the one the service uses.
+    pub keys: RedisKeys,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -82,22 +84,6 @@ pub fn credentials(username: &str, password: &str) -> LoginRequest {
     }
 }
 
-/// Waits until `check` holds, polling; panics after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, Options::default()).await
 }
@@ -137,6 +123,7 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
         client: ActivityServiceClient::new(channel),
         pool,
         redis,
+        keys: RedisKeys::new(prefix.clone()).expect("a test prefix is valid"),
         prefix,
         _shutdown: shutdown,
     }
@@ -145,7 +132,7 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
 impl TestApp {
     /// Deletes every key of this test's prefix, as a Redis that lost its data.
     pub async fn lose_redis_data(&mut self) {
-        presence_core::testing::delete_keys_under(&mut self.redis, &self.prefix).await;
+        presence_testkit::delete_keys_under(&mut self.redis, &self.prefix).await;
     }
 
     /// Pings with `token` until the answer is not UNAVAILABLE (Redis cannot
@@ -155,8 +142,8 @@ impl TestApp {
         loop {
             let answer = self
                 .client
-                .ping(presence_core::testing::authorized(
-                    presence_core::proto::activity::PingRequest {},
+                .ping(presence_testkit::authorized(
+                    presence_proto::activity::PingRequest {},
                     token,
                 ))
                 .await;
@@ -178,16 +165,7 @@ impl TestApp {
     }
 
     pub async fn create_account(&self, username: &str, role: Role, disabled: bool) -> Uuid {
-        activity_service::store::Accounts::new(self.pool.clone())
-            .upsert_user(
-                username,
-                PASSWORD,
-                role,
-                &format!("{username} display"),
-                disabled,
-            )
-            .await
-            .expect("account created")
+        presence_testkit::create_account(&self.pool, username, role, disabled).await
     }
 
     /// Moves the sign-in throttle's clock back by `elapsed`, as if that much
@@ -214,22 +192,19 @@ impl TestApp {
     }
 
     pub async fn login(&mut self, username: &str) -> LoginResponse {
-        self.client
-            .login(LoginRequest {
-                username: username.into(),
-                password: PASSWORD.into(),
-            })
-            .await
-            .expect("login succeeds")
-            .into_inner()
+        presence_testkit::login(&mut self.client, username).await
     }
 
-    pub fn key(&self, name: &str, user_id: &str) -> String {
-        format!("{}{name}:{user_id}", self.prefix)
+    pub fn last_activity_key(&self, user_id: &str) -> String {
+        self.keys.last_activity(user_id.parse().expect("a user id"))
+    }
+
+    pub fn last_logout_key(&self, user_id: &str) -> String {
+        self.keys.last_logout(user_id.parse().expect("a user id"))
     }
 
     pub async fn last_activity(&mut self, user_id: &str) -> Option<i64> {
-        let key = self.key("last_activity", user_id);
+        let key = self.last_activity_key(user_id);
         self.redis.get(key).await.unwrap()
     }
 
@@ -239,14 +214,14 @@ impl TestApp {
 
     /// The presence index: (user id, score), lowest score first.
     pub async fn presence_index(&mut self) -> Vec<(String, i64)> {
-        let index = format!("{}presence_index", self.prefix);
+        let index = self.keys.presence_index();
         self.redis.zrange_withscores(index, 0, -1).await.unwrap()
     }
 
     /// Every key this test's calls wrote, for "nothing was written" checks
     /// (the marker the revocation keeper sets at start aside).
     pub async fn written_keys(&mut self) -> Vec<String> {
-        let marker = format!("{}revocations_complete", self.prefix);
+        let marker = self.keys.revocations_complete();
         let keys: Vec<String> = self.redis.keys(format!("{}*", self.prefix)).await.unwrap();
         keys.into_iter().filter(|key| *key != marker).collect()
     }
@@ -261,10 +236,8 @@ impl TestApp {
     }
 
     /// Serves from a throwaway Redis that the test may stop.
-    pub async fn on_throwaway_redis(
-        pool: PgPool,
-    ) -> (TestApp, presence_core::testing::ThrowawayRedis) {
-        let redis = presence_core::testing::ThrowawayRedis::start().await;
+    pub async fn on_throwaway_redis(pool: PgPool) -> (TestApp, presence_testkit::ThrowawayRedis) {
+        let redis = presence_testkit::ThrowawayRedis::start().await;
         let options = Options {
             redis_url: redis.url.clone(),
             extra_args: vec!["--redis-timeout-ms=300".into()],

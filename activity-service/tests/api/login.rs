@@ -5,7 +5,7 @@ use crate::helpers::{
     PASSWORD, credentials, from_address, options_trusting_forwarded_for, spawn_app, spawn_app_with,
 };
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn login_returns_a_token_and_records_a_success_row(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await;
@@ -27,7 +27,7 @@ async fn login_returns_a_token_and_records_a_success_row(pool: sqlx::PgPool) {
     assert!(crate::helpers::now() - indexed[0].1 <= 5, "{indexed:?}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn wrong_password_and_unknown_user_get_the_same_answer_but_different_rows(
     pool: sqlx::PgPool,
 ) {
@@ -61,7 +61,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer_but_different_rows(
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_disabled_account_cannot_sign_in(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_account("gone", Role::User, true).await;
@@ -82,7 +82,7 @@ async fn a_disabled_account_cannot_sign_in(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn repeated_failures_from_one_address_are_throttled_there_even_with_the_right_password(
     pool: sqlx::PgPool,
 ) {
@@ -118,7 +118,7 @@ async fn repeated_failures_from_one_address_are_throttled_there_even_with_the_ri
     assert_eq!(rows.last().unwrap().0, "login_success");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn empty_or_oversized_credentials_are_invalid_arguments(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
 
@@ -133,7 +133,7 @@ async fn empty_or_oversized_credentials_are_invalid_arguments(pool: sqlx::PgPool
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_service_account_cannot_sign_in_with_a_password(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("billing", Role::Service).await;

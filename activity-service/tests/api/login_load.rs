@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use presence_core::proto::activity::PingRequest;
-use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
-use presence_core::testing::{authorized, free_port, redis_url, unique_prefix};
+use presence_proto::activity::PingRequest;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_testkit::{authorized, free_port, redis_url, unique_prefix};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -131,7 +131,7 @@ fn database_url(pool: &sqlx::PgPool) -> String {
 }
 
 #[cfg(target_os = "linux")]
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_flood_of_sign_ins_stays_within_the_pods_memory_and_pings_keep_working(
     pool: sqlx::PgPool,
 ) {
@@ -192,7 +192,7 @@ async fn a_flood_of_sign_ins_stays_within_the_pods_memory_and_pings_keep_working
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn sign_ins_beyond_the_check_queue_are_refused_as_busy_rather_than_queued_forever(
     pool: sqlx::PgPool,
 ) {

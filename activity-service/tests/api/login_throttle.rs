@@ -52,7 +52,7 @@ fn count(codes: &[Code], code: Code) -> usize {
     codes.iter().filter(|answer| **answer == code).count()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn parallel_wrong_passwords_for_one_user_are_checked_at_most_five_times(pool: sqlx::PgPool) {
     let app = spawn_app_with(pool, options_trusting_forwarded_for(&ROOMY_QUEUE)).await;
     app.create_user("usertest1", Role::User).await;
@@ -73,7 +73,7 @@ async fn parallel_wrong_passwords_for_one_user_are_checked_at_most_five_times(po
     assert_eq!(app.failures("throttled").await, refused as i64);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_owner_signs_in_from_their_address_right_after_a_strangers_failures(
     pool: sqlx::PgPool,
 ) {
@@ -93,7 +93,7 @@ async fn the_owner_signs_in_from_their_address_right_after_a_strangers_failures(
     assert_eq!(stranger_with_the_password, Code::ResourceExhausted);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn an_address_guessing_many_usernames_is_stopped_at_its_limit_for_every_username(
     pool: sqlx::PgPool,
 ) {
@@ -120,7 +120,7 @@ async fn an_address_guessing_many_usernames_is_stopped_at_its_limit_for_every_us
     assert_eq!(real_user_elsewhere, Code::Ok);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_backoff_wait_doubles_with_each_further_failure_and_never_holds_the_owner_back(
     pool: sqlx::PgPool,
 ) {
@@ -167,7 +167,7 @@ async fn the_backoff_wait_doubles_with_each_further_failure_and_never_holds_the_
     assert_eq!(attempt(&app, OWNER, "usertest1", PASSWORD).await, Code::Ok);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_success_from_an_address_forgets_its_earlier_typos(pool: sqlx::PgPool) {
     let app = spawn_app_with(pool, options_trusting_forwarded_for(&[])).await;
     app.create_user("usertest1", Role::User).await;

@@ -1,12 +1,12 @@
-use presence_core::proto::activity::{LogoutRequest, PingRequest};
 use presence_core::token::Role;
+use presence_proto::activity::{LogoutRequest, PingRequest};
 use tonic::Code;
 
-use presence_core::testing::authorized;
+use presence_testkit::authorized;
 
 use crate::helpers::spawn_app;
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
@@ -23,10 +23,10 @@ async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgP
         .unwrap();
 
     assert_eq!(app.last_activity(&user_id).await, None);
-    let marker = app.key("last_logout", &user_id);
+    let marker = app.last_logout_key(&user_id);
     let ttl = app.ttl(&marker).await;
     assert!((1790..=1800).contains(&ttl), "logout marker TTL {ttl}");
-    let index = format!("{}presence_index", app.prefix);
+    let index = app.keys.presence_index();
     let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
         .await
         .unwrap();
@@ -35,7 +35,7 @@ async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgP
     assert_eq!(events, ["login_success", "logout"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_ping_after_logout_with_the_same_token_is_refused(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
@@ -55,7 +55,7 @@ async fn a_ping_after_logout_with_the_same_token_is_refused(pool: sqlx::PgPool) 
     assert_eq!(app.last_activity(&user_id).await, None);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn logout_is_idempotent(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -74,7 +74,7 @@ async fn logout_is_idempotent(pool: sqlx::PgPool) {
     assert_eq!(events, ["login_success", "logout"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -92,7 +92,7 @@ async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: s
         .unwrap();
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_logout_row_records_the_revoked_token_and_its_expiry(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -118,7 +118,7 @@ async fn the_logout_row_records_the_revoked_token_and_its_expiry(pool: sqlx::PgP
     assert_eq!(expires_at, login.expires_at.unwrap().seconds);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_revoked_token_stays_refused_after_redis_loses_its_data(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
@@ -138,7 +138,7 @@ async fn a_revoked_token_stays_refused_after_redis_loses_its_data(pool: sqlx::Pg
     assert_eq!(app.last_activity(&user_id).await, None);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_revocation_recorded_only_in_postgresql_reaches_redis_within_seconds(pool: sqlx::PgPool) {
     // As when Logout found Redis down: the row (with the token) was written,
     // the Redis key was not.

@@ -1,16 +1,16 @@
 use jsonwebtoken::Algorithm;
-use presence_core::proto::activity::PingRequest;
 use presence_core::token::Role;
+use presence_proto::activity::PingRequest;
 use serde_json::json;
 use tonic::Code;
 use uuid::Uuid;
 
-use presence_core::testing::authorized;
+use presence_testkit::authorized;
 
 use crate::helpers::{SECRET, forge_token, forge_token_with, now, spawn_app};
 use presence_core::token::key_id;
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
@@ -26,14 +26,14 @@ async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx
 
     let recorded = app.last_activity(&user_id).await.expect("the key exists");
     assert!(recorded >= before && recorded <= now());
-    let ttl = app.ttl(&app.key("last_activity", &user_id)).await;
+    let ttl = app.ttl(&app.last_activity_key(&user_id)).await;
     assert!((1790..=1800).contains(&ttl), "TTL {ttl} is not 2 × 15 min");
     assert_eq!(response.threshold_minutes, 15);
     assert_eq!(response.ping_interval_seconds, 60);
     assert!(response.server_time.unwrap().seconds >= before);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
@@ -54,12 +54,12 @@ async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
     assert!(second > first, "{second} is not after {first}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
-    let marker = app.key("last_logout", &user_id);
+    let marker = app.last_logout_key(&user_id);
     redis::AsyncCommands::set::<_, _, ()>(&mut app.redis, &marker, 1)
         .await
         .unwrap();
@@ -69,7 +69,7 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
         .await
         .unwrap();
 
-    let index = format!("{}presence_index", app.prefix);
+    let index = app.keys.presence_index();
     let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
         .await
         .unwrap();
@@ -80,7 +80,7 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
     assert!(!marker_left);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = Uuid::new_v4();
@@ -138,7 +138,7 @@ async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
     assert_eq!(app.written_keys().await, Vec::<String>::new());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_user_disabled_in_sql_loses_their_tokens_within_seconds_until_a_fresh_login(
     pool: sqlx::PgPool,
 ) {

@@ -1,9 +1,9 @@
-use presence_core::proto::activity::RecordActivityRequest;
 use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::RecordActivityRequest;
 use tonic::Code;
 use uuid::Uuid;
 
-use presence_core::testing::authorized;
+use presence_testkit::authorized;
 
 use crate::helpers::{SECRET, now, spawn_app};
 
@@ -26,7 +26,7 @@ fn request(user_id: &str) -> RecordActivityRequest {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_service_records_activity_for_a_user(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let service = app.create_user("billing", Role::Service).await;
@@ -40,7 +40,7 @@ async fn a_service_records_activity_for_a_user(pool: sqlx::PgPool) {
     assert!(app.last_activity(&user_id).await.is_some());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_user_token_cannot_record_activity(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user = app.create_user("usertest1", Role::User).await.to_string();
@@ -66,7 +66,7 @@ async fn a_user_token_cannot_record_activity(pool: sqlx::PgPool) {
     assert_eq!(indexed, vec![user]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn bad_or_unknown_user_ids_are_reported(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let token = service_token(app.create_user("billing", Role::Service).await);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use presence_core::token::Role;
 
-use crate::helpers::{Options, eventually, spawn_app_with};
+use crate::helpers::{Options, spawn_app_with};
+use presence_testkit::eventually;
 
 /// More than two batches' worth, so the purge must go on after a full batch.
 const OLD_ROWS: i64 = 2500;
@@ -14,7 +15,7 @@ async fn count(pool: &sqlx::PgPool, query: &str) -> i64 {
     sqlx::query_scalar(query).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn login_history_rows_older_than_the_retention_are_purged_and_newer_ones_kept(
     pool: sqlx::PgPool,
 ) {

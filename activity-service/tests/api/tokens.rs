@@ -3,9 +3,9 @@
 //! signs no one out.
 
 use jsonwebtoken::Algorithm;
-use presence_core::proto::activity::PingRequest;
-use presence_core::testing::authorized;
 use presence_core::token::{DEFAULT_AUDIENCE, Role, TokenIssuer, key_id};
+use presence_proto::activity::PingRequest;
+use presence_testkit::authorized;
 use serde_json::json;
 use tonic::Code;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use crate::helpers::{
 
 const OLD_SECRET: &str = "old-secret-old-secret-old-secret-0123";
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn login_tokens_carry_the_access_token_type_the_audience_and_the_key_id(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     app.create_user("usertest1", Role::User).await;
@@ -38,7 +38,7 @@ async fn login_tokens_carry_the_access_token_type_the_audience_and_the_key_id(po
     assert_eq!(claims["nbf"], claims["iat"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_token_breaking_any_jwt_rule_is_refused_and_writes_nothing(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
     let user_id = app.create_user("usertest1", Role::User).await;
@@ -100,7 +100,7 @@ async fn a_token_breaking_any_jwt_rule_is_refused_and_writes_nothing(pool: sqlx:
     assert_eq!(app.written_keys().await, Vec::<String>::new());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn tokens_of_the_previous_key_work_during_a_rotation_and_stop_once_it_is_removed(
     pool: sqlx::PgPool,
 ) {
@@ -134,7 +134,7 @@ async fn tokens_of_the_previous_key_work_during_a_rotation_and_stop_once_it_is_r
     before.ping_once_vouched(&new_token).await.unwrap();
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_service_token_may_live_longer_than_a_users_but_not_beyond_its_own_maximum(
     pool: sqlx::PgPool,
 ) {
@@ -151,7 +151,7 @@ async fn a_service_token_may_live_longer_than_a_users_but_not_beyond_its_own_max
         async move {
             client
                 .record_activity(authorized(
-                    presence_core::proto::activity::RecordActivityRequest {
+                    presence_proto::activity::RecordActivityRequest {
                         user_id: Uuid::new_v4().to_string(),
                     },
                     &token,

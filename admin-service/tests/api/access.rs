@@ -1,17 +1,17 @@
 //! Only admins see statuses and settings (services may batch-read statuses).
 
-use presence_core::proto::activity::LogoutRequest;
-use presence_core::proto::admin::{
+use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::LogoutRequest;
+use presence_proto::admin::{
     BatchGetUserStatusesRequest, GetActivitySettingsRequest, ListUserStatusesRequest,
     UpdateActivitySettingsRequest, WatchUserStatusesRequest,
 };
-use presence_core::testing::authorized;
-use presence_core::token::{Role, TokenIssuer};
+use presence_testkit::authorized;
 use tonic::Code;
 
 use crate::helpers::{SECRET, now, spawn_stack};
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_user_token_is_refused_on_every_admin_method(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let user_id = stack.create_user("usertest1", Role::User).await;
@@ -60,7 +60,7 @@ async fn a_user_token_is_refused_on_every_admin_method(pool: sqlx::PgPool) {
     assert_eq!(codes, [Code::PermissionDenied; 5]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn no_token_is_unauthenticated(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let status = stack
@@ -71,7 +71,7 @@ async fn no_token_is_unauthenticated(pool: sqlx::PgPool) {
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_service_token_may_batch_read_but_not_list(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let service = stack.create_user("billing", Role::Service).await;
@@ -101,7 +101,7 @@ async fn a_service_token_may_batch_read_but_not_list(pool: sqlx::PgPool) {
     assert_eq!(list.unwrap_err().code(), Code::PermissionDenied);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn an_admin_token_stops_working_after_logout(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let token = stack.admin_token.clone();

@@ -3,15 +3,15 @@
 //! master's crash and restart without being restarted themselves.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use presence_core::proto::activity::{LoginRequest, LogoutRequest, PingRequest};
-use presence_core::proto::admin::{
+use presence_core::token::{Role, TokenIssuer};
+use presence_proto::activity::{LoginRequest, LogoutRequest, PingRequest};
+use presence_proto::admin::{
     BatchGetUserStatusesRequest, ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter,
     StatusSource, UpdateActivitySettingsRequest,
 };
-use presence_core::testing::{ThrowawayCluster, authorized};
-use presence_core::token::{Role, TokenIssuer};
+use presence_testkit::{ThrowawayCluster, authorized, eventually};
 use redis::AsyncCommands;
 use tonic::Code;
 use uuid::Uuid;
@@ -65,7 +65,6 @@ async fn subscribers_on(cluster: &ThrowawayCluster, node: usize, channel: &str) 
     count
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `within`.
 /// Waits (at most `SOON`) for a first page of statuses that passes `check`.
 async fn eventually_listed(
     stack: &Stack,
@@ -84,18 +83,6 @@ async fn eventually_listed(
         }
     })
     .await;
-}
-
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "{what}: not after {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Awaits a call, failing the test if it outlives `DEADLINE`: an outage must
@@ -133,7 +120,7 @@ async fn logout_rows(stack: &Stack, user_id: Uuid) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     let cluster = ThrowawayCluster::start().await;
     let mut stack = spawn_stack_on(pool, cluster.redis()).await;
@@ -154,8 +141,8 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     for token in &crowd.tokens[..PINGING] {
         stack.ping(token).await;
     }
-    let activity_keys = format!("{}last_activity:*", stack.prefix);
-    let index_shards = format!("{}presence_index:*", stack.prefix);
+    let activity_keys = stack.keys.last_activity_pattern();
+    let index_shards = stack.keys.presence_index_shards_pattern();
     let mut total = 0;
     for node in 0..3 {
         let held = keys_on(&cluster, node, activity_keys.clone()).await;
@@ -269,7 +256,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     assert!((350..=360).contains(&ttl), "TTL {ttl} is not 2 × 3 min");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(pool: sqlx::PgPool) {
     let mut cluster = ThrowawayCluster::start().await;
     let mut stack = spawn_stack_on(pool, cluster.redis()).await;
@@ -343,7 +330,7 @@ async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(p
     for token in &crowd.tokens {
         ping_with_deadline(&mut stack, token).await.unwrap();
     }
-    let activity_keys = format!("{}last_activity:*", stack.prefix);
+    let activity_keys = stack.keys.last_activity_pattern();
     assert!(!keys_on(&cluster, 0, activity_keys).await.is_empty());
     eventually_listed(&stack, "statuses read from Redis again", |listing| {
         !listing.degraded

@@ -1,7 +1,7 @@
 //! The counts of every listing against a brute-force recount over a
 //! generated user base.
 
-use presence_core::proto::admin::StatusFilter;
+use presence_proto::admin::StatusFilter;
 use uuid::Uuid;
 
 use crate::helpers::{now, spawn_stack};
@@ -43,7 +43,7 @@ impl Story {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
     let names: Vec<String> = (0..USERS).map(|n| format!("gen{n:05}")).collect();
@@ -61,25 +61,13 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
         };
         match Story::of(n) {
             Story::FreshPing => {
-                pipeline.set_ex(
-                    format!("{}last_activity:{id}", stack.prefix),
-                    now - jitter,
-                    3600,
-                );
-                pipeline.zadd(
-                    format!("{}presence_index", stack.prefix),
-                    id.to_string(),
-                    now - jitter,
-                );
+                pipeline.set_ex(stack.keys.last_activity(*id), now - jitter, 3600);
+                pipeline.zadd(stack.keys.presence_index(), id.to_string(), now - jitter);
             }
             Story::StalePing => {
-                pipeline.set_ex(
-                    format!("{}last_activity:{id}", stack.prefix),
-                    now - T - 60 - jitter,
-                    3600,
-                );
+                pipeline.set_ex(stack.keys.last_activity(*id), now - T - 60 - jitter, 3600);
                 pipeline.zadd(
-                    format!("{}presence_index", stack.prefix),
+                    stack.keys.presence_index(),
                     id.to_string(),
                     now - T - 60 - jitter,
                 );
@@ -146,7 +134,7 @@ async fn counts_agree_with_a_brute_force_recount(pool: sqlx::PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn counts_recover_when_redis_loses_its_data(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
     let names: Vec<String> = (0..100).map(|n| format!("lost{n:03}")).collect();

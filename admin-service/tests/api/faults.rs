@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use presence_core::proto::activity::{LoginRequest, LogoutRequest};
-use presence_core::proto::admin::{ListUserStatusesRequest, StatusFilter, StatusSource};
-use presence_core::testing::{ThrowawayRedis, authorized};
 use presence_core::token::Role;
+use presence_proto::activity::{LoginRequest, LogoutRequest};
+use presence_proto::admin::{ListUserStatusesRequest, StatusFilter, StatusSource};
+use presence_testkit::{ThrowawayRedis, authorized};
 use tonic::Code;
 
 use crate::helpers::{PASSWORD, spawn_stack, spawn_stack_on};
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn without_redis_statuses_come_from_login_history_and_respect_logouts(pool: sqlx::PgPool) {
     let mut redis = ThrowawayRedis::start().await;
     let mut stack = spawn_stack_on(pool, redis.url.clone()).await;
@@ -48,7 +48,7 @@ async fn without_redis_statuses_come_from_login_history_and_respect_logouts(pool
     assert_eq!(online_names, ["admintest1", "stays"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn statuses_recover_when_redis_comes_back_without_a_restart(pool: sqlx::PgPool) {
     let mut redis = ThrowawayRedis::start().await;
     let mut stack = spawn_stack_on(pool, redis.url.clone()).await;
@@ -68,7 +68,7 @@ async fn statuses_recover_when_redis_comes_back_without_a_restart(pool: sqlx::Pg
     assert!(recovered, "still degraded after Redis came back");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn without_postgresql_listing_is_unavailable_with_a_clear_message(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
     let token = stack.admin_token.clone();

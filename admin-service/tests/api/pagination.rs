@@ -1,13 +1,13 @@
 use std::collections::HashSet;
 
-use presence_core::proto::admin::{ListUserStatusesRequest, StatusFilter};
-use presence_core::testing::authorized;
 use presence_core::token::Role;
+use presence_proto::admin::{ListUserStatusesRequest, StatusFilter};
+use presence_testkit::authorized;
 use tonic::Code;
 
 use crate::helpers::{now, spawn_stack};
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn pages_walk_every_user_exactly_once_in_username_order(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     for n in 0..120 {
@@ -40,7 +40,7 @@ async fn pages_walk_every_user_exactly_once_in_username_order(pool: sqlx::PgPool
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_default_page_holds_fifty_users(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     for n in 0..60 {
@@ -51,7 +51,7 @@ async fn the_default_page_holds_fifty_users(pool: sqlx::PgPool) {
     assert!(!page.next_page_token.is_empty());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn oversized_pages_and_tampered_tokens_are_invalid_arguments(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     for n in 0..3 {

@@ -1,11 +1,11 @@
 use std::time::{Duration, Instant};
 
-use presence_core::proto::activity::PingRequest;
-use presence_core::proto::admin::{
+use presence_core::token::Role;
+use presence_proto::activity::PingRequest;
+use presence_proto::admin::{
     GetActivitySettingsRequest, StatusFilter, UpdateActivitySettingsRequest,
 };
-use presence_core::testing::authorized;
-use presence_core::token::Role;
+use presence_testkit::authorized;
 use tonic::Code;
 
 use crate::helpers::spawn_stack;
@@ -16,7 +16,7 @@ fn set(minutes: Option<u32>) -> UpdateActivitySettingsRequest {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_threshold_defaults_to_fifteen_minutes(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let settings = stack
@@ -33,7 +33,7 @@ async fn the_threshold_defaults_to_fifteen_minutes(pool: sqlx::PgPool) {
     assert_eq!(settings.ping_interval_seconds, 60);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_change_is_saved_audited_and_reported(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
 
@@ -75,7 +75,7 @@ async fn a_change_is_saved_audited_and_reported(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn out_of_range_or_missing_thresholds_are_refused_and_change_nothing(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool.clone()).await;
     for minutes in [Some(0), Some(1441), Some(100_000), None] {
@@ -103,7 +103,7 @@ async fn out_of_range_or_missing_thresholds_are_refused_and_change_nothing(pool:
     assert_eq!(threshold, 15);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let mut replica = stack.spawn_admin_replica().await;
@@ -149,7 +149,7 @@ async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool)
         activity_sees,
         "the activity service still uses the old threshold after 1 s"
     );
-    let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
+    let key = stack.keys.last_activity(login.user_id.parse().unwrap());
     let ttl: i64 = redis::AsyncCommands::ttl(&mut stack.redis, key)
         .await
         .unwrap();

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use presence_core::proto::admin::admin_service_client::AdminServiceClient;
-use presence_core::proto::admin::{ListUserStatusesRequest, WatchUserStatusesRequest};
-use presence_core::testing::authorized;
+use presence_proto::admin::admin_service_client::AdminServiceClient;
+use presence_proto::admin::{ListUserStatusesRequest, WatchUserStatusesRequest};
+use presence_testkit::authorized;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -68,7 +68,7 @@ async fn crowd_online(stack: &mut Stack, flags: &[&str]) -> AdminProcess {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn shutdown_completes_within_the_drain_deadline_by_closing_a_connection_that_never_reads(
     pool: sqlx::PgPool,
 ) {
@@ -106,7 +106,7 @@ async fn shutdown_completes_within_the_drain_deadline_by_closing_a_connection_th
     assert_eq!(end.code(), Code::Unknown, "{end:?}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_unary_call_stuck_on_the_database_is_cut_at_the_call_timeout(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let admin = spawn_admin_with(
@@ -137,7 +137,7 @@ async fn a_unary_call_stuck_on_the_database_is_cut_at_the_call_timeout(pool: sql
     assert_eq!(status.code(), Code::Cancelled, "{status:?}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_watcher_that_never_reads_loses_its_stream_and_its_place(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let admin = crowd_online(&mut stack, &["--max-watchers-per-user=1"]).await;

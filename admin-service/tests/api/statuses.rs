@@ -1,10 +1,10 @@
 //! The status rules, end to end: facts placed in Redis and login_history,
 //! statuses read through ListUserStatuses and BatchGetUserStatuses.
 
-use presence_core::proto::activity::LogoutRequest;
-use presence_core::proto::admin::{BatchGetUserStatusesRequest, StatusFilter, StatusSource};
-use presence_core::testing::authorized;
 use presence_core::token::Role;
+use presence_proto::activity::LogoutRequest;
+use presence_proto::admin::{BatchGetUserStatusesRequest, StatusFilter, StatusSource};
+use presence_testkit::authorized;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -121,7 +121,7 @@ fn cases(now: i64) -> Vec<Case> {
     ]
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn each_rule_gives_the_documented_status(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let cases = cases(now());
@@ -163,7 +163,7 @@ async fn each_rule_gives_the_documented_status(pool: sqlx::PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_signed_in_user_who_pings_is_online_and_offline_after_logout(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -184,7 +184,7 @@ async fn a_signed_in_user_who_pings_is_online_and_offline_after_logout(pool: sql
     assert_eq!(offline.source, StatusSource::None as i32);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn batch_lookup_reports_unknown_ids_without_failing(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let active = stack.create_user("active", Role::User).await;
@@ -220,7 +220,7 @@ async fn batch_lookup_reports_unknown_ids_without_failing(pool: sqlx::PgPool) {
     assert!(!batch.degraded);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn batch_lookup_refuses_malformed_or_too_many_ids(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     for user_ids in [

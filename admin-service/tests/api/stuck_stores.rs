@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use presence_core::proto::admin::StatusSource;
 use presence_core::token::Role;
+use presence_proto::admin::StatusSource;
 
 use crate::helpers::{now, spawn_stack};
 use crate::watch::{about, next_matching};
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_stream_keeps_reporting_while_a_database_read_hangs_and_catches_up_after(
     pool: sqlx::PgPool,
 ) {

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use clap::Parser;
-use presence_core::proto::activity::LogoutRequest;
-use presence_core::proto::admin::{ListUserStatusesRequest, StatusFilter};
-use presence_core::testing::{
+use presence_core::token::Role;
+use presence_proto::activity::LogoutRequest;
+use presence_proto::admin::{ListUserStatusesRequest, StatusFilter};
+use presence_testkit::{
     TEST_ED25519_PRIVATE_KEY, TEST_ED25519_PUBLIC_KEY, ThrowawayRedis, authorized,
     delete_keys_under, redis_url, temporary_file,
 };
-use presence_core::token::Role;
 use tonic::Code;
 
 use crate::helpers::{PASSWORD, Stack, spawn_stack, spawn_stack_on, spawn_stack_with};
@@ -49,7 +49,7 @@ async fn wait_until_refused(stack: &mut Stack, token: &str, what: &str) {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_page_token_forged_with_the_public_jwt_key_is_refused(pool: sqlx::PgPool) {
     let public_key = temporary_file("public.pem", TEST_ED25519_PUBLIC_KEY);
     let private_key = temporary_file("private.pem", TEST_ED25519_PRIVATE_KEY);
@@ -93,7 +93,7 @@ async fn a_page_token_forged_with_the_public_jwt_key_is_refused(pool: sqlx::PgPo
     assert_eq!(second.statuses.len(), 5);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn production_refuses_to_start_without_a_page_token_secret(pool: sqlx::PgPool) {
     let args = |extra: &[&str]| {
         let mut args = vec![
@@ -127,7 +127,7 @@ async fn production_refuses_to_start_without_a_page_token_secret(pool: sqlx::PgP
     assert!(with.is_ok());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_revoked_admin_token_stays_refused_after_redis_loses_its_data(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let revoked = stack.admin_token.clone();
@@ -150,7 +150,7 @@ async fn a_revoked_admin_token_stays_refused_after_redis_loses_its_data(pool: sq
     assert!(list_with(&mut stack, &valid).await.is_ok());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn with_redis_down_a_revoked_admin_token_is_refused_and_a_valid_one_is_served(
     pool: sqlx::PgPool,
 ) {
@@ -172,7 +172,7 @@ async fn with_redis_down_a_revoked_admin_token_is_refused_and_a_valid_one_is_ser
     assert!(degraded, "the listing comes from PostgreSQL alone");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn with_redis_and_postgresql_both_down_an_admin_call_is_unavailable(pool: sqlx::PgPool) {
     let mut redis = ThrowawayRedis::start().await;
     let mut stack = spawn_stack_on(pool.clone(), redis.url.clone()).await;
@@ -185,7 +185,7 @@ async fn with_redis_and_postgresql_both_down_an_admin_call_is_unavailable(pool: 
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_disabled_admin_is_refused_within_seconds_and_may_sign_in_again_once_enabled(
     pool: sqlx::PgPool,
 ) {

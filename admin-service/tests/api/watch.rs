@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use presence_core::proto::activity::LogoutRequest;
-use presence_core::proto::admin::admin_service_client::AdminServiceClient;
-use presence_core::proto::admin::{StatusSource, UserStatusEvent, WatchUserStatusesRequest};
-use presence_core::testing::authorized;
 use presence_core::token::{Role, TokenIssuer, TokenVerifier};
+use presence_proto::activity::LogoutRequest;
+use presence_proto::admin::admin_service_client::AdminServiceClient;
+use presence_proto::admin::{StatusSource, UserStatusEvent, WatchUserStatusesRequest};
+use presence_testkit::authorized;
 use redis::AsyncCommands;
 use tonic::{Code, Status, Streaming};
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub(crate) fn about<'a>(username: &'a str, online: bool) -> impl Fn(&UserStatusE
 
 const SOON: Duration = Duration::from_secs(10);
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_stream_starts_with_who_is_online_then_a_marker(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let early = stack.create_user("early", Role::User).await;
@@ -74,7 +74,7 @@ async fn the_stream_starts_with_who_is_online_then_a_marker(pool: sqlx::PgPool) 
     assert_eq!(snapshot, ["admintest1", "early"]);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_stream_tells_of_pings_logouts_and_expiry(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -102,7 +102,7 @@ async fn the_stream_tells_of_pings_logouts_and_expiry(pool: sqlx::PgPool) {
     next_matching(&mut stream, SOON, about("usertest1", false)).await;
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_stream_tells_when_activity_expires(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     // A ping that crosses the 15-minute threshold three seconds from now,
@@ -123,7 +123,7 @@ async fn the_stream_tells_when_activity_expires(pool: sqlx::PgPool) {
     assert_eq!(expired.status.unwrap().source, StatusSource::None as i32);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn many_admins_can_watch_at_once(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -172,7 +172,7 @@ async fn user_id(stack: &Stack, username: &str) -> Uuid {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_watch_ends_unauthenticated_soon_after_its_admin_signs_out(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let mut stream = stack.watch().await;
@@ -193,7 +193,7 @@ async fn a_watch_ends_unauthenticated_soon_after_its_admin_signs_out(pool: sqlx:
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_watch_ends_when_its_token_is_revoked_without_any_announcement(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let mut stream = stack.watch().await;
@@ -215,7 +215,7 @@ async fn a_watch_ends_when_its_token_is_revoked_without_any_announcement(pool: s
     assert!(status.message().contains("revoked"), "{}", status.message());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_watch_ends_unauthenticated_when_its_token_expires(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let admin = user_id(&stack, "admintest1").await;
@@ -240,7 +240,7 @@ async fn a_watch_ends_unauthenticated_when_its_token_expires(pool: sqlx::PgPool)
     assert!(status.message().contains("expired"), "{}", status.message());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_watch_outlives_the_sign_outs_of_other_sessions_and_other_admins(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("admintest2", Role::Admin).await;
@@ -266,7 +266,7 @@ async fn a_watch_outlives_the_sign_outs_of_other_sessions_and_other_admins(pool:
     next_matching(&mut stream, SOON, about("usertest1", true)).await;
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn watches_are_capped_per_admin_and_in_all_and_a_closed_one_frees_its_place(
     pool: sqlx::PgPool,
 ) {

@@ -3,8 +3,8 @@
 //! TCP peer, whatever headers it sends.
 
 use clap::Parser;
-use presence_core::proto::activity::{LoginRequest, PingRequest};
 use presence_core::token::Role;
+use presence_proto::activity::{LoginRequest, PingRequest};
 
 use crate::helpers::{
     BINARY, Gateway, SOON, frame, grpc_status, http, spawn_gateway, spawn_gateway_to,
@@ -49,7 +49,7 @@ async fn ping_without_token(gateway: &Gateway, header: (&str, &str)) -> i32 {
     )
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowances(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(
@@ -86,7 +86,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowances(poo
     assert_eq!(second_ping, 16);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_forged_forwarding_header_from_an_untrusted_peer_changes_nothing(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(
@@ -114,7 +114,7 @@ struct ActivityOnly {
     config: activity_service::config::ActivityConfig,
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_sign_in_through_a_trusted_proxy_is_recorded_from_the_browsers_address(
     pool: sqlx::PgPool,
 ) {

@@ -19,7 +19,7 @@ fn check() -> HealthCheckRequest {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_slow_sender_is_disconnected_while_other_clients_are_served(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &["--header-read-timeout-ms=1000"]).await;
@@ -47,7 +47,7 @@ async fn a_slow_sender_is_disconnected_while_other_clients_are_served(pool: sqlx
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_kept_alive_connection_outlives_the_header_deadline_and_closes_when_idle(
     pool: sqlx::PgPool,
 ) {
@@ -75,7 +75,7 @@ async fn a_kept_alive_connection_outlives_the_header_deadline_and_closes_when_id
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn connections_beyond_the_limit_are_refused_and_accepted_again_after_some_close(
     pool: sqlx::PgPool,
 ) {

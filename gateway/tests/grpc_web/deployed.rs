@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use presence_core::keys::RedisKeys;
-use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
-use presence_core::proto::admin::{ListUserStatusesRequest, ListUserStatusesResponse};
+use presence_proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
+use presence_proto::admin::{ListUserStatusesRequest, ListUserStatusesResponse};
+use presence_store::keys::RedisKeys;
 use prost::Message;
 use redis::AsyncCommands;
 use tonic::transport::Channel;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use presence_core::proto::activity::{LoginRequest, PingRequest, RecordActivityRequest};
-use presence_core::proto::admin::BatchGetUserStatusesRequest;
 use presence_core::token::Role;
+use presence_proto::activity::{LoginRequest, PingRequest, RecordActivityRequest};
+use presence_proto::admin::BatchGetUserStatusesRequest;
 
 use crate::helpers::{
     BINARY, SOON, call, check_health, grpc_status, http, spawn_gateway, spawn_gateway_to,
@@ -37,7 +37,7 @@ async fn preflight(
     .await
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
@@ -95,7 +95,7 @@ async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(p
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn internal_methods_are_refused_at_the_edge(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let user = stack.create_user("usertest1", Role::User).await;
@@ -141,7 +141,7 @@ async fn internal_methods_are_refused_at_the_edge(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn oversized_and_truncated_frames_get_clean_errors(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &["--max-request-bytes=1024"]).await;
@@ -168,7 +168,7 @@ async fn oversized_and_truncated_frames_get_clean_errors(pool: sqlx::PgPool) {
 
 #[tokio::test]
 async fn an_unreachable_service_is_unavailable_within_the_deadline() {
-    let closed = format!("http://127.0.0.1:{}", presence_core::testing::free_port());
+    let closed = format!("http://127.0.0.1:{}", presence_testkit::free_port());
     let gateway = spawn_gateway_to(&closed, &closed, &["--upstream-timeout-ms=2000"]).await;
 
     let started = Instant::now();
@@ -178,7 +178,7 @@ async fn an_unreachable_service_is_unavailable_within_the_deadline() {
     assert!(started.elapsed() < SOON);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -204,7 +204,7 @@ async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn an_absurd_grpc_timeout_is_refused_cleanly_and_the_gateway_keeps_serving(
     pool: sqlx::PgPool,
 ) {
@@ -256,7 +256,7 @@ async fn an_absurd_grpc_timeout_is_refused_cleanly_and_the_gateway_keeps_serving
     assert_eq!(grpc_status(&afterwards), 0, "the gateway still serves");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn oversized_headers_are_refused_at_the_edge_and_other_users_calls_pass(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;

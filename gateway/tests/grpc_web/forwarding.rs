@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use presence_core::proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
-use presence_core::proto::admin::WatchUserStatusesRequest;
 use presence_core::token::Role;
+use presence_proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
+use presence_proto::admin::WatchUserStatusesRequest;
 use prost::Message;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +29,7 @@ fn credentials(username: &str) -> LoginRequest {
     }
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -47,12 +47,12 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
         PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
     assert_eq!(pong.threshold_minutes, 15);
 
-    let key = format!("{}last_activity:{}", stack.prefix, login.user_id);
+    let key = stack.keys.last_activity(login.user_id.parse().unwrap());
     let written: Option<i64> = stack.redis.get(key).await.unwrap();
     assert_eq!(written, pong.server_time.map(|t| t.seconds));
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -81,7 +81,7 @@ async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgP
     assert_eq!(pong.threshold_minutes, 15);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_sign_in_through_the_gateway_records_the_browsers_user_agent(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -114,15 +114,14 @@ async fn a_sign_in_through_the_gateway_records_the_browsers_user_agent(pool: sql
     assert_eq!(user_agent.as_deref(), Some("presence-test-browser/1.0"));
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
     let token = stack.login("usertest1").await.access_token;
-    let address: std::net::SocketAddr =
-        format!("127.0.0.1:{}", presence_core::testing::free_port())
-            .parse()
-            .unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", presence_testkit::free_port())
+        .parse()
+        .unwrap();
     let (stop, stopped) = stack.spawn_activity_at(address).await;
     let gateway = spawn_gateway_to(
         &format!("http://{address}"),
@@ -145,7 +144,7 @@ async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn an_unauthenticated_ping_gets_status_16(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
@@ -156,7 +155,7 @@ async fn an_unauthenticated_ping_gets_status_16(pool: sqlx::PgPool) {
     assert_eq!(grpc_status(&ping), 16);
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn text_mode_works(pool: sqlx::PgPool) {
     use base64::Engine;
     let stack = spawn_stack(pool).await;
@@ -242,7 +241,7 @@ async fn service_dying_mid_response(message: Vec<u8>, die: oneshot::Receiver<()>
 
 #[tokio::test]
 async fn a_stream_whose_service_dies_mid_response_ends_with_unavailable() {
-    let event = presence_core::proto::admin::UserStatusEvent {
+    let event = presence_proto::admin::UserStatusEvent {
         snapshot_complete: true,
         ..Default::default()
     };
@@ -283,7 +282,7 @@ async fn a_stream_whose_service_dies_mid_response_ends_with_unavailable() {
     assert_eq!(parsed.trailer("grpc-status"), Some("14"), "{parsed:?}");
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;

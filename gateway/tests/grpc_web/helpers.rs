@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use gateway::config::GatewayConfig;
 use gateway::startup::Application;
-use presence_core::proto::admin::UserStatusEvent;
+use presence_proto::admin::UserStatusEvent;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

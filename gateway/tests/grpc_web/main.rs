@@ -3,8 +3,7 @@
 //! activity and admin services (PostgreSQL and Redis as in their own tests);
 //! and, in `deployed`, the same calls against a stack running in containers.
 
-#[path = "../../../admin-service/tests/api/helpers.rs"]
-mod stack;
+use presence_testkit::stack;
 
 mod client_address;
 mod connections;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use presence_core::proto::activity::PingRequest;
-use presence_core::proto::admin::WatchUserStatusesRequest;
 use presence_core::token::Role;
+use presence_proto::activity::PingRequest;
+use presence_proto::admin::WatchUserStatusesRequest;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,11 +32,11 @@ async fn health(address: std::net::SocketAddr, service: &str) -> i32 {
         .status
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn readiness_follows_the_upstreams(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
-    let closed = format!("http://127.0.0.1:{}", presence_core::testing::free_port());
+    let closed = format!("http://127.0.0.1:{}", presence_testkit::free_port());
     let cut_off = spawn_gateway_to(&closed, &closed, &[]).await;
 
     let mut ready = false;
@@ -68,7 +68,7 @@ async fn readiness_follows_the_upstreams(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
@@ -103,7 +103,7 @@ async fn a_browser_can_ask_the_gateways_health_in_grpc_web(pool: sqlx::PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn metrics_count_calls_by_method_and_status(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
@@ -124,7 +124,7 @@ async fn metrics_count_calls_by_method_and_status(pool: sqlx::PgPool) {
     assert!(text.contains("presence_gateway_request_duration_seconds_count"));
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn the_web_app_is_served_with_a_fallback_to_its_page(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
@@ -148,7 +148,7 @@ async fn the_web_app_is_served_with_a_fallback_to_its_page(pool: sqlx::PgPool) {
     assert!(asset.header("cache-control").unwrap().contains("immutable"));
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     stack.create_user("usertest1", Role::User).await;
@@ -271,7 +271,7 @@ fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>)> {
     samples
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sqlx::PgPool) {
     use crate::helpers::KeepAlive;
     let stack = spawn_stack(pool).await;
@@ -325,7 +325,7 @@ async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sql
     assert!(samples.len() < 200, "{} series", samples.len());
 }
 
-#[sqlx::test(migrator = "presence_core::db::MIGRATOR")]
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn every_web_answer_carries_the_security_headers(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use presence_core::proto::admin::StatusFilter;
+use presence_proto::admin::StatusFilter;
 use presence_system_tests::load;
 use presence_system_tests::process::rss_kib;
 use presence_system_tests::stack::{Options, Stack};

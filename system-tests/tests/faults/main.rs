@@ -14,7 +14,7 @@ mod slow_redis;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use presence_core::proto::activity::{PingRequest, PingResponse};
+use presence_proto::activity::{PingRequest, PingResponse};
 use presence_system_tests::grpc_web::CallError;
 use presence_system_tests::load::{self, PING, PING_DEADLINE, PingRecord};
 use presence_system_tests::stack::Stack;

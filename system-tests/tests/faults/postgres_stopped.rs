@@ -6,8 +6,8 @@
 //! listing reads who the users are from PostgreSQL, and has no degraded
 //! answer without them); both work again, without a restart, once it is back.
 
-use presence_core::proto::admin::StatusFilter;
 use presence_core::token::Role;
+use presence_proto::admin::StatusFilter;
 use presence_system_tests::eventually;
 use presence_system_tests::grpc_web::CallError;
 use presence_system_tests::load;

@@ -6,8 +6,8 @@
 //! counts heal (the sign-ins Redis forgot are put back in the presence
 //! index), and a token revoked by a logout before the crash stays refused.
 
-use presence_core::proto::admin::{ListUserStatusesResponse, StatusFilter};
 use presence_core::token::Role;
+use presence_proto::admin::{ListUserStatusesResponse, StatusFilter};
 use presence_system_tests::eventually;
 use presence_system_tests::load;
 use presence_system_tests::stack::{Options, Stack};

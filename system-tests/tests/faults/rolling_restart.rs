@@ -13,17 +13,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use presence_core::proto::activity::LoginRequest;
-use presence_core::proto::activity::activity_service_client::ActivityServiceClient;
-use presence_core::proto::admin::ListUserStatusesRequest;
-use presence_core::proto::admin::admin_service_client::AdminServiceClient;
-use presence_core::testing::authorized;
 use presence_core::token::Role;
+use presence_proto::activity::LoginRequest;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_proto::admin::ListUserStatusesRequest;
+use presence_proto::admin::admin_service_client::AdminServiceClient;
 use presence_system_tests::eventually;
 use presence_system_tests::goaway::IdleConnection;
 use presence_system_tests::load;
 use presence_system_tests::stack::{Options, PASSWORD, Stack, Tier};
 use presence_system_tests::watcher::Watcher;
+use presence_testkit::authorized;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
 

@@ -1,15 +1,105 @@
-//! Helpers for the services' integration tests (feature `testing`): a
+//! The presence tests' one kit (a dev-dependency only, so no binary links
+//! it): a key prefix per test (`unique_prefix`; `#[sqlx::test]` gives each a
+//! database), the shared secrets, accounts made as the CLI makes them, a
 //! throwaway Redis and a throwaway Redis Cluster for tests that stop them,
-//! the flags and direct connection for either, and authorised requests.
+//! the flags and direct connection for either, authorised requests,
+//! `eventually`, and `stack`: both services started in-process in front of
+//! one database and key prefix.
 
+pub mod stack;
+
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::config::RedisArgs;
-use crate::keys::RedisKeys;
-use crate::redis_client::{Redis, RedisConnection};
+use presence_core::token::Role;
+use presence_proto::activity::activity_service_client::ActivityServiceClient;
+use presence_proto::activity::{LoginRequest, LoginResponse};
+use presence_store::config::RedisArgs;
+use presence_store::keys::RedisKeys;
+use presence_store::redis_client::{Redis, RedisConnection};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The HS256 secret every in-process test service signs with.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The password of every account the tests create.
+pub const PASSWORD: &str = "Test1234!";
+
+/// Creates (or updates) an account through the same code path as the CLI,
+/// with `PASSWORD`.
+pub async fn create_account(pool: &PgPool, username: &str, role: Role, disabled: bool) -> Uuid {
+    activity_service::store::Accounts::new(pool.clone())
+        .upsert_user(
+            username,
+            PASSWORD,
+            role,
+            &format!("{username} display"),
+            disabled,
+        )
+        .await
+        .expect("account created")
+}
+
+/// Signs `username` in with `PASSWORD`.
+pub async fn login(
+    client: &mut ActivityServiceClient<tonic::transport::Channel>,
+    username: &str,
+) -> LoginResponse {
+    client
+        .login(LoginRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("login succeeds")
+        .into_inner()
+}
+
+/// What a check of `eventually` reports: `bool` (holds or not) or
+/// `Option<T>` (the value once there).
+pub trait Settled {
+    type Value;
+    fn settled(self) -> Option<Self::Value>;
+}
+
+impl Settled for bool {
+    type Value = ();
+    fn settled(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Settled for Option<T> {
+    type Value = T;
+    fn settled(self) -> Option<T> {
+        self
+    }
+}
+
+/// Polls `check` every 100 ms until it holds (or gives a value, returned),
+/// panicking with `what` after `within`. Tests wait for an outcome this
+/// way, never for a fixed time.
+pub async fn eventually<S, F, Fut>(within: Duration, what: &str, mut check: F) -> S::Value
+where
+    S: Settled,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await.settled() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// The Redis the tests share (each test under its own key prefix).
 pub fn redis_url() -> String {
@@ -132,8 +222,8 @@ impl TestRedis {
             TestRedis::Cluster(nodes) => (redis_url(), nodes.clone()),
         };
         RedisArgs {
-            redis_url,
-            redis_cluster_nodes,
+            redis_url: redis_url.into(),
+            redis_cluster_nodes: redis_cluster_nodes.into_iter().map(Into::into).collect(),
             redis_key_prefix: prefix.to_owned(),
             redis_timeout_ms: 5000,
             redis_ca_file: None,

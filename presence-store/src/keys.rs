@@ -76,6 +76,11 @@ impl RedisKeys {
         format!("{}last_activity:{user_id}", self.prefix)
     }
 
+    /// A `SCAN`/`KEYS` pattern matching every user's `last_activity` key.
+    pub fn last_activity_pattern(&self) -> String {
+        format!("{}last_activity:*", self.prefix)
+    }
+
     /// Unix seconds of the user's last logout; expires after 2 × threshold.
     pub fn last_logout(&self, user_id: Uuid) -> String {
         format!("{}last_logout:{user_id}", self.prefix)
@@ -121,6 +126,12 @@ impl RedisKeys {
         (0..self.index_shards)
             .map(|shard| self.index_shard_key(shard))
             .collect()
+    }
+
+    /// A `SCAN`/`KEYS` pattern matching every shard of the presence index
+    /// on a cluster.
+    pub fn presence_index_shards_pattern(&self) -> String {
+        format!("{}presence_index:*", self.prefix)
     }
 
     fn index_shard_key(&self, shard: u16) -> String {

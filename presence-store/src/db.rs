@@ -11,6 +11,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use sqlx::Connection;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -59,7 +60,7 @@ pub fn connect_options(args: &DatabaseArgs) -> Result<PgConnectOptions, Error> {
         ),
         ("tcp_keepalives_count", KEEPALIVE_COUNT.to_string()),
     ];
-    Ok(PgConnectOptions::from_str(&args.database_url)?.options(session))
+    Ok(PgConnectOptions::from_str(args.database_url.expose_secret())?.options(session))
 }
 
 /// A pool that connects on first use, so a service starts (and serves what
@@ -78,8 +79,8 @@ pub fn connect_lazy(args: &DatabaseArgs) -> Result<PgPool, Error> {
 /// Creates the database if it does not exist yet, then migrates it.
 pub async fn create_and_migrate(args: &DatabaseArgs) -> Result<(), Error> {
     use sqlx::migrate::MigrateDatabase;
-    if !sqlx::Postgres::database_exists(&args.database_url).await? {
-        sqlx::Postgres::create_database(&args.database_url).await?;
+    if !sqlx::Postgres::database_exists(args.database_url.expose_secret()).await? {
+        sqlx::Postgres::create_database(args.database_url.expose_secret()).await?;
         tracing::info!("database created");
     }
     migrate(&connect_lazy(args)?).await

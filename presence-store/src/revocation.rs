@@ -18,7 +18,7 @@ use sqlx::PgPool;
 
 use crate::Error;
 use crate::redis_client::Redis;
-use crate::token::Caller;
+use presence_core::token::Caller;
 
 /// How long the PostgreSQL check may take before the call is refused.
 const POSTGRES_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,10 +50,9 @@ pub async fn check_in_redis(redis: &Redis, caller: &Caller) -> Result<RedisVerdi
         .await?
         .into_iter();
     let mut next = || values.next().unwrap_or(redis::Value::Nil);
-    let parse_error = |error: redis::ParsingError| Error::RedisUnavailable(error.to_string());
-    let complete: bool = redis::from_redis_value(next()).map_err(parse_error)?;
-    let revoked: bool = redis::from_redis_value(next()).map_err(parse_error)?;
-    let revoked_before: Option<i64> = redis::from_redis_value(next()).map_err(parse_error)?;
+    let complete: bool = redis::from_redis_value(next())?;
+    let revoked: bool = redis::from_redis_value(next())?;
+    let revoked_before: Option<i64> = redis::from_redis_value(next())?;
     Ok(
         if revoked || revoked_by_disabling(revoked_before, caller.issued_at) {
             RedisVerdict::Revoked
@@ -80,11 +79,14 @@ pub async fn revoked_in_postgres(pool: &PgPool, caller: &Caller) -> Result<bool,
     .fetch_one(pool);
     match tokio::time::timeout(POSTGRES_CHECK_TIMEOUT, query).await {
         Ok(Ok(revoked)) => Ok(revoked),
-        Ok(Err(error)) => Err(Error::RevocationUnknown(error.to_string())),
-        Err(_) => Err(Error::RevocationUnknown(format!(
-            "PostgreSQL gave no answer within {} ms",
-            POSTGRES_CHECK_TIMEOUT.as_millis()
-        ))),
+        Ok(Err(error)) => Err(Error::RevocationUnknown {
+            reason: "PostgreSQL failed",
+            source: Some(error),
+        }),
+        Err(_) => Err(Error::RevocationUnknown {
+            reason: "PostgreSQL gave no answer in time",
+            source: None,
+        }),
     }
 }
 
@@ -114,7 +116,7 @@ impl RevocationCheck {
             }
         };
         if revoked {
-            Err(Error::InvalidToken("token revoked".into()))
+            Err(Error::TokenRevoked)
         } else {
             Ok(())
         }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::config::RedisArgs;
 use crate::keys::RedisKeys;
+use secrecy::ExposeSecret;
 
 /// Retries the client makes inside one call before giving up (each bounded
 /// by the timeout, the whole call too).
@@ -195,7 +196,7 @@ impl Redis {
         let seeds = args.cluster_nodes();
         let ca = args.ca_certificates()?;
         if ca.is_some()
-            || [args.redis_url.as_str()]
+            || [args.redis_url.expose_secret()]
                 .into_iter()
                 .chain(seeds.iter().copied())
                 .any(is_tls)
@@ -203,7 +204,7 @@ impl Redis {
             install_tls_provider();
         }
         if seeds.is_empty() {
-            let client = open_client(&args.redis_url, "REDIS_URL", ca.as_deref())?;
+            let client = open_client(args.redis_url.expose_secret(), "REDIS_URL", ca.as_deref())?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -225,8 +226,9 @@ impl Redis {
         if let Some(ca) = &ca {
             builder = builder.certs(certificates(ca));
         }
-        let client = builder.build().map_err(|error| {
-            Error::InvalidConfig(format!("PRESENCE_REDIS_CLUSTER_NODES: {error}"))
+        let client = builder.build().map_err(|source| Error::InvalidRedisUrl {
+            variable: "PRESENCE_REDIS_CLUSTER_NODES",
+            source,
         })?;
         let pubsub_nodes = seeds
             .iter()
@@ -276,7 +278,7 @@ impl Redis {
     }
 
     /// Runs `operation` on the shared connection, failing with
-    /// `RedisUnavailable` if it errs or outlives the configured timeout
+    /// `Redis` if it errs (`RedisTimedOut` if it or outlives the configured timeout
     /// (opening the connection included).
     pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T, Error>
     where
@@ -287,10 +289,7 @@ impl Redis {
         let outcome = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.into()),
-            Err(_) => Err(Error::RedisUnavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => Err(Error::RedisTimedOut(self.timeout)),
         };
         if let Connector::Cluster(cluster) = &self.connector {
             cluster.note(outcome.is_ok());
@@ -348,8 +347,12 @@ impl Redis {
 
 /// A client for `url`: `rediss://` speaks TLS, verifying the server's
 /// certificate against `ca` (PEM) when given, else the system's CAs.
-fn open_client(url: &str, variable: &str, ca: Option<&[u8]>) -> Result<redis::Client, Error> {
-    let invalid = |error: redis::RedisError| Error::InvalidConfig(format!("{variable}: {error}"));
+fn open_client(
+    url: &str,
+    variable: &'static str,
+    ca: Option<&[u8]>,
+) -> Result<redis::Client, Error> {
+    let invalid = |source| Error::InvalidRedisUrl { variable, source };
     match ca {
         Some(ca) if is_tls(url) => redis::Client::build_with_tls(url, certificates(ca)),
         Some(_) => {
@@ -508,7 +511,7 @@ mod tests {
 
         fn args(&self, ca: &str) -> RedisArgs {
             RedisArgs {
-                redis_url: format!("rediss://127.0.0.1:{}", self.port),
+                redis_url: format!("rediss://127.0.0.1:{}", self.port).into(),
                 redis_cluster_nodes: Vec::new(),
                 redis_key_prefix: String::new(),
                 redis_timeout_ms: 2000,

@@ -20,7 +20,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::threshold::ThresholdMinutes;
+use presence_core::threshold::ThresholdMinutes;
 
 /// The channel the `settings_changed` trigger notifies.
 pub const SETTINGS_CHANNEL: &str = "presence_settings_changed";
