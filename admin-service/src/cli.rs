@@ -7,8 +7,7 @@ use presence_core::cli::{MigrateArgs, exit_code};
 use presence_core::telemetry;
 
 use crate::config::AdminConfig;
-use crate::error::AdminError;
-use crate::startup::Application;
+use crate::startup::{Application, Report, StartupError};
 
 /// With no command, serves gRPC with the settings below.
 #[derive(Parser, Debug)]
@@ -34,14 +33,16 @@ enum Command {
 impl Cli {
     pub async fn run(self) -> ExitCode {
         let outcome = match self.command {
-            Some(Command::Migrate(migrate)) => migrate.run().await.map_err(AdminError::from),
+            Some(Command::Migrate(migrate)) => {
+                migrate.run().await.map_err(StartupError::Migrations)
+            }
             None => serve(self.serve).await,
         };
-        exit_code("admin-service", outcome)
+        exit_code("admin-service", outcome.map_err(Report))
     }
 }
 
-async fn serve(config: AdminConfig) -> Result<(), AdminError> {
+async fn serve(config: AdminConfig) -> Result<(), StartupError> {
     telemetry::init(config.common.log_format);
     tracing::info!(config = ?config, "starting admin-service");
     let application = Application::build(config).await?;

@@ -7,17 +7,24 @@
 //! drops connections whose client vanished (HTTP/2 keepalive). Its shutdown
 //! is bounded: status streams end at once, in-flight calls get the drain
 //! deadline, and then the connections still open are cut.
+//!
+//! What stops it from starting (or ends its serving) is a `StartupError`,
+//! apart from the errors of calls: each names what failed and keeps the cause
+//! as its source, and `Report` prints the whole chain.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use presence_core::config::{JwtAlgorithm, JwtArgs};
 use presence_core::proto::admin::admin_service_server::AdminServiceServer;
 use presence_core::redis_client::Redis;
 use presence_core::revocation::RevocationCheck;
 use presence_core::settings::ThresholdWatch;
 use presence_core::{db, serving};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +32,6 @@ use tonic::transport::Server;
 
 use crate::config::AdminConfig;
 use crate::connections;
-use crate::error::AdminError;
 use crate::grpc::AdminHandler;
 use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
@@ -41,6 +47,106 @@ const KEEPALIVE_ANSWER_WITHIN: Duration = Duration::from_secs(20);
 /// How long the connections cut at the drain deadline get to close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
+/// Why the service did not start, stopped serving, or `migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is missing, malformed or unsafe (the message says which).
+    #[error(transparent)]
+    Config(presence_core::Error),
+    #[error("cannot read {variable} {}", path.display())]
+    KeyFile {
+        variable: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL): no answer within {0:?}")]
+    DatabaseTimedOut(Duration),
+    #[error("database migrations failed")]
+    Migrations(#[source] presence_core::Error),
+    #[error("cannot set up the Redis client (REDIS_URL)")]
+    Redis(#[source] presence_core::Error),
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+impl From<presence_core::Error> for StartupError {
+    fn from(error: presence_core::Error) -> Self {
+        StartupError::Config(error)
+    }
+}
+
+/// An error and each of its causes, one a line (`caused by: ...`), as the
+/// process prints it before exiting with a failure.
+#[derive(Debug)]
+pub struct Report<E>(pub E);
+
+impl<E: std::error::Error> fmt::Display for Report<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            // Some messages end with their source's ("database error: {0}"): said once.
+            if !shown.ends_with(&text) {
+                write!(f, "\n  caused by: {text}")?;
+            }
+            shown = text;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// Opens each verifying key file the settings name, so that a missing or
+/// unreadable one is reported with its path and the system's reason as the source.
+fn check_key_files(jwt: &JwtArgs) -> Result<(), StartupError> {
+    if jwt.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Ok(());
+    }
+    let files = [
+        ("PRESENCE_JWT_PUBLIC_KEY_FILE", &jwt.jwt_public_key_file),
+        (
+            "PRESENCE_JWT_PREVIOUS_PUBLIC_KEY_FILE",
+            &jwt.jwt_previous_public_key_file,
+        ),
+    ];
+    for (variable, path) in files {
+        if let Some(path) = path {
+            std::fs::File::open(path).map_err(|source| StartupError::KeyFile {
+                variable,
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Connects once before migrating: the pool retries a refused connection
+/// until its acquire timeout and then says only that it timed out.
+async fn check_database(pool: &PgPool) -> Result<(), StartupError> {
+    let within = pool.options().get_acquire_timeout();
+    let connection =
+        tokio::time::timeout(within, PgConnection::connect_with(&pool.connect_options()))
+            .await
+            .map_err(|_| StartupError::DatabaseTimedOut(within))?
+            .map_err(StartupError::Database)?;
+    if let Err(error) = connection.close().await {
+        tracing::debug!(%error, "closing the probe connection failed");
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -51,20 +157,22 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: AdminConfig) -> Result<Self, AdminError> {
+    pub async fn build(config: AdminConfig) -> Result<Self, StartupError> {
         let pool = db::connect_lazy(&config.database)?;
         Self::build_with_pool(config, pool).await
     }
 
     /// Builds on an existing pool (tests hand in a fresh database per test).
-    pub async fn build_with_pool(config: AdminConfig, pool: PgPool) -> Result<Self, AdminError> {
+    pub async fn build_with_pool(config: AdminConfig, pool: PgPool) -> Result<Self, StartupError> {
         let environment = config.common.environment;
+        check_key_files(&config.jwt)?;
         let verifier = config.jwt.verifier(environment)?;
         let page_token_key = config.page_token_key()?;
         if config.migrate_on_start {
-            db::migrate(&pool).await?;
+            check_database(&pool).await?;
+            db::migrate(&pool).await.map_err(StartupError::Migrations)?;
         }
-        let redis = Redis::connect_lazy(&config.redis)?;
+        let redis = Redis::connect_lazy(&config.redis).map_err(StartupError::Redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let revocations = RevocationCheck::new(redis.clone(), pool.clone());
         let directory = Directory::new(pool);
@@ -98,8 +206,9 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
-            .map_err(|error| {
-                AdminError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
+            .map_err(|source| StartupError::Bind {
+                address: config.listen_addr,
+                source,
             })?;
         Ok(Self {
             listener,
@@ -119,7 +228,7 @@ impl Application {
     /// Serves until `shutdown` completes; then open status streams end, new
     /// connections are refused, and in-flight calls finish within the drain
     /// deadline, after which the connections still open are cut.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AdminError> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
         let (_health, health_service) = serving::health::<AdminServiceServer<AdminHandler>>().await;
         let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "admin-service listening");
@@ -159,7 +268,7 @@ impl Application {
                 }
             }
         };
-        served.map_err(|error| AdminError::Internal(error.to_string()))?;
+        served.map_err(StartupError::Serve)?;
         tracing::info!("admin-service stopped");
         Ok(())
     }

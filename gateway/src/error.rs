@@ -6,8 +6,6 @@ use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
     #[error("cannot reach the upstream at {address}: {reason}")]
     Unreachable { address: String, reason: String },
     #[error("upstream HTTP/2 error: {0}")]
@@ -20,18 +18,11 @@ pub enum GatewayError {
     MalformedRequest { reason: String },
 }
 
-impl From<presence_core::Error> for GatewayError {
-    fn from(error: presence_core::Error) -> Self {
-        GatewayError::Config(error.to_string())
-    }
-}
-
 impl GatewayError {
     /// What the browser is told; the details of upstream failures stay in
     /// the gateway's log.
     pub fn status(&self) -> Status {
         match self {
-            GatewayError::Config(_) => Status::internal("the gateway is misconfigured"),
             GatewayError::Unreachable { .. } => {
                 Status::unavailable("the service is unreachable; retry shortly")
             }

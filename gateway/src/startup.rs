@@ -3,10 +3,16 @@
 //! with a `readiness` service that follows the upstreams, and a shutdown that
 //! stops accepting, lets calls and streams finish, and at the drain deadline
 //! ends the streams still open with UNAVAILABLE (their browsers reconnect).
+//!
+//! What stops it from starting is a `StartupError`, apart from the errors of
+//! calls: each names what failed and keeps the cause as its source, and
+//! `Report` prints the whole chain.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, Method};
-use presence_core::config::Environment;
+use presence_core::config::{Environment, JwtAlgorithm, JwtArgs};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
@@ -29,7 +35,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::admission::{CallRules, Limits};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
-use crate::error::GatewayError;
 use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
@@ -45,6 +50,82 @@ pub const READINESS: &str = "readiness";
 const READINESS_EVERY: Duration = Duration::from_secs(2);
 /// How long the streams ended at the drain deadline get to send their last frames.
 const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A shared setting is missing, malformed or unsafe (the message says which).
+    #[error(transparent)]
+    Config(#[from] presence_core::Error),
+    #[error("invalid configuration: {variable}: {reason}")]
+    Setting {
+        variable: &'static str,
+        reason: String,
+    },
+    #[error("cannot read {variable} {}", path.display())]
+    KeyFile {
+        variable: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// An error and each of its causes, one a line (`caused by: ...`), as the
+/// process prints it before exiting with a failure.
+#[derive(Debug)]
+pub struct Report<E>(pub E);
+
+impl<E: std::error::Error> fmt::Display for Report<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            // Some messages end with their source's ("database error: {0}"): said once.
+            if !shown.ends_with(&text) {
+                write!(f, "\n  caused by: {text}")?;
+            }
+            shown = text;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// Opens each verifying key file the settings name, so that a missing or
+/// unreadable one is reported with its path and the system's reason as the source.
+fn check_key_files(jwt: &JwtArgs) -> Result<(), StartupError> {
+    if jwt.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Ok(());
+    }
+    let files = [
+        ("PRESENCE_JWT_PUBLIC_KEY_FILE", &jwt.jwt_public_key_file),
+        (
+            "PRESENCE_JWT_PREVIOUS_PUBLIC_KEY_FILE",
+            &jwt.jwt_previous_public_key_file,
+        ),
+    ];
+    for (variable, path) in files {
+        if let Some(path) = path {
+            std::fs::File::open(path).map_err(|source| StartupError::KeyFile {
+                variable,
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug)]
 pub struct Application {
@@ -62,7 +143,8 @@ pub struct Application {
 impl Application {
     /// Builds the gateway from `config`: everything is checked and both
     /// listeners are bound before it serves (`run_until`).
-    pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
+    pub async fn build(config: GatewayConfig) -> Result<Self, StartupError> {
+        check_key_files(&config.jwt)?;
         let verifier = config.jwt.verifier(config.common.environment)?;
         check_trusted_proxies(&config)?;
         let upstreams = upstreams(&config)?;
@@ -119,7 +201,7 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), StartupError> {
         tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
         let limits = self.connection_limits;
         let metrics = metrics_router(self.metrics.clone());
@@ -184,28 +266,29 @@ fn metrics_router(metrics: Metrics) -> Router {
 
 /// In production, trusting every address as a proxy would let any client
 /// choose its own address (and so its rate-limit bucket): refused.
-fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), GatewayError> {
+fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), StartupError> {
     if config.common.environment == Environment::Production
         && config.trusted_proxies.trusts_everyone()
     {
-        return Err(GatewayError::Config(
-            "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
-             own address; name the proxies' ranges"
+        return Err(StartupError::Setting {
+            variable: "PRESENCE_TRUSTED_PROXIES",
+            reason: "a range of every address lets any client choose its own address; name \
+                     the proxies' ranges"
                 .to_owned(),
-        ));
+        });
     }
     Ok(())
 }
 
 /// The clients to the activity and admin services.
-fn upstreams(config: &GatewayConfig) -> Result<Upstreams, GatewayError> {
-    let upstream = |url: &str, variable: &str| {
+fn upstreams(config: &GatewayConfig) -> Result<Upstreams, StartupError> {
+    let upstream = |url: &str, variable: &'static str| {
         Upstream::new(
             url,
             usize::from(config.upstream_connections),
             config.max_request_bytes,
         )
-        .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
+        .map_err(|reason| StartupError::Setting { variable, reason })
     };
     Ok(Upstreams {
         activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?,
@@ -251,7 +334,7 @@ fn router(
     config: &GatewayConfig,
     forwarder: Forwarder,
     rules: Arc<EdgeRules>,
-) -> Result<Router, GatewayError> {
+) -> Result<Router, StartupError> {
     let grpc = ServiceBuilder::new()
         .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
         .layer(tonic_web::GrpcWebLayer::new())
@@ -274,13 +357,14 @@ fn router(
         .layer(cors(&config.cors_origins)?))
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
+fn cors(origins: &[String]) -> Result<CorsLayer, StartupError> {
     let origins = origins
         .iter()
         .filter(|origin| !origin.is_empty())
         .map(|origin| {
-            HeaderValue::from_str(origin).map_err(|_| {
-                GatewayError::Config(format!("PRESENCE_CORS_ORIGINS: bad origin {origin:?}"))
+            HeaderValue::from_str(origin).map_err(|_| StartupError::Setting {
+                variable: "PRESENCE_CORS_ORIGINS",
+                reason: format!("bad origin {origin:?}"),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -305,10 +389,10 @@ fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
         .max_age(Duration::from_secs(3600)))
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, GatewayError> {
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(address)
         .await
-        .map_err(|error| GatewayError::Config(format!("cannot listen on {address}: {error}")))
+        .map_err(|source| StartupError::Bind { address, source })
 }
 
 /// Keeps the `readiness` health status in step with the upstreams.
