@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 use presence_core::config::{Environment, JwtAlgorithm, JwtArgs};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -61,6 +61,12 @@ pub enum StartupError {
     Setting {
         variable: &'static str,
         reason: String,
+    },
+    #[error("invalid configuration: PRESENCE_CORS_ORIGINS: {origin:?}")]
+    Origin {
+        origin: String,
+        #[source]
+        source: edge::OriginError,
     },
     #[error("cannot read {variable} {}", path.display())]
     KeyFile {
@@ -161,7 +167,7 @@ impl Application {
             drain_over_seen,
         );
         let rules = Arc::new(EdgeRules {
-            allowed_origins: config.cors_origins.clone(),
+            allowed_origins: allowed_origins(&config.cors_origins)?,
             max_request_bytes: config.max_request_bytes,
         });
         let router = router(&config, forwarder.clone(), rules.clone())?;
@@ -353,24 +359,34 @@ fn router(
     });
     Ok(Router::new()
         .fallback_service(dispatch)
-        .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
-        .layer(cors(&config.cors_origins)?))
+        .layer(axum::middleware::from_fn_with_state(
+            rules.clone(),
+            edge::guard,
+        ))
+        .layer(cors(rules)))
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, StartupError> {
-    let origins = origins
+/// The origins of PRESENCE_CORS_ORIGINS (empty entries skipped).
+fn allowed_origins(origins: &[String]) -> Result<Vec<edge::Origin>, StartupError> {
+    origins
         .iter()
         .filter(|origin| !origin.is_empty())
         .map(|origin| {
-            HeaderValue::from_str(origin).map_err(|_| StartupError::Setting {
-                variable: "PRESENCE_CORS_ORIGINS",
-                reason: format!("bad origin {origin:?}"),
+            edge::Origin::parse(origin.as_bytes()).map_err(|source| StartupError::Origin {
+                origin: origin.clone(),
+                source,
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// CORS for the allowed origins, read as the edge guard reads them.
+fn cors(rules: Arc<EdgeRules>) -> CorsLayer {
     let header = HeaderName::from_static;
-    Ok(CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            rules.allows(origin)
+        }))
         .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
         .allow_headers([
             header("content-type"),
@@ -386,7 +402,7 @@ fn cors(origins: &[String]) -> Result<CorsLayer, StartupError> {
             header("grpc-status-details-bin"),
             header("x-request-id"),
         ])
-        .max_age(Duration::from_secs(3600)))
+        .max_age(Duration::from_secs(3600))
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {
