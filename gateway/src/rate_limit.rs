@@ -1,8 +1,9 @@
-//! Token-bucket rate limits, kept per key (a user id or a client address) in
-//! this process; and the users named by bearer tokens, remembered once
-//! verified, so the per-user limit checks a token's signature once, not on
-//! every ping. Each gateway replica limits on its own: the limits guard the
-//! services from floods, they are not an exact global quota.
+//! Rate limits (governor's GCRA, a token bucket in effect), kept per key (a
+//! user id or a client address) in this process; and the users named by
+//! bearer tokens, remembered once verified, so the per-user limit checks a
+//! token's signature once, not on every ping. Each gateway replica limits on
+//! its own: the limits guard the services from floods, they are not an exact
+//! global quota.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
