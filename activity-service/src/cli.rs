@@ -15,9 +15,9 @@ use presence_store::config::DatabaseArgs;
 use presence_store::db;
 
 use crate::config::ActivityConfig;
-use crate::error::ActivityError;
-use crate::startup::Application;
+use crate::startup::{Application, StartupError};
 use crate::store::Accounts;
+use presence_core::cli::Report;
 
 /// With no command, serves gRPC with the settings below.
 #[derive(Parser, Debug)]
@@ -96,11 +96,11 @@ impl Cli {
             Some(command) => command.run().await,
             None => serve(self.serve).await,
         };
-        exit_code("activity-service", outcome)
+        exit_code("activity-service", outcome.map_err(Report))
     }
 }
 
-async fn serve(config: ActivityConfig) -> Result<(), ActivityError> {
+async fn serve(config: ActivityConfig) -> Result<(), StartupError> {
     telemetry::init(config.common.log_format);
     tracing::info!(config = ?config, "starting activity-service");
     let application = Application::build(config).await?;
@@ -110,9 +110,9 @@ async fn serve(config: ActivityConfig) -> Result<(), ActivityError> {
 }
 
 impl Command {
-    async fn run(self) -> Result<(), ActivityError> {
+    async fn run(self) -> Result<(), StartupError> {
         match self {
-            Command::Migrate(migrate) => Ok(migrate.run().await?),
+            Command::Migrate(migrate) => migrate.run().await.map_err(StartupError::Migrations),
             Command::User(UserCommand::Upsert {
                 username,
                 role,
@@ -123,12 +123,14 @@ impl Command {
             }) => {
                 telemetry::init(common.log_format);
                 let password = read_password()?;
-                let role: Role = role.parse()?;
-                let accounts = Accounts::new(db::connect_lazy(&database)?);
+                let role: Role = role.parse().map_err(StartupError::Config)?;
+                let accounts =
+                    Accounts::new(db::connect_lazy(&database).map_err(StartupError::Store)?);
                 let display_name = display_name.unwrap_or_else(|| username.clone());
                 let id = accounts
                     .upsert_user(&username, &password, role, &display_name, disabled)
-                    .await?;
+                    .await
+                    .map_err(StartupError::Command)?;
                 println!("{id}");
                 Ok(())
             }
@@ -140,16 +142,15 @@ impl Command {
                 jwt,
             }) => {
                 telemetry::init(common.log_format);
-                let accounts = Accounts::new(db::connect_lazy(&database)?);
+                let accounts =
+                    Accounts::new(db::connect_lazy(&database).map_err(StartupError::Store)?);
                 let account = accounts
                     .find_by_username(&username)
-                    .await?
+                    .await
+                    .map_err(StartupError::Command)?
                     .filter(|account| account.role == Role::Service && !account.disabled)
-                    .ok_or_else(|| {
-                        ActivityError::NotFound(format!(
-                            "no enabled service account named {username:?}"
-                        ))
-                    })?;
+                    .ok_or(StartupError::NoServiceAccount(username))?;
+                jwt.check_key_files(true)?;
                 let issuer = jwt.issuer(common.environment, days * 24 * 3600)?;
                 let issued =
                     issuer.issue(account.id, Role::Service, chrono::Utc::now().timestamp())?;
@@ -160,14 +161,12 @@ impl Command {
     }
 }
 
-fn read_password() -> Result<String, ActivityError> {
+fn read_password() -> Result<String, StartupError> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|error| {
-            ActivityError::InvalidArgument(format!("cannot read the password from stdin: {error}"))
-        })?;
+        .map_err(StartupError::ReadPassword)?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     crate::grpc::check_password_shape(&password)?;
     Ok(password)

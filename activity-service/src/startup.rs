@@ -3,6 +3,10 @@
 //! threshold watch, the keeper of the revocations in Redis, the gRPC server
 //! with health and reflection, bound to its address (port 0 in tests), and the
 //! login_history purge that runs beside it.
+//!
+//! What stops it from starting (or ends its serving) is a `StartupError`,
+//! apart from the errors of calls: each names what failed and keeps the cause
+//! as its source, and `Report` prints the whole chain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use presence_proto::activity::activity_service_server::ActivityServiceServer;
 use presence_store::db;
 use presence_store::redis_client::Redis;
 use presence_store::settings::ThresholdWatch;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::transport::Server;
@@ -32,6 +36,68 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// At shutdown, the purge is given this long to finish its current batch.
 const PURGE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the service did not start, stopped serving, or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is missing, malformed or unsafe (the message says which).
+    #[error(transparent)]
+    Config(presence_core::Error),
+    /// A PostgreSQL or Redis setting is refused (the message says which).
+    #[error(transparent)]
+    Store(presence_store::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL): no answer within {0:?}")]
+    DatabaseTimedOut(Duration),
+    #[error("database migrations failed")]
+    Migrations(#[source] presence_store::Error),
+    #[error("cannot set up the Redis client (REDIS_URL)")]
+    Redis(#[source] presence_store::Error),
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving failed")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("cannot read the password from standard input")]
+    ReadPassword(#[source] std::io::Error),
+    #[error("no enabled service account named {0:?}")]
+    NoServiceAccount(String),
+    /// A command's work failed the way a call can (a refused password, an
+    /// unreachable database, ...).
+    #[error(transparent)]
+    Command(#[from] ActivityError),
+}
+
+impl From<presence_store::Error> for StartupError {
+    fn from(error: presence_store::Error) -> Self {
+        StartupError::Store(error)
+    }
+}
+
+impl From<presence_core::Error> for StartupError {
+    fn from(error: presence_core::Error) -> Self {
+        StartupError::Config(error)
+    }
+}
+
+/// Connects once before migrating: the pool retries a refused connection
+/// until its acquire timeout and then says only that it timed out.
+async fn check_database(pool: &PgPool) -> Result<(), StartupError> {
+    let within = pool.options().get_acquire_timeout();
+    let connection =
+        tokio::time::timeout(within, PgConnection::connect_with(&pool.connect_options()))
+            .await
+            .map_err(|_| StartupError::DatabaseTimedOut(within))?
+            .map_err(StartupError::Database)?;
+    if let Err(error) = connection.close().await {
+        tracing::debug!(%error, "closing the probe connection failed");
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -40,7 +106,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: ActivityConfig) -> Result<Self, ActivityError> {
+    pub async fn build(config: ActivityConfig) -> Result<Self, StartupError> {
         let pool = db::connect_lazy(&config.database)?;
         Self::build_with_pool(config, pool).await
     }
@@ -49,9 +115,10 @@ impl Application {
     pub async fn build_with_pool(
         config: ActivityConfig,
         pool: PgPool,
-    ) -> Result<Self, ActivityError> {
+    ) -> Result<Self, StartupError> {
         config.warn_about_replaced_settings();
         let environment = config.common.environment;
+        config.jwt.check_key_files(true)?;
         let verifier = config.jwt.verifier(environment)?;
         if config.token_ttl_seconds > config.jwt.jwt_max_lifetime_seconds {
             return Err(presence_core::Error::InvalidConfig(format!(
@@ -62,9 +129,10 @@ impl Application {
         }
         let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
         if config.migrate_on_start {
-            db::migrate(&pool).await?;
+            check_database(&pool).await?;
+            db::migrate(&pool).await.map_err(StartupError::Migrations)?;
         }
-        let redis = Redis::connect_lazy(&config.redis)?;
+        let redis = Redis::connect_lazy(&config.redis).map_err(StartupError::Redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let throttle = LoginThrottle::new(pool.clone(), config.throttle());
         let purge = Purge::new(pool.clone(), throttle.clone(), config.retention());
@@ -87,8 +155,9 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
-            .map_err(|error| {
-                ActivityError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
+            .map_err(|source| StartupError::Bind {
+                address: config.listen_addr,
+                source,
             })?;
         Ok(Self {
             listener,
@@ -105,7 +174,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// in-flight calls finish and stops the purge.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ActivityError> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
         let (_health, health_service) =
             serving::health::<ActivityServiceServer<ActivityHandler>>().await;
         let reflection = serving::reflection()?;
@@ -118,7 +187,7 @@ impl Application {
             .add_service(ActivityServiceServer::new(self.handler))
             .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await
-            .map_err(|error| ActivityError::Internal(error.to_string()));
+            .map_err(StartupError::Serve);
         purge.stop(PURGE_STOP_TIMEOUT).await;
         served?;
         tracing::info!("activity-service stopped");

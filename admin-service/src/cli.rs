@@ -8,8 +8,8 @@ use presence_core::telemetry;
 use presence_store::cli::MigrateArgs;
 
 use crate::config::AdminConfig;
-use crate::error::AdminError;
-use crate::startup::Application;
+use crate::startup::{Application, StartupError};
+use presence_core::cli::Report;
 
 /// With no command, serves gRPC with the settings below.
 #[derive(Parser, Debug)]
@@ -35,14 +35,16 @@ enum Command {
 impl Cli {
     pub async fn run(self) -> ExitCode {
         let outcome = match self.command {
-            Some(Command::Migrate(migrate)) => migrate.run().await.map_err(AdminError::from),
+            Some(Command::Migrate(migrate)) => {
+                migrate.run().await.map_err(StartupError::Migrations)
+            }
             None => serve(self.serve).await,
         };
-        exit_code("admin-service", outcome)
+        exit_code("admin-service", outcome.map_err(Report))
     }
 }
 
-async fn serve(config: AdminConfig) -> Result<(), AdminError> {
+async fn serve(config: AdminConfig) -> Result<(), StartupError> {
     telemetry::init(config.common.log_format);
     tracing::info!(config = ?config, "starting admin-service");
     let application = Application::build(config).await?;

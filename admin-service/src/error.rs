@@ -10,8 +10,6 @@ pub enum AdminError {
     InvalidArgument(String),
     #[error("{0}")]
     PermissionDenied(&'static str),
-    #[error("internal error: {0}")]
-    Internal(String),
     /// The caller's session ended while its stream was open: the token
     /// expired or was revoked. The client must sign in again.
     #[error("{0}")]
@@ -53,7 +51,6 @@ impl From<AdminError> for Status {
         let (code, message) = match &error {
             AdminError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
             AdminError::PermissionDenied(message) => (Code::PermissionDenied, *message),
-            AdminError::Internal(_) => (Code::Internal, "internal error"),
             AdminError::SessionEnded(message) => (Code::Unauthenticated, *message),
             AdminError::TooManyStreams(message) => (Code::ResourceExhausted, *message),
             AdminError::StreamInterrupted(message) => (Code::Unavailable, *message),

@@ -7,6 +7,10 @@
 //! drops connections whose client vanished (HTTP/2 keepalive). Its shutdown
 //! is bounded: status streams end at once, in-flight calls get the drain
 //! deadline, and then the connections still open are cut.
+//!
+//! What stops it from starting (or ends its serving) is a `StartupError`,
+//! apart from the errors of calls: each names what failed and keeps the cause
+//! as its source, and `Report` prints the whole chain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +22,7 @@ use presence_store::db;
 use presence_store::redis_client::Redis;
 use presence_store::revocation::RevocationCheck;
 use presence_store::settings::ThresholdWatch;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +30,6 @@ use tonic::transport::Server;
 
 use crate::config::AdminConfig;
 use crate::connections;
-use crate::error::AdminError;
 use crate::grpc::AdminHandler;
 use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
@@ -42,6 +45,60 @@ const KEEPALIVE_ANSWER_WITHIN: Duration = Duration::from_secs(20);
 /// How long the connections cut at the drain deadline get to close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
+/// Why the service did not start, stopped serving, or `migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is missing, malformed or unsafe (the message says which).
+    #[error(transparent)]
+    Config(presence_core::Error),
+    /// A PostgreSQL or Redis setting is refused (the message says which).
+    #[error(transparent)]
+    Store(presence_store::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL): no answer within {0:?}")]
+    DatabaseTimedOut(Duration),
+    #[error("database migrations failed")]
+    Migrations(#[source] presence_store::Error),
+    #[error("cannot set up the Redis client (REDIS_URL)")]
+    Redis(#[source] presence_store::Error),
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+impl From<presence_store::Error> for StartupError {
+    fn from(error: presence_store::Error) -> Self {
+        StartupError::Store(error)
+    }
+}
+
+impl From<presence_core::Error> for StartupError {
+    fn from(error: presence_core::Error) -> Self {
+        StartupError::Config(error)
+    }
+}
+
+/// Connects once before migrating: the pool retries a refused connection
+/// until its acquire timeout and then says only that it timed out.
+async fn check_database(pool: &PgPool) -> Result<(), StartupError> {
+    let within = pool.options().get_acquire_timeout();
+    let connection =
+        tokio::time::timeout(within, PgConnection::connect_with(&pool.connect_options()))
+            .await
+            .map_err(|_| StartupError::DatabaseTimedOut(within))?
+            .map_err(StartupError::Database)?;
+    if let Err(error) = connection.close().await {
+        tracing::debug!(%error, "closing the probe connection failed");
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -52,20 +109,22 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: AdminConfig) -> Result<Self, AdminError> {
+    pub async fn build(config: AdminConfig) -> Result<Self, StartupError> {
         let pool = db::connect_lazy(&config.database)?;
         Self::build_with_pool(config, pool).await
     }
 
     /// Builds on an existing pool (tests hand in a fresh database per test).
-    pub async fn build_with_pool(config: AdminConfig, pool: PgPool) -> Result<Self, AdminError> {
+    pub async fn build_with_pool(config: AdminConfig, pool: PgPool) -> Result<Self, StartupError> {
         let environment = config.common.environment;
+        config.jwt.check_key_files(false)?;
         let verifier = config.jwt.verifier(environment)?;
         let page_token_key = config.page_token_key()?;
         if config.migrate_on_start {
-            db::migrate(&pool).await?;
+            check_database(&pool).await?;
+            db::migrate(&pool).await.map_err(StartupError::Migrations)?;
         }
-        let redis = Redis::connect_lazy(&config.redis)?;
+        let redis = Redis::connect_lazy(&config.redis).map_err(StartupError::Redis)?;
         let threshold = ThresholdWatch::start(pool.clone()).await;
         let revocations = RevocationCheck::new(redis.clone(), pool.clone());
         let directory = Directory::new(pool);
@@ -99,8 +158,9 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await
-            .map_err(|error| {
-                AdminError::Internal(format!("cannot listen on {}: {error}", config.listen_addr))
+            .map_err(|source| StartupError::Bind {
+                address: config.listen_addr,
+                source,
             })?;
         Ok(Self {
             listener,
@@ -120,7 +180,7 @@ impl Application {
     /// Serves until `shutdown` completes; then open status streams end, new
     /// connections are refused, and in-flight calls finish within the drain
     /// deadline, after which the connections still open are cut.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), AdminError> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
         let (_health, health_service) = serving::health::<AdminServiceServer<AdminHandler>>().await;
         let reflection = serving::reflection()?;
         tracing::info!(address = %self.local_addr(), "admin-service listening");
@@ -160,7 +220,7 @@ impl Application {
                 }
             }
         };
-        served.map_err(|error| AdminError::Internal(error.to_string()))?;
+        served.map_err(StartupError::Serve)?;
         tracing::info!("admin-service stopped");
         Ok(())
     }

@@ -6,8 +6,6 @@ use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
     #[error("cannot reach the upstream at {address}: {reason}")]
     Unreachable { address: String, reason: String },
     #[error("upstream HTTP/2 error: {0}")]
@@ -18,9 +16,6 @@ pub enum GatewayError {
     TooLarge,
     #[error("malformed request: {reason}")]
     MalformedRequest { reason: String },
-    /// A setting the shared crate checks (JWT keys, ...) is refused.
-    #[error(transparent)]
-    Core(#[from] presence_core::Error),
 }
 
 impl GatewayError {
@@ -28,9 +23,6 @@ impl GatewayError {
     /// the gateway's log.
     pub fn status(&self) -> Status {
         match self {
-            GatewayError::Config(_) | GatewayError::Core(_) => {
-                Status::internal("the gateway is misconfigured")
-            }
             GatewayError::Unreachable { .. } => {
                 Status::unavailable("the service is unreachable; retry shortly")
             }

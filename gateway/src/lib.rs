@@ -16,7 +16,7 @@
 //! - `forward`: the slow path's tower service, and forwarding within the deadline.
 //! - `deadline`: a response stream ended at its deadline or the drain's end.
 //! - `upstream`: the HTTP/2 client to the services.
-//! - `rate_limit`: token buckets per user and per address.
+//! - `rate_limit`: allowances per user and per address (governor), and verified tokens.
 //! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
 //! - `static_files`: the web app with SPA fallback, compression and caching.
 //! - `error`: the gateway's errors and the gRPC status each becomes.

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gateway::config::GatewayConfig;
-use gateway::error::GatewayError;
-use gateway::startup::Application;
+use gateway::startup::{Application, StartupError};
+use presence_core::cli::Report;
 use presence_core::telemetry;
 
 // glibc's allocator showed as a large share of the gateway's CPU under load
@@ -46,9 +46,7 @@ fn main() -> ExitCode {
                 .run_until(presence_core::shutdown::signal())
                 .await
         }),
-        Err(error) => Err(GatewayError::Config(format!(
-            "cannot start the runtime: {error}"
-        ))),
+        Err(error) => Err(StartupError::Runtime(error)),
     };
-    presence_core::cli::exit_code("gateway", outcome)
+    presence_core::cli::exit_code("gateway", outcome.map_err(Report))
 }

@@ -1,49 +1,91 @@
-//! Token-bucket rate limits, kept per key (a user id or a client address) in
-//! this process; and the users named by bearer tokens, remembered once
-//! verified, so the per-user limit checks a token's signature once, not on
-//! every ping. Each gateway replica limits on its own: the limits guard the
-//! services from floods, they are not an exact global quota.
+//! Rate limits (governor's GCRA, a token bucket in effect), kept per key (a
+//! user id or a client address) in this process; and the users named by
+//! bearer tokens, remembered once verified, so the per-user limit checks a
+//! token's signature once, not on every ping. Each gateway replica limits on
+//! its own: the limits guard the services from floods, they are not an exact
+//! global quota.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::{Quota, RateLimiter as Gcra};
 use presence_core::token::TokenVerifier;
 use uuid::Uuid;
 
-/// Beyond this many tracked keys, full buckets (idle keys) are dropped; if
-/// none is idle, a new key is refused until some are (at most one sweep a
-/// second, so a flood of new keys does not make every call scan the map).
+/// Beyond this many tracked keys, idle ones (their allowance whole again) are
+/// dropped; if none is idle, a new key is refused until some are (at most one
+/// sweep a second, so a flood of new keys does not make every call scan the map).
 const MAX_TRACKED_KEYS: usize = 100_000;
 const SWEEP_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
-pub struct RateLimiter<K> {
-    buckets: Mutex<Buckets<K>>,
-    capacity: f64,
-    refill_per_second: f64,
+/// An allowance per key (governor's keyed GCRA, lock-free), with a bound on
+/// the keys it tracks.
+pub struct RateLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: Gcra<K, BoundedStore<K>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    last_sweep: Mutex<Option<C::Instant>>,
+    quota: Quota,
     max_keys: usize,
 }
 
-struct Buckets<K> {
-    by_key: HashMap<K, Bucket>,
-    last_sweep: Option<Instant>,
-}
-
 // Not the keys: they are users and client addresses, and there may be 100,000 of them.
-impl<K> std::fmt::Debug for RateLimiter<K> {
+impl<K: Hash + Eq + Clone, C: Clock> std::fmt::Debug for RateLimiter<K, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut out = f.debug_struct("RateLimiter");
-        // `try_lock`: printing must never wait for, or deadlock on, the lock.
-        match self.buckets.try_lock() {
-            Some(buckets) => out.field("tracked_keys", &buckets.by_key.len()),
-            None => out.field("tracked_keys", &format_args!("(in use)")),
-        };
-        out.field("capacity", &self.capacity)
-            .field("refill_per_second", &self.refill_per_second)
+        f.debug_struct("RateLimiter")
+            .field("tracked_keys", &self.limiter.len())
+            .field("capacity", &self.quota.burst_size())
+            .field("refill_every", &self.quota.replenish_interval())
             .field("max_keys", &self.max_keys)
             .finish()
+    }
+}
+
+/// governor's map of keys, which refuses a new key while `max_keys` are tracked.
+struct BoundedStore<K> {
+    keys: DashMapStateStore<K>,
+    max_keys: usize,
+}
+
+impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if !self.keys.contains_key(key) && self.keys.len() >= self.max_keys {
+            // Measured as a key whose allowance is spent until the end of
+            // time: refused, and not stored.
+            return f(Some(Nanos::from(u64::MAX))).map(|(outcome, _)| outcome);
+        }
+        self.keys.measure_and_replace(key, f)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.keys.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&self.keys);
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -56,69 +98,56 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl<K: Hash + Eq + Copy> RateLimiter<K> {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// Allows `allowance` calls per `window`, refilled continuously.
     pub fn new(allowance: u32, window: Duration) -> Self {
-        Self::with_max_keys(allowance, window, MAX_TRACKED_KEYS)
+        Self::with_clock(allowance, window, MAX_TRACKED_KEYS, DefaultClock::default())
     }
+}
 
-    fn with_max_keys(allowance: u32, window: Duration, max_keys: usize) -> Self {
-        let capacity = f64::from(allowance.max(1));
+impl<K: Hash + Eq + Clone, C: Clock + Clone> RateLimiter<K, C> {
+    fn with_clock(allowance: u32, window: Duration, max_keys: usize, clock: C) -> Self {
+        let capacity = NonZeroU32::new(allowance).unwrap_or(NonZeroU32::MIN);
+        let every = (window / capacity.get()).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(every)
+            .expect("a period of at least a nanosecond")
+            .allow_burst(capacity);
+        let store = BoundedStore {
+            keys: DashMapStateStore::default(),
+            max_keys,
+        };
         Self {
-            buckets: Mutex::new(Buckets {
-                by_key: HashMap::new(),
-                last_sweep: None,
-            }),
-            capacity,
-            refill_per_second: capacity / window.as_secs_f64().max(0.001),
+            limiter: Gcra::new(quota, store, clock.clone()),
+            clock,
+            last_sweep: Mutex::new(None),
+            quota,
             max_keys,
         }
     }
 
-    /// Takes one token for `key`; false when its allowance is used up.
+    /// Takes one token for `key`; false when its allowance is used up (or it
+    /// is a new key and the bound is reached).
     pub fn allow(&self, key: K) -> bool {
-        self.allow_at(key, Instant::now())
+        if self.limiter.check_key(&key).is_ok() {
+            return true;
+        }
+        if self.limiter.len() < self.max_keys || !self.may_sweep() {
+            return false;
+        }
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        self.limiter.check_key(&key).is_ok()
     }
 
-    fn allow_at(&self, key: K, now: Instant) -> bool {
-        let mut guard = self.buckets.lock();
-        let Buckets { by_key, last_sweep } = &mut *guard;
-        if by_key.len() >= self.max_keys && !by_key.contains_key(&key) {
-            let may_sweep = last_sweep
-                .is_none_or(|swept| now.saturating_duration_since(swept) >= SWEEP_AT_MOST_EVERY);
-            if may_sweep {
-                *last_sweep = Some(now);
-                let (capacity, rate) = (self.capacity, self.refill_per_second);
-                by_key.retain(|_, bucket| {
-                    bucket.tokens
-                        + now.saturating_duration_since(bucket.updated).as_secs_f64() * rate
-                        < capacity
-                });
-            }
-            if by_key.len() >= self.max_keys {
-                return false;
-            }
+    fn may_sweep(&self) -> bool {
+        let now = self.clock.now();
+        let mut last = self.last_sweep.lock();
+        let due = last
+            .is_none_or(|swept| Duration::from(now.duration_since(swept)) >= SWEEP_AT_MOST_EVERY);
+        if due {
+            *last = Some(now);
         }
-        let bucket = by_key.entry(key).or_insert(Bucket {
-            tokens: self.capacity,
-            updated: now,
-        });
-        let refilled =
-            now.saturating_duration_since(bucket.updated).as_secs_f64() * self.refill_per_second;
-        bucket.tokens = (bucket.tokens + refilled).min(self.capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        due
     }
 }
 
@@ -238,39 +267,52 @@ impl KnownTokens {
 mod tests {
     use super::*;
 
+    use governor::clock::FakeRelativeClock;
+
+    fn limiter<K: Hash + Eq + Clone>(
+        allowance: u32,
+        window: Duration,
+        max_keys: usize,
+    ) -> (RateLimiter<K, FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(allowance, window, max_keys, clock.clone());
+        (limiter, clock)
+    }
+
     #[test]
     fn an_allowance_is_spent_then_refilled() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(2));
-        let start = Instant::now();
-        assert!(limiter.allow_at('a', start));
-        assert!(limiter.allow_at('a', start));
-        assert!(!limiter.allow_at('a', start));
-        assert!(limiter.allow_at('b', start), "keys are limited separately");
-        assert!(limiter.allow_at('a', start + Duration::from_secs(1)));
-        assert!(!limiter.allow_at('a', start + Duration::from_secs(1)));
+        let (limiter, clock) = limiter(2, Duration::from_secs(2), MAX_TRACKED_KEYS);
+        assert!(limiter.allow('a'));
+        assert!(limiter.allow('a'));
+        assert!(!limiter.allow('a'));
+        assert!(limiter.allow('b'), "keys are limited separately");
+        clock.advance(Duration::from_secs(1));
+        assert!(limiter.allow('a'));
+        assert!(!limiter.allow('a'));
     }
 
     #[test]
     fn the_tracked_keys_stay_bounded_when_none_is_idle() {
-        let limiter = RateLimiter::with_max_keys(2, Duration::from_secs(60), 3);
-        let start = Instant::now();
+        let (limiter, clock) = limiter(2, Duration::from_secs(60), 3);
         for key in 0..3 {
-            assert!(limiter.allow_at(key, start));
+            assert!(limiter.allow(key));
         }
-        assert!(
-            !limiter.allow_at(3, start),
-            "a new key waits while none is idle"
-        );
-        assert!(
-            limiter.allow_at(0, start),
-            "known keys keep their allowance"
-        );
-        let later = start + Duration::from_secs(61);
-        assert!(
-            limiter.allow_at(3, later),
-            "idle buckets are dropped for new keys"
-        );
-        assert!(limiter.buckets.lock().by_key.len() <= 3);
+        assert!(!limiter.allow(3), "a new key waits while none is idle");
+        assert!(limiter.allow(0), "known keys keep their allowance");
+        assert_eq!(limiter.limiter.len(), 3);
+        clock.advance(Duration::from_secs(61));
+        assert!(limiter.allow(3), "idle buckets are dropped for new keys");
+        assert!(limiter.limiter.len() <= 3);
+    }
+
+    #[test]
+    fn its_debug_shows_counts_not_keys() {
+        let (limiter, _clock) = limiter(2, Duration::from_secs(60), 3);
+        let key = Uuid::new_v4();
+        assert!(limiter.allow(key));
+        let printed = format!("{limiter:?}");
+        assert!(!printed.contains(&key.to_string()), "{printed}");
+        assert!(printed.contains("tracked_keys: 1"), "{printed}");
     }
 
     #[test]

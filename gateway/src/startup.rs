@@ -3,6 +3,10 @@
 //! with a `readiness` service that follows the upstreams, and a shutdown that
 //! stops accepting, lets calls and streams finish, and at the drain deadline
 //! ends the streams still open with UNAVAILABLE (their browsers reconnect).
+//!
+//! What stops it from starting is a `StartupError`, apart from the errors of
+//! calls: each names what failed and keeps the cause as its source, and
+//! `Report` prints the whole chain.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +18,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderName, Method};
 use presence_core::config::Environment;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,7 +33,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::admission::{CallRules, Limits};
 use crate::config::GatewayConfig;
 use crate::edge::{self, EdgeRules};
-use crate::error::GatewayError;
 use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
@@ -45,6 +48,33 @@ pub const READINESS: &str = "readiness";
 const READINESS_EVERY: Duration = Duration::from_secs(2);
 /// How long the streams ended at the drain deadline get to send their last frames.
 const STREAMS_END_WITHIN: Duration = Duration::from_secs(2);
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A shared setting is missing, malformed or unsafe (the message says which).
+    #[error(transparent)]
+    Config(#[from] presence_core::Error),
+    #[error("invalid configuration: {variable}: {reason}")]
+    Setting {
+        variable: &'static str,
+        reason: String,
+    },
+    #[error("invalid configuration: PRESENCE_CORS_ORIGINS: {origin:?}")]
+    Origin {
+        origin: String,
+        #[source]
+        source: edge::OriginError,
+    },
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+}
 
 #[derive(Debug)]
 pub struct Application {
@@ -62,7 +92,8 @@ pub struct Application {
 impl Application {
     /// Builds the gateway from `config`: everything is checked and both
     /// listeners are bound before it serves (`run_until`).
-    pub async fn build(config: GatewayConfig) -> Result<Self, GatewayError> {
+    pub async fn build(config: GatewayConfig) -> Result<Self, StartupError> {
+        config.jwt.check_key_files(false)?;
         let verifier = config.jwt.verifier(config.common.environment)?;
         check_trusted_proxies(&config)?;
         let upstreams = upstreams(&config)?;
@@ -79,7 +110,7 @@ impl Application {
             drain_over_seen,
         );
         let rules = Arc::new(EdgeRules {
-            allowed_origins: config.cors_origins.clone(),
+            allowed_origins: allowed_origins(&config.cors_origins)?,
             max_request_bytes: config.max_request_bytes,
         });
         let router = router(&config, forwarder.clone(), rules.clone())?;
@@ -119,7 +150,7 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<(), StartupError> {
         tracing::info!(address = %self.local_addr(), metrics = %self.metrics_addr(), "gateway listening");
         let limits = self.connection_limits;
         let metrics = metrics_router(self.metrics.clone());
@@ -184,28 +215,29 @@ fn metrics_router(metrics: Metrics) -> Router {
 
 /// In production, trusting every address as a proxy would let any client
 /// choose its own address (and so its rate-limit bucket): refused.
-fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), GatewayError> {
+fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), StartupError> {
     if config.common.environment == Environment::Production
         && config.trusted_proxies.trusts_everyone()
     {
-        return Err(GatewayError::Config(
-            "PRESENCE_TRUSTED_PROXIES: a range of every address lets any client choose its \
-             own address; name the proxies' ranges"
+        return Err(StartupError::Setting {
+            variable: "PRESENCE_TRUSTED_PROXIES",
+            reason: "a range of every address lets any client choose its own address; name \
+                     the proxies' ranges"
                 .to_owned(),
-        ));
+        });
     }
     Ok(())
 }
 
 /// The clients to the activity and admin services.
-fn upstreams(config: &GatewayConfig) -> Result<Upstreams, GatewayError> {
-    let upstream = |url: &str, variable: &str| {
+fn upstreams(config: &GatewayConfig) -> Result<Upstreams, StartupError> {
+    let upstream = |url: &str, variable: &'static str| {
         Upstream::new(
             url,
             usize::from(config.upstream_connections),
             config.max_request_bytes,
         )
-        .map_err(|reason| GatewayError::Config(format!("{variable}: {reason}")))
+        .map_err(|reason| StartupError::Setting { variable, reason })
     };
     Ok(Upstreams {
         activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?,
@@ -251,7 +283,7 @@ fn router(
     config: &GatewayConfig,
     forwarder: Forwarder,
     rules: Arc<EdgeRules>,
-) -> Result<Router, GatewayError> {
+) -> Result<Router, StartupError> {
     let grpc = ServiceBuilder::new()
         .map_response(|response: Response<tonic::body::Body>| response.map(Body::new))
         .layer(tonic_web::GrpcWebLayer::new())
@@ -270,23 +302,34 @@ fn router(
     });
     Ok(Router::new()
         .fallback_service(dispatch)
-        .layer(axum::middleware::from_fn_with_state(rules, edge::guard))
-        .layer(cors(&config.cors_origins)?))
+        .layer(axum::middleware::from_fn_with_state(
+            rules.clone(),
+            edge::guard,
+        ))
+        .layer(cors(rules)))
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
-    let origins = origins
+/// The origins of PRESENCE_CORS_ORIGINS (empty entries skipped).
+fn allowed_origins(origins: &[String]) -> Result<Vec<edge::Origin>, StartupError> {
+    origins
         .iter()
         .filter(|origin| !origin.is_empty())
         .map(|origin| {
-            HeaderValue::from_str(origin).map_err(|_| {
-                GatewayError::Config(format!("PRESENCE_CORS_ORIGINS: bad origin {origin:?}"))
+            edge::Origin::parse(origin.as_bytes()).map_err(|source| StartupError::Origin {
+                origin: origin.clone(),
+                source,
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// CORS for the allowed origins, read as the edge guard reads them.
+fn cors(rules: Arc<EdgeRules>) -> CorsLayer {
     let header = HeaderName::from_static;
-    Ok(CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            rules.allows(origin)
+        }))
         .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
         .allow_headers([
             header("content-type"),
@@ -302,13 +345,13 @@ fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
             header("grpc-status-details-bin"),
             header("x-request-id"),
         ])
-        .max_age(Duration::from_secs(3600)))
+        .max_age(Duration::from_secs(3600))
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, GatewayError> {
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(address)
         .await
-        .map_err(|error| GatewayError::Config(format!("cannot listen on {address}: {error}")))
+        .map_err(|source| StartupError::Bind { address, source })
 }
 
 /// Keeps the `readiness` health status in step with the upstreams.

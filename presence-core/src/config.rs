@@ -177,6 +177,35 @@ impl JwtArgs {
         })
     }
 
+    /// Opens each key file the settings name (the private key too when
+    /// `signing`), so that a missing or unreadable one is reported at start-up
+    /// with its setting, its path and the system's reason as the source.
+    pub fn check_key_files(&self, signing: bool) -> Result<(), Error> {
+        if self.jwt_algorithm == JwtAlgorithm::Hs256 {
+            return Ok(());
+        }
+        let mut files = vec![
+            ("PRESENCE_JWT_PUBLIC_KEY_FILE", &self.jwt_public_key_file),
+            (
+                "PRESENCE_JWT_PREVIOUS_PUBLIC_KEY_FILE",
+                &self.jwt_previous_public_key_file,
+            ),
+        ];
+        if signing {
+            files.push(("PRESENCE_JWT_PRIVATE_KEY_FILE", &self.jwt_private_key_file));
+        }
+        for (variable, path) in files {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|source| Error::UnreadableFile {
+                    variable,
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The `iss`, `aud` and lifetime rules of every token.
     pub fn rules(&self) -> Result<TokenRules, Error> {
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {

@@ -14,7 +14,7 @@ pub enum Error {
         source: jsonwebtoken::errors::Error,
     },
     /// A file named by a setting cannot be read.
-    #[error("invalid configuration: {variable} {}: {source}", path.display())]
+    #[error("cannot read {variable} {}", path.display())]
     UnreadableFile {
         variable: &'static str,
         path: std::path::PathBuf,

@@ -147,7 +147,7 @@ async fn spawn_admin(
 pub struct AdminProcess {
     pub address: SocketAddr,
     pub stop: tokio::sync::oneshot::Sender<()>,
-    pub stopped: tokio::task::JoinHandle<Result<(), admin_service::error::AdminError>>,
+    pub stopped: tokio::task::JoinHandle<Result<(), admin_service::startup::StartupError>>,
 }
 
 pub async fn spawn_admin_with(

@@ -13,4 +13,5 @@ mod logout;
 mod ping;
 mod record_activity;
 mod retention;
+mod startup;
 mod tokens;

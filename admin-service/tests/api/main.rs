@@ -12,6 +12,7 @@ mod helpers;
 mod pagination;
 mod settings;
 mod shutdown;
+mod startup;
 mod statuses;
 mod stuck_stores;
 mod tokens;

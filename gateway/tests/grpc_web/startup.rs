@@ -1,5 +1,11 @@
 //! What the gateway refuses at start: it verifies tokens itself (for the
-//! per-user ping limit), so outside development it must have the key.
+//! per-user ping limit), so outside development it must have the key; and
+//! what the real binary says when it cannot start: the failing step, then
+//! each cause on its own `caused by:` line, and a failure exit status.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use gateway::startup::Application;
 
@@ -36,4 +42,72 @@ async fn a_development_gateway_starts_with_the_development_secret() {
     // built-in secret as the services, so the per-user limit still applies.
     let flags: Vec<&str> = LOCAL.to_vec();
     assert!(Application::build(gateway_config(&flags)).await.is_ok());
+}
+
+/// Runs the gateway with `args` (and nothing from this process's
+/// environment) until it exits; its standard error. Panics if it is still
+/// running after a minute, or exits successfully.
+fn start_failure(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!status.success(), "exited successfully: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_port_already_bound_is_named_with_the_systems_reason() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let stderr = start_failure(&[
+        "--listen-addr=127.0.0.1:0",
+        &format!("--metrics-addr={address}"),
+    ]);
+    assert!(
+        stderr.starts_with(&format!("gateway: cannot listen on {address}\n")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  caused by: Address already in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_key_file_is_named_by_its_path() {
+    let stderr = start_failure(&[
+        "--listen-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
+        "--jwt-algorithm=EdDSA",
+        "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
+    ]);
+    assert!(
+        stderr.starts_with(
+            "gateway: cannot read PRESENCE_JWT_PUBLIC_KEY_FILE \
+             /nonexistent/presence/jwt/public.pem\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  caused by: No such file or directory"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,105 @@
+//! What the real binary says when it cannot start: the failing step, then
+//! each cause on its own `caused by:` line, and a failure exit status.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the service with `args` (and nothing from this process's
+/// environment) until it exits; its standard error. Panics if it is still
+/// running after a minute, or exits successfully.
+fn start_failure(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_activity-service"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!status.success(), "exited successfully: {stderr}");
+    stderr
+}
+
+/// An address nothing listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn a_port_already_bound_is_named_with_the_systems_reason() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let stderr = start_failure(&[
+        &format!("--listen-addr={address}"),
+        &format!(
+            "--database-url=postgres://postgres@{}/presence",
+            closed_port()
+        ),
+    ]);
+    assert!(
+        stderr.starts_with(&format!("activity-service: cannot listen on {address}\n")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  caused by: Address already in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_the_connect_error() {
+    let stderr = start_failure(&[
+        "--listen-addr=127.0.0.1:0",
+        "--migrate-on-start",
+        &format!(
+            "--database-url=postgres://postgres@{}/presence",
+            closed_port()
+        ),
+    ]);
+    assert!(
+        stderr.starts_with("activity-service: cannot connect to PostgreSQL (DATABASE_URL)\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  caused by: error communicating with database: Connection refused"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_key_file_is_named_by_its_path() {
+    let stderr = start_failure(&[
+        "--listen-addr=127.0.0.1:0",
+        "--jwt-algorithm=EdDSA",
+        "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
+        "--jwt-private-key-file=/nonexistent/presence/jwt/private.pem",
+    ]);
+    assert!(
+        stderr.starts_with(
+            "activity-service: cannot read PRESENCE_JWT_PUBLIC_KEY_FILE \
+             /nonexistent/presence/jwt/public.pem\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  caused by: No such file or directory"),
+        "{stderr}"
+    );
+}
