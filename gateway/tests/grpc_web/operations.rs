@@ -255,9 +255,11 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
         Some("14"),
         "ended as UNAVAILABLE, so the browser reconnects elsewhere"
     );
+    // Not before the drain deadline (a slow machine only makes it later);
+    // not at its own 60 s deadline either, or it would end DEADLINE_EXCEEDED.
     assert!(
-        lasted >= Duration::from_secs(3) && lasted < Duration::from_secs(20),
-        "ended at the 4 s drain deadline, not before and not at its own 60 s deadline: {lasted:?}"
+        lasted >= Duration::from_secs(3),
+        "ended at the 4 s drain deadline, not before: {lasted:?}"
     );
 }
 
