@@ -377,7 +377,7 @@ mod tests {
     fn deadlines_by_method_and_grpc_timeout() {
         const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
         const LIST: &str = "/presence.admin.v1.AdminService/ListUserStatuses";
-        let table: [(&str, Option<&str>, Duration, Option<&str>, bool); 12] = [
+        let table = [
             // Unary: the default when unbounded, the client's when sooner,
             // the default again when later.
             (PING, None, DEFAULT, Some("10000m"), false),
