@@ -126,15 +126,7 @@ impl StatusReader {
         page_size: u32,
         after_username: Option<String>,
     ) -> Result<Listing, AdminError> {
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE as usize,
-            size if size > MAX_PAGE_SIZE => {
-                return Err(AdminError::InvalidArgument(format!(
-                    "page_size must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"
-                )));
-            }
-            size => size as usize,
-        };
+        let page_size = page_size_of(page_size)?;
         let now = chrono::Utc::now().timestamp();
         let threshold = self.threshold.current();
         let after = after_username.unwrap_or_default();
@@ -218,15 +210,13 @@ impl StatusReader {
     ) -> Result<(), AdminError> {
         let mut after = after.to_owned();
         loop {
-            let share = match self.online_per_mille.load(Ordering::Relaxed) {
-                UNKNOWN_SHARE => 0.5,
-                per_mille => f64::from(per_mille.min(1000)) / 1000.0,
-            };
-            let share = if online { share } else { 1.0 - share };
-            let missing = (reading.page_size + 1 - reading.rows.len()) as f64;
-            let chunk = (missing / share.max(0.001) * 1.25 + 16.0).min(MAX_SCAN_CHUNK as f64);
+            let chunk = scan_chunk(
+                reading.page_size + 1 - reading.rows.len(),
+                self.online_per_mille.load(Ordering::Relaxed),
+                online,
+            );
             match self
-                .read_chunk(reading, &after, chunk as i64, None, Some(online))
+                .read_chunk(reading, &after, chunk, None, Some(online))
                 .await?
             {
                 Some(last) if !reading.has_more => after = last,
@@ -272,20 +262,15 @@ impl StatusReader {
         let seen = seen.unwrap_or_default();
         let read = page.rows.len();
         let last = page.rows.last().map(|row| row.username.clone());
-        for row in page.rows {
-            let status = evaluate(
-                observe(row.last_login, row.last_logout, row.id, &seen),
-                reading.now,
-                reading.threshold,
-            );
-            if wanted.is_some_and(|online| online != status.online) {
-                continue;
-            }
-            if reading.rows.len() == reading.page_size {
-                reading.has_more = true;
-                return Ok(None);
-            }
-            reading.rows.push((row, status));
+        let (now, threshold) = (reading.now, reading.threshold);
+        let judged = page.rows.into_iter().map(|row| {
+            let seen = observe(row.last_login, row.last_logout, row.id, &seen);
+            let status = evaluate(seen, now, threshold);
+            (row, status)
+        });
+        if fill_page(&mut reading.rows, reading.page_size, judged, wanted) {
+            reading.has_more = true;
+            return Ok(None);
         }
         Ok(last.filter(|_| read as i64 == limit))
     }
@@ -340,6 +325,50 @@ impl StatusReader {
     }
 }
 
+/// The page size asked for: 0 means the default; more than the maximum is refused.
+fn page_size_of(requested: u32) -> Result<usize, AdminError> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        size if size > MAX_PAGE_SIZE => Err(AdminError::InvalidArgument(format!(
+            "page_size must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"
+        ))),
+        size => Ok(size as usize),
+    }
+}
+
+/// How many users the next scanning step reads to find `missing` more of
+/// those `online` (or offline), given the share of users online at the last
+/// listing: a quarter more than expected plus a few, within `MAX_SCAN_CHUNK`.
+fn scan_chunk(missing: usize, online_per_mille: u32, online: bool) -> i64 {
+    let share = match online_per_mille {
+        UNKNOWN_SHARE => 0.5,
+        per_mille => f64::from(per_mille.min(1000)) / 1000.0,
+    };
+    let share = if online { share } else { 1.0 - share };
+    (missing as f64 / share.max(0.001) * 1.25 + 16.0).min(MAX_SCAN_CHUNK as f64) as i64
+}
+
+/// Adds to `page` (up to `page_size`) the judged users whose status is
+/// `wanted` (any, when `None`), in order. True when one more matched past a
+/// full page: there is a next page.
+fn fill_page(
+    page: &mut Vec<(UserRow, Status)>,
+    page_size: usize,
+    judged: impl IntoIterator<Item = (UserRow, Status)>,
+    wanted: Option<bool>,
+) -> bool {
+    for (row, status) in judged {
+        if wanted.is_some_and(|online| online != status.online) {
+            continue;
+        }
+        if page.len() == page_size {
+            return true;
+        }
+        page.push((row, status));
+    }
+    false
+}
+
 /// Without Redis, users online by login_history (rule 2 alone): a recent
 /// login and no logout at or after it.
 fn count_online_by_login(recent: &[RecentLogin], now: i64, threshold: ThresholdMinutes) -> u64 {
@@ -347,4 +376,120 @@ fn count_online_by_login(recent: &[RecentLogin], now: i64, threshold: ThresholdM
         .iter()
         .filter(|login| evaluate(login.observations(), now, threshold).online)
         .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(statuses: &[(&str, bool)]) -> Vec<(UserRow, Status)> {
+        statuses
+            .iter()
+            .enumerate()
+            .map(|(n, (username, online))| {
+                let row = UserRow {
+                    id: Uuid::from_u128(n as u128),
+                    username: (*username).to_owned(),
+                    display_name: (*username).to_owned(),
+                    last_login: None,
+                    last_logout: None,
+                };
+                let status = Status {
+                    online: *online,
+                    source: if *online {
+                        presence_proto::admin::StatusSource::Activity
+                    } else {
+                        presence_proto::admin::StatusSource::None
+                    },
+                    last_activity: None,
+                    last_login: None,
+                    last_seen: None,
+                };
+                (row, status)
+            })
+            .collect()
+    }
+
+    fn names(page: &[(UserRow, Status)]) -> Vec<&str> {
+        page.iter().map(|(row, _)| row.username.as_str()).collect()
+    }
+
+    const USERS: [(&str, bool); 6] = [
+        ("ann", true),
+        ("bob", false),
+        ("cat", true),
+        ("dan", false),
+        ("eve", true),
+        ("fay", false),
+    ];
+
+    #[test]
+    fn a_filter_keeps_only_the_matching_users_in_order() {
+        for (wanted, expected) in [
+            (Some(true), vec!["ann", "cat", "eve"]),
+            (Some(false), vec!["bob", "dan", "fay"]),
+            (None, vec!["ann", "bob", "cat", "dan", "eve", "fay"]),
+        ] {
+            let mut page = Vec::new();
+            let more = fill_page(&mut page, 10, judged(&USERS), wanted);
+            assert_eq!(names(&page), expected, "{wanted:?}");
+            assert!(!more, "{wanted:?}: everything fit");
+        }
+    }
+
+    #[test]
+    fn a_next_page_is_one_more_match_past_a_full_page() {
+        let mut page = Vec::new();
+        assert!(fill_page(&mut page, 2, judged(&USERS), Some(true)));
+        assert_eq!(names(&page), ["ann", "cat"]);
+
+        // Exactly full, and nothing else matches: no next page.
+        let mut page = Vec::new();
+        assert!(!fill_page(&mut page, 3, judged(&USERS), Some(true)));
+        assert_eq!(names(&page), ["ann", "cat", "eve"]);
+        // Full at "dan"; only "eve", online, follows in this chunk.
+        let mut page = Vec::new();
+        let more = fill_page(&mut page, 2, judged(&USERS[..5]), Some(false));
+        assert_eq!(names(&page), ["bob", "dan"]);
+        assert!(!more, "no offline user past dan in the chunk");
+    }
+
+    #[test]
+    fn a_page_is_filled_across_chunks() {
+        let mut page = Vec::new();
+        assert!(!fill_page(&mut page, 3, judged(&USERS[..2]), Some(true)));
+        assert!(!fill_page(&mut page, 3, judged(&USERS[2..4]), Some(true)));
+        assert_eq!(names(&page), ["ann", "cat"]);
+        assert!(!fill_page(&mut page, 3, judged(&USERS[4..]), Some(true)));
+        assert_eq!(names(&page), ["ann", "cat", "eve"]);
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size_of(0).unwrap(), DEFAULT_PAGE_SIZE as usize);
+        assert_eq!(page_size_of(1).unwrap(), 1);
+        assert_eq!(page_size_of(MAX_PAGE_SIZE).unwrap(), MAX_PAGE_SIZE as usize);
+        assert!(matches!(
+            page_size_of(MAX_PAGE_SIZE + 1),
+            Err(AdminError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn scan_chunks_follow_the_share_online() {
+        // Unknown share: half expected to match, either way.
+        assert_eq!(scan_chunk(51, UNKNOWN_SHARE, true), 143);
+        assert_eq!(scan_chunk(51, UNKNOWN_SHARE, false), 143);
+        // 10 % online: ten times the page for online users, a little more
+        // than the page for offline ones.
+        assert_eq!(scan_chunk(51, 100, true), 653);
+        assert_eq!(scan_chunk(51, 100, false), 86);
+        // Everyone offline, looking for online users: capped.
+        assert_eq!(scan_chunk(51, 0, true), MAX_SCAN_CHUNK as i64);
+        // A share above 1000 per mille is read as all.
+        assert_eq!(scan_chunk(51, 5000, true), scan_chunk(51, 1000, true));
+        assert_eq!(scan_chunk(51, 1000, false), MAX_SCAN_CHUNK as i64);
+        // The last user missing still reads a few.
+        assert_eq!(scan_chunk(1, 1000, true), 17);
+    }
 }

@@ -433,47 +433,28 @@ impl Follower {
     /// aged past the threshold or left the index, or, when the verdicts are
     /// complete, everyone not in them).
     fn publish(&mut self, verdicts: HashMap<Uuid, Status>, complete: bool) {
-        let mut changes = Vec::new();
-        {
-            let mut online = self.hub.online.write();
-            for (id, status) in &verdicts {
-                // Users unknown to the directory (deleted) are not reported.
-                let Some(known) = self.known.get(id) else {
-                    continue;
-                };
-                let status = to_proto(*id, &known.username, &known.display_name, status);
-                let previous = online.insert(
-                    *id,
-                    OnlineUser {
-                        status: status.clone(),
-                    },
-                );
-                if previous.is_none_or(|user| user.status.source != status.source) {
-                    changes.push(status);
-                }
-            }
-            let gone: Vec<Uuid> = online
-                .keys()
-                .filter(|id| {
-                    if complete {
-                        !verdicts.contains_key(id)
-                    } else {
-                        !self.presence.contains_key(id)
-                    }
-                })
-                .copied()
-                .collect();
-            for id in gone {
-                if let Some(user) = online.remove(&id) {
-                    let mut status = user.status;
-                    status.online = false;
-                    status.source = StatusSource::None as i32;
-                    changes.push(status);
-                }
-            }
-            self.known
-                .retain(|id, _| online.contains_key(id) || verdicts.contains_key(id));
+        // The follower is the only writer: the next set is built beside the
+        // current one, and the write lock is held only to swap them.
+        let mut next = self.hub.online.read().clone();
+        for (id, status) in &verdicts {
+            // Users unknown to the directory (deleted) are not reported.
+            let Some(known) = self.known.get(id) else {
+                continue;
+            };
+            let status = to_proto(*id, &known.username, &known.display_name, status);
+            next.insert(*id, OnlineUser { status });
         }
+        next.retain(|id, _| {
+            if complete {
+                verdicts.contains_key(id)
+            } else {
+                self.presence.contains_key(id)
+            }
+        });
+        let changes = status_changes(&self.hub.online.read(), &next);
+        self.known
+            .retain(|id, _| next.contains_key(id) || verdicts.contains_key(id));
+        *self.hub.online.write() = next;
         for status in changes {
             // No receiver is fine: nobody is watching.
             let _ = self.hub.changes.send(status);
@@ -488,6 +469,31 @@ impl Follower {
             tracing::debug!(%error, "index trim skipped");
         }
     }
+}
+
+/// What watchers are told when the users online go from `old` to `new`:
+/// each user who came online or changed rule, and each user who went
+/// offline (as offline, with no source). A user online by the same rule in
+/// both is not news, even if their last ping moved.
+fn status_changes(
+    old: &HashMap<Uuid, OnlineUser>,
+    new: &HashMap<Uuid, OnlineUser>,
+) -> Vec<UserStatus> {
+    let arrived = new.iter().filter_map(|(id, user)| {
+        let changed = old
+            .get(id)
+            .is_none_or(|before| before.status.source != user.status.source);
+        changed.then(|| user.status.clone())
+    });
+    let left = old
+        .iter()
+        .filter(|(id, _)| !new.contains_key(id))
+        .map(|(_, user)| UserStatus {
+            online: false,
+            source: StatusSource::None as i32,
+            ..user.status.clone()
+        });
+    arrived.chain(left).collect()
 }
 
 /// Who is online after one look at the stores.
@@ -587,5 +593,160 @@ mod tests {
         drop(first);
         assert!(slots.acquire(alice).is_ok());
         assert_eq!(lock(&slots.by_user).len(), 2);
+    }
+
+    /// The users online when those of `observed` are judged at `NOW` with
+    /// `threshold` (as the follower keeps them: the offline left out).
+    fn online_set(
+        threshold: ThresholdMinutes,
+        observed: &[(u128, Observations)],
+    ) -> HashMap<Uuid, OnlineUser> {
+        observed
+            .iter()
+            .map(|(n, seen)| (Uuid::from_u128(*n), evaluate(*seen, NOW, threshold)))
+            .filter(|(_, status)| status.online)
+            .map(|(id, status)| {
+                let name = format!("user{id}");
+                let status = to_proto(id, &name, &name, &status);
+                (id, OnlineUser { status })
+            })
+            .collect()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn pinged(seconds_ago: i64) -> Observations {
+        Observations {
+            last_activity: Some(NOW - seconds_ago),
+            ..Default::default()
+        }
+    }
+
+    fn logged_in(seconds_ago: i64) -> Observations {
+        Observations {
+            last_login: Some(NOW - seconds_ago),
+            ..Default::default()
+        }
+    }
+
+    /// The changes as (user number, online, source), in user order.
+    fn changes(
+        old: &HashMap<Uuid, OnlineUser>,
+        new: &HashMap<Uuid, OnlineUser>,
+    ) -> Vec<(u128, bool, StatusSource)> {
+        let mut changes: Vec<_> = status_changes(old, new)
+            .into_iter()
+            .map(|status| {
+                let id = Uuid::parse_str(&status.user_id).unwrap().as_u128();
+                (id, status.online, status.source())
+            })
+            .collect();
+        changes.sort_by_key(|(id, ..)| *id);
+        changes
+    }
+
+    fn minutes(minutes: i64) -> ThresholdMinutes {
+        ThresholdMinutes::new(minutes).unwrap()
+    }
+
+    #[test]
+    fn a_user_coming_online_is_announced_once() {
+        let before = online_set(minutes(15), &[(1, pinged(60))]);
+        let after = online_set(minutes(15), &[(1, pinged(30)), (2, pinged(5))]);
+        assert_eq!(
+            changes(&before, &after),
+            [(2, true, StatusSource::Activity)],
+            "only the newcomer: user 1's newer ping is not news"
+        );
+    }
+
+    #[test]
+    fn a_user_going_offline_is_announced_offline_without_a_source() {
+        let before = online_set(minutes(15), &[(1, pinged(60)), (2, logged_in(60))]);
+        let after = online_set(minutes(15), &[(1, pinged(60))]);
+        let announced = status_changes(&before, &after);
+        assert_eq!(announced.len(), 1);
+        let gone = &announced[0];
+        assert_eq!(gone.user_id, Uuid::from_u128(2).to_string());
+        assert!(!gone.online);
+        assert_eq!(gone.source(), StatusSource::None);
+        assert_eq!(gone.username, before[&Uuid::from_u128(2)].status.username);
+        assert!(gone.last_login_at.is_some(), "what was last seen is kept");
+    }
+
+    #[test]
+    fn nothing_changed_is_no_news() {
+        let online = online_set(minutes(15), &[(1, pinged(60)), (2, logged_in(60))]);
+        assert_eq!(changes(&online, &online), []);
+        assert_eq!(changes(&HashMap::new(), &HashMap::new()), []);
+    }
+
+    #[test]
+    fn a_change_of_rule_is_announced() {
+        let before = online_set(minutes(15), &[(1, logged_in(60))]);
+        let mut now_pinging = logged_in(60);
+        now_pinging.last_activity = Some(NOW - 1);
+        let after = online_set(minutes(15), &[(1, now_pinging)]);
+        assert_eq!(
+            changes(&before, &after),
+            [(1, true, StatusSource::Activity)]
+        );
+    }
+
+    #[test]
+    fn a_lower_threshold_takes_many_offline_at_once() {
+        let observed: Vec<(u128, Observations)> = (1..=6)
+            .map(|n| (n, pinged(i64::try_from(n).unwrap() * 120)))
+            .chain([(7, logged_in(8 * 60)), (8, logged_in(60))])
+            .collect();
+        let before = online_set(minutes(15), &observed);
+        assert_eq!(before.len(), 8);
+        let after = online_set(minutes(5), &observed);
+        assert_eq!(
+            changes(&before, &after),
+            [
+                (3, false, StatusSource::None),
+                (4, false, StatusSource::None),
+                (5, false, StatusSource::None),
+                (6, false, StatusSource::None),
+                (7, false, StatusSource::None),
+            ],
+            "pings 6 to 12 minutes old and a login 8 minutes old are past 5 minutes"
+        );
+        assert_eq!(
+            changes(&after, &before),
+            [
+                (3, true, StatusSource::Activity),
+                (4, true, StatusSource::Activity),
+                (5, true, StatusSource::Activity),
+                (6, true, StatusSource::Activity),
+                (7, true, StatusSource::LoginHistory),
+            ],
+            "raised again, the same users come back"
+        );
+    }
+
+    #[test]
+    fn from_nothing_everyone_online_is_announced() {
+        let online = online_set(
+            minutes(15),
+            &[(1, pinged(1)), (2, logged_in(1)), (3, pinged(60))],
+        );
+        assert_eq!(
+            changes(&HashMap::new(), &online),
+            [
+                (1, true, StatusSource::Activity),
+                (2, true, StatusSource::LoginHistory),
+                (3, true, StatusSource::Activity),
+            ]
+        );
+        assert_eq!(
+            changes(&online, &HashMap::new()),
+            [
+                (1, false, StatusSource::None),
+                (2, false, StatusSource::None),
+                (3, false, StatusSource::None),
+            ]
+        );
     }
 }

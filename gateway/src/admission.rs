@@ -174,19 +174,20 @@ impl Admission {
             return Err(refuse(status, record));
         }
 
-        // The deadline rule: a stream keeps the client's deadline, a unary
-        // call gets the client's or the default one, whichever is sooner.
-        let deadline = match client_deadline {
-            Some(requested) if streaming => requested,
-            Some(requested) => requested.min(self.default_deadline),
-            None => self.default_deadline,
-        };
+        let CallDeadline {
+            deadline,
+            upstream_timeout,
+        } = call_deadline(streaming, client_deadline, self.default_deadline);
         headers.remove(FORWARDED);
         headers.insert(X_FORWARDED_FOR, forwarded_for);
-        if client_deadline.is_none() && !streaming {
-            headers.insert(GRPC_TIMEOUT, self.default_timeout_header.clone());
-        } else if client_deadline.is_some() {
-            headers.insert(GRPC_TIMEOUT, grpc_timeout::header(deadline));
+        match upstream_timeout {
+            Some(UpstreamTimeout::Default) => {
+                headers.insert(GRPC_TIMEOUT, self.default_timeout_header.clone());
+            }
+            Some(UpstreamTimeout::Client) => {
+                headers.insert(GRPC_TIMEOUT, grpc_timeout::header(deadline));
+            }
+            None => {}
         }
         // Headers the upstream would refuse would reset the HTTP/2
         // connection every user's calls share: refused here instead.
@@ -286,6 +287,45 @@ fn requested_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
         .map_err(Status::invalid_argument)
 }
 
+/// The deadline of a call to the upstream services, and the `grpc-timeout`
+/// sent with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CallDeadline {
+    /// The bound on the wait for the response's headers.
+    deadline: Duration,
+    /// `None`: none is sent (a stream the client did not bound).
+    upstream_timeout: Option<UpstreamTimeout>,
+}
+
+/// Which `grpc-timeout` goes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpstreamTimeout {
+    /// The gateway's default deadline.
+    Default,
+    /// The call's deadline, as the client bounded it.
+    Client,
+}
+
+/// The deadline rule: a stream keeps the client's deadline (already capped
+/// by `grpc_timeout::parse`), a unary call gets the client's or the default
+/// one, whichever is sooner, and the default when the client sets none.
+fn call_deadline(streaming: bool, requested: Option<Duration>, default: Duration) -> CallDeadline {
+    match requested {
+        Some(requested) => CallDeadline {
+            deadline: if streaming {
+                requested
+            } else {
+                requested.min(default)
+            },
+            upstream_timeout: Some(UpstreamTimeout::Client),
+        },
+        None => CallDeadline {
+            deadline: default,
+            upstream_timeout: (!streaming).then_some(UpstreamTimeout::Default),
+        },
+    }
+}
+
 /// When a stream must end: the services bound only its start, so the
 /// client's deadline, if it set one, is kept here. (The deadline is capped,
 /// so this cannot overflow.)
@@ -299,4 +339,113 @@ fn stream_ends(streaming: bool, client_deadline: Option<Duration>) -> Option<tok
 pub fn refuse(status: Status, record: CallRecord) -> Status {
     record.finish(status.code() as i32);
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc_timeout::MAX_CLIENT_DEADLINE;
+
+    const DEFAULT: Duration = Duration::from_secs(10);
+
+    /// What a call of `path` with this `grpc-timeout` is bounded by, and the
+    /// `grpc-timeout` sent upstream for it.
+    fn bounded(path: &str, grpc_timeout: Option<&str>) -> (Duration, Option<String>, bool) {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = grpc_timeout {
+            headers.insert(GRPC_TIMEOUT, HeaderValue::from_str(value).unwrap());
+        }
+        let streaming = contract::method(path)
+            .unwrap_or_else(|| panic!("{path} is a method of the contract"))
+            .streaming;
+        let requested = requested_deadline(&headers).unwrap();
+        let CallDeadline {
+            deadline,
+            upstream_timeout,
+        } = call_deadline(streaming, requested, DEFAULT);
+        let sent = upstream_timeout.map(|timeout| {
+            let value = match timeout {
+                UpstreamTimeout::Default => grpc_timeout::header(DEFAULT),
+                UpstreamTimeout::Client => grpc_timeout::header(deadline),
+            };
+            value.to_str().unwrap().to_owned()
+        });
+        (deadline, sent, stream_ends(streaming, requested).is_some())
+    }
+
+    #[test]
+    fn deadlines_by_method_and_grpc_timeout() {
+        const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
+        const LIST: &str = "/presence.admin.v1.AdminService/ListUserStatuses";
+        let table = [
+            // Unary: the default when unbounded, the client's when sooner,
+            // the default again when later.
+            (PING, None, DEFAULT, Some("10000m"), false),
+            (
+                PING,
+                Some("2S"),
+                Duration::from_secs(2),
+                Some("2000m"),
+                false,
+            ),
+            (
+                PING,
+                Some("150m"),
+                Duration::from_millis(150),
+                Some("150m"),
+                false,
+            ),
+            (PING, Some("10S"), DEFAULT, Some("10000m"), false),
+            (PING, Some("1M"), DEFAULT, Some("10000m"), false),
+            (LOGIN, None, DEFAULT, Some("10000m"), false),
+            (LOGIN, Some("1H"), DEFAULT, Some("10000m"), false),
+            (
+                LIST,
+                Some("3S"),
+                Duration::from_secs(3),
+                Some("3000m"),
+                false,
+            ),
+            // Streams: the client's deadline, however long (up to the cap),
+            // and no grpc-timeout when the client sets none.
+            (WATCH, None, DEFAULT, None, false),
+            (
+                WATCH,
+                Some("1M"),
+                Duration::from_secs(60),
+                Some("60000m"),
+                true,
+            ),
+            (
+                WATCH,
+                Some("5m"),
+                Duration::from_millis(5),
+                Some("5m"),
+                true,
+            ),
+            // Capped at a day: 86,400,000 ms.
+            (
+                WATCH,
+                Some("30H"),
+                MAX_CLIENT_DEADLINE,
+                Some("86400000m"),
+                true,
+            ),
+        ];
+        for (path, asked, deadline, sent, ends) in table {
+            assert_eq!(
+                bounded(path, asked),
+                (deadline, sent.map(str::to_owned), ends),
+                "{path} with grpc-timeout {asked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_grpc_timeout_is_refused_as_invalid() {
+        let mut headers = HeaderMap::new();
+        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("soon"));
+        let refused = requested_deadline(&headers).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    }
 }

@@ -1,5 +1,7 @@
 use presence_core::token::Role;
 use presence_proto::activity::{LogoutRequest, PingRequest};
+use presence_store::keys::RedisKeys;
+use redis::AsyncCommands;
 use tonic::Code;
 
 use presence_testkit::authorized;
@@ -9,28 +11,31 @@ use crate::helpers::spawn_app;
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
-    let user_id = app.create_user("usertest1", Role::User).await.to_string();
+    let user = app.create_user("usertest1", Role::User).await;
+    let keys = RedisKeys::new(app.prefix.clone()).unwrap();
     let token = app.login("usertest1").await.access_token;
     app.client
         .ping(authorized(PingRequest {}, &token))
         .await
         .unwrap();
-    assert!(app.last_activity(&user_id).await.is_some());
+    let activity: Option<i64> = app.redis.get(keys.last_activity(user)).await.unwrap();
+    assert!(activity.is_some(), "the ping was recorded");
 
     app.client
         .logout(authorized(LogoutRequest {}, &token))
         .await
         .unwrap();
 
-    assert_eq!(app.last_activity(&user_id).await, None);
-    let marker = app.last_logout_key(&user_id);
-    let ttl = app.ttl(&marker).await;
+    let exists: bool = app.redis.exists(keys.last_activity(user)).await.unwrap();
+    assert!(!exists, "the activity key is gone");
+    let ttl = app.ttl(&keys.last_logout(user)).await;
     assert!((1790..=1800).contains(&ttl), "logout marker TTL {ttl}");
-    let index = app.keys.presence_index();
-    let score: Option<i64> = redis::AsyncCommands::zscore(&mut app.redis, &index, &user_id)
+    let score: Option<i64> = app
+        .redis
+        .zscore(keys.presence_index_for(user), user.to_string())
         .await
         .unwrap();
-    assert_eq!(score, None);
+    assert_eq!(score, None, "out of the presence index");
     let events = app.events("usertest1").await;
     assert_eq!(events, ["login_success", "logout"]);
 }
@@ -58,7 +63,8 @@ async fn a_ping_after_logout_with_the_same_token_is_refused(pool: sqlx::PgPool) 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn logout_is_idempotent(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
-    app.create_user("usertest1", Role::User).await;
+    let user = app.create_user("usertest1", Role::User).await;
+    let keys = RedisKeys::new(app.prefix.clone()).unwrap();
     let token = app.login("usertest1").await.access_token;
 
     app.client
@@ -68,16 +74,29 @@ async fn logout_is_idempotent(pool: sqlx::PgPool) {
     app.client
         .logout(authorized(LogoutRequest {}, &token))
         .await
-        .unwrap();
+        .expect("a second logout of the same token succeeds too");
 
     let events = app.events("usertest1").await;
-    assert_eq!(events, ["login_success", "logout"]);
+    assert_eq!(events, ["login_success", "logout"], "one logout row");
+    let exists: bool = app.redis.exists(keys.last_logout(user)).await.unwrap();
+    assert!(exists, "the logout marker is kept");
+    let refused = app
+        .client
+        .ping(authorized(PingRequest {}, &token))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::Unauthenticated,
+        "the token stays refused"
+    );
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: sqlx::PgPool) {
     let mut app = spawn_app(pool).await;
-    app.create_user("usertest1", Role::User).await;
+    let user = app.create_user("usertest1", Role::User).await;
+    let keys = RedisKeys::new(app.prefix.clone()).unwrap();
     let laptop = app.login("usertest1").await.access_token;
     let phone = app.login("usertest1").await.access_token;
 
@@ -86,10 +105,28 @@ async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: s
         .await
         .unwrap();
 
+    let refused = app
+        .client
+        .ping(authorized(PingRequest {}, &laptop))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::Unauthenticated,
+        "the laptop signed out"
+    );
     app.client
         .ping(authorized(PingRequest {}, &phone))
         .await
+        .expect("the phone's session still pings");
+    let activity: Option<i64> = app.redis.get(keys.last_activity(user)).await.unwrap();
+    assert!(activity.is_some(), "the phone's ping is recorded");
+    let score: Option<i64> = app
+        .redis
+        .zscore(keys.presence_index_for(user), user.to_string())
+        .await
         .unwrap();
+    assert!(score.is_some(), "online again by the phone's ping");
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]

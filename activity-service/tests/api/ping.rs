@@ -44,6 +44,7 @@ async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
         .await
         .unwrap();
     let first = app.last_activity(&user_id).await.unwrap();
+    // The scenario: timestamps are whole seconds, so let the next one start.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     app.client
         .ping(authorized(PingRequest {}, &token))

@@ -104,7 +104,7 @@ async fn out_of_range_or_missing_thresholds_are_refused_and_change_nothing(pool:
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
-async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool) {
+async fn a_change_reaches_the_other_replicas_by_notification(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let mut replica = stack.spawn_admin_replica().await;
     stack.create_user("usertest1", Role::User).await;
@@ -121,10 +121,12 @@ async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool)
         .update_activity_settings(authorized(set(Some(3)), &admin_token))
         .await
         .unwrap();
-    let changed_at = Instant::now();
+    // Generous, yet well short of the 30 s periodic re-read: only the change
+    // notification can bring it this soon.
+    let deadline = Instant::now() + Duration::from_secs(10);
 
     let (mut replica_sees, mut activity_sees) = (false, false);
-    while changed_at.elapsed() < Duration::from_secs(1) && !(replica_sees && activity_sees) {
+    while Instant::now() < deadline && !(replica_sees && activity_sees) {
         let listing = replica
             .list_user_statuses(authorized(Default::default(), &admin_token))
             .await
@@ -143,11 +145,11 @@ async fn a_change_reaches_the_other_replicas_within_a_second(pool: sqlx::PgPool)
 
     assert!(
         replica_sees,
-        "the second admin replica still uses the old threshold after 1 s"
+        "the second admin replica still uses the old threshold"
     );
     assert!(
         activity_sees,
-        "the activity service still uses the old threshold after 1 s"
+        "the activity service still uses the old threshold"
     );
     let key = stack.keys.last_activity(login.user_id.parse().unwrap());
     let ttl: i64 = redis::AsyncCommands::ttl(&mut stack.redis, key)

@@ -81,6 +81,8 @@ async fn shutdown_completes_within_the_drain_deadline_by_closing_a_connection_th
         .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &stack.admin_token))
         .await
         .unwrap();
+    // The scenario: time for the server to fill the unread stream's
+    // flow-control window, so the shutdown meets a stream that is stuck.
     tokio::time::sleep(Duration::from_secs(1)).await;
     admin.stop.send(()).unwrap();
 

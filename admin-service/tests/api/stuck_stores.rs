@@ -35,7 +35,25 @@ async fn the_stream_keeps_reporting_while_a_database_read_hangs_and_catches_up_a
         .unwrap();
     // The hub has never met the newcomer: it must read their name, and hangs.
     stack.place_activity(newcomer, now()).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE '%FROM users u WHERE u.id = ANY%'",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never read the newcomer's name"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A ping of a user it knows (online by login until now) needs no read of
     // the users: it is reported once the hung read has given up.
     stack.place_activity(admin, now()).await;

@@ -53,8 +53,10 @@ async fn the_stream_starts_with_who_is_online_then_a_marker(pool: sqlx::PgPool) 
     let mut stack = spawn_stack(pool).await;
     let early = stack.create_user("early", Role::User).await;
     stack.place_activity(early, now() - 5).await;
-    // Give the hub a tick to learn about it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the hub knows of it (a first watcher is told, in its snapshot or
+    // live), every later snapshot must hold it.
+    let mut first = stack.watch().await;
+    next_matching(&mut first, SOON, about("early", true)).await;
 
     let mut stream = stack.watch().await;
 

@@ -34,34 +34,85 @@ async fn health(address: std::net::SocketAddr, service: &str) -> i32 {
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn readiness_follows_the_upstreams(pool: sqlx::PgPool) {
+    /// Waits (generously: the gateway asks every 2 s) for readiness to be `wanted`.
+    async fn readiness_becomes(gateway: std::net::SocketAddr, wanted: ServingStatus, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = health(gateway, "readiness").await;
+            if status == wanted as i32 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: readiness is {status}, not {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     let stack = spawn_stack(pool).await;
-    let gateway = spawn_gateway(&stack, &[]).await;
+    // The activity upstream is a health service the test steers, in front of
+    // nothing at first; the admin upstream is the real service.
+    let activity_address: std::net::SocketAddr =
+        format!("127.0.0.1:{}", presence_testkit::free_port())
+            .parse()
+            .unwrap();
+    let gateway = spawn_gateway_to(
+        &format!("http://{activity_address}"),
+        &format!("http://{}", stack.admin_address),
+        &[],
+    )
+    .await;
     let closed = format!("http://127.0.0.1:{}", presence_testkit::free_port());
     let cut_off = spawn_gateway_to(&closed, &closed, &[]).await;
 
-    let mut ready = false;
-    for _ in 0..50 {
-        if health(gateway.address, "readiness").await == ServingStatus::Serving as i32 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-
-    assert!(
-        ready,
-        "the gateway never became ready with both services up"
+    readiness_becomes(
+        gateway.address,
+        ServingStatus::NotServing,
+        "with the activity service not there",
+    )
+    .await;
+    let (activity, activity_health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(activity_health)
+            .serve(activity_address),
     );
+    readiness_becomes(
+        gateway.address,
+        ServingStatus::Serving,
+        "once both services are up",
+    )
+    .await;
+
+    activity
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    readiness_becomes(
+        gateway.address,
+        ServingStatus::NotServing,
+        "once the activity service stops serving",
+    )
+    .await;
+    activity
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    readiness_becomes(
+        gateway.address,
+        ServingStatus::Serving,
+        "once the activity service serves again",
+    )
+    .await;
+    // Alive throughout: restarting it would not bring the services back.
     assert_eq!(
         health(gateway.address, "").await,
         ServingStatus::Serving as i32
     );
+
     assert_eq!(
         health(cut_off.address, "readiness").await,
         ServingStatus::NotServing as i32
     );
-    // Alive all the same: restarting it would not bring the services back.
     assert_eq!(
         health(cut_off.address, "").await,
         ServingStatus::Serving as i32
@@ -204,9 +255,11 @@ async fn a_shutdown_lets_open_streams_run_until_the_drain_deadline(pool: sqlx::P
         Some("14"),
         "ended as UNAVAILABLE, so the browser reconnects elsewhere"
     );
+    // Not before the drain deadline (a slow machine only makes it later);
+    // not at its own 60 s deadline either, or it would end DEADLINE_EXCEEDED.
     assert!(
-        lasted >= Duration::from_secs(3) && lasted < Duration::from_secs(20),
-        "ended at the 4 s drain deadline, not before and not at its own 60 s deadline: {lasted:?}"
+        lasted >= Duration::from_secs(3),
+        "ended at the 4 s drain deadline, not before: {lasted:?}"
     );
 }
 
