@@ -183,7 +183,7 @@ impl ActivityHandler {
         reserved: Reserved,
     ) -> Result<LoginResponse, ActivityError> {
         let now = now();
-        let role = account.role.0;
+        let role = account.role;
         let issued = self.issuer.issue(account.id, role, now)?;
         let recorded = self
             .accounts

@@ -322,28 +322,11 @@ struct Logout<'a> {
 pub struct Account {
     pub id: Uuid,
     pub password_hash: String,
+    /// Parsed when the row is read (`Role: TryFrom<String>`).
     #[sqlx(try_from = "String")]
-    pub role: RoleColumn,
+    pub role: Role,
     pub display_name: String,
     pub disabled: bool,
-}
-
-/// The `role` column, parsed when the row is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoleColumn(pub Role);
-
-impl TryFrom<String> for RoleColumn {
-    type Error = presence_core::Error;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse().map(RoleColumn)
-    }
-}
-
-impl PartialEq<Role> for RoleColumn {
-    fn eq(&self, other: &Role) -> bool {
-        self.0 == *other
-    }
 }
 
 /// Where a sign-in attempt came from, as recorded in login_history.

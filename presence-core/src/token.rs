@@ -64,6 +64,15 @@ impl Role {
     }
 }
 
+/// For reading the role from a database column (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for Role {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = Error;
 
