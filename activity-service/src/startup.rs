@@ -18,7 +18,7 @@ use presence_proto::activity::activity_service_server::ActivityServiceServer;
 use presence_store::db;
 use presence_store::redis_client::Redis;
 use presence_store::settings::ThresholdWatch;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::transport::Server;
@@ -45,10 +45,6 @@ pub enum StartupError {
     /// A PostgreSQL or Redis setting is refused (the message says which).
     #[error(transparent)]
     Store(presence_store::Error),
-    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
-    Database(#[source] sqlx::Error),
-    #[error("cannot connect to PostgreSQL (DATABASE_URL): no answer within {0:?}")]
-    DatabaseTimedOut(Duration),
     #[error("database migrations failed")]
     Migrations(#[source] presence_store::Error),
     #[error("cannot set up the Redis client (REDIS_URL)")]
@@ -83,21 +79,6 @@ impl From<presence_core::Error> for StartupError {
     }
 }
 
-/// Connects once before migrating: the pool retries a refused connection
-/// until its acquire timeout and then says only that it timed out.
-async fn check_database(pool: &PgPool) -> Result<(), StartupError> {
-    let within = pool.options().get_acquire_timeout();
-    let connection =
-        tokio::time::timeout(within, PgConnection::connect_with(&pool.connect_options()))
-            .await
-            .map_err(|_| StartupError::DatabaseTimedOut(within))?
-            .map_err(StartupError::Database)?;
-    if let Err(error) = connection.close().await {
-        tracing::debug!(%error, "closing the probe connection failed");
-    }
-    Ok(())
-}
-
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -129,7 +110,7 @@ impl Application {
         }
         let issuer = config.jwt.issuer(environment, config.token_ttl_seconds)?;
         if config.migrate_on_start {
-            check_database(&pool).await?;
+            db::check_reachable(&pool).await?;
             db::migrate(&pool).await.map_err(StartupError::Migrations)?;
         }
         let redis = Redis::connect_lazy(&config.redis).map_err(StartupError::Redis)?;

@@ -106,6 +106,24 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
 /// takes an advisory lock and skips what is already applied. Runs on a
 /// connection of its own without the statement timeout (building an index on
 /// a large table takes longer than any query may), closed afterwards.
+/// Connects once, outside the pool: the pool retries a refused connection
+/// until its acquire timeout and then says only that it timed out, where this
+/// keeps the cause (refused, unknown host, authentication).
+pub async fn check_reachable(pool: &PgPool) -> Result<(), Error> {
+    let within = pool.options().get_acquire_timeout();
+    let connection = tokio::time::timeout(
+        within,
+        sqlx::PgConnection::connect_with(&pool.connect_options()),
+    )
+    .await
+    .map_err(|_| Error::DatabaseTimedOut(within))?
+    .map_err(Error::DatabaseUnreachable)?;
+    if let Err(error) = connection.close().await {
+        tracing::debug!(%error, "closing the probe connection failed");
+    }
+    Ok(())
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
     let mut connection = pool.acquire().await?.detach();
     sqlx::query("SET statement_timeout = 0")

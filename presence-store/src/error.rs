@@ -45,6 +45,10 @@ pub enum Error {
     /// The bearer token verified but was revoked (logout, disabled user).
     #[error("invalid token: token revoked")]
     TokenRevoked,
+    #[error("cannot connect to PostgreSQL (DATABASE_URL)")]
+    DatabaseUnreachable(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL (DATABASE_URL): no answer within {0:?}")]
+    DatabaseTimedOut(Duration),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -67,6 +71,10 @@ impl Error {
             Error::RevocationUnknown { .. } => (
                 tonic::Code::Unavailable,
                 "cannot check the access token right now; retry shortly",
+            ),
+            Error::DatabaseUnreachable(_) | Error::DatabaseTimedOut(_) => (
+                tonic::Code::Unavailable,
+                "user database unavailable; retry shortly",
             ),
             Error::Database(error) if crate::db::is_unreachable(error) => (
                 tonic::Code::Unavailable,

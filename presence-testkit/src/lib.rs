@@ -9,10 +9,10 @@
 pub mod stack;
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use presence_core::token::Role;
 use presence_proto::activity::activity_service_client::ActivityServiceClient;
@@ -471,4 +471,41 @@ pub async fn delete_keys_under(
         }
         cursor = next;
     }
+}
+
+/// Runs the binary at `program` with `args` (and nothing from this process's
+/// environment) until it exits; its standard error. Panics if it is still
+/// running after a minute, or exits successfully.
+pub fn start_failure(program: &str, args: &[&str]) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!status.success(), "exited successfully: {stderr}");
+    stderr
+}
+
+/// An address nothing listens on (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }

@@ -1,45 +1,11 @@
 //! What the real binary says when it cannot start: the failing step, then
 //! each cause on its own `caused by:` line, and a failure exit status.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
 
-/// Runs the service with `args` (and nothing from this process's
-/// environment) until it exits; its standard error. Panics if it is still
-/// running after a minute, or exits successfully.
+/// The binary's standard error when it fails to start with `args`.
 fn start_failure(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_activity-service"))
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("still running with {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!status.success(), "exited successfully: {stderr}");
-    stderr
-}
-
-/// An address nothing listens on (bound, then released).
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    presence_testkit::start_failure(env!("CARGO_BIN_EXE_activity-service"), args)
 }
 
 #[test]
@@ -50,7 +16,7 @@ fn a_port_already_bound_is_named_with_the_systems_reason() {
         &format!("--listen-addr={address}"),
         &format!(
             "--database-url=postgres://postgres@{}/presence",
-            closed_port()
+            presence_testkit::closed_port()
         ),
     ]);
     assert!(
@@ -70,7 +36,7 @@ fn an_unreachable_database_is_named_with_the_connect_error() {
         "--migrate-on-start",
         &format!(
             "--database-url=postgres://postgres@{}/presence",
-            closed_port()
+            presence_testkit::closed_port()
         ),
     ]);
     assert!(

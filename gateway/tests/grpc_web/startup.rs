@@ -4,8 +4,6 @@
 //! each cause on its own `caused by:` line, and a failure exit status.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use gateway::startup::Application;
 
@@ -44,33 +42,9 @@ async fn a_development_gateway_starts_with_the_development_secret() {
     assert!(Application::build(gateway_config(&flags)).await.is_ok());
 }
 
-/// Runs the gateway with `args` (and nothing from this process's
-/// environment) until it exits; its standard error. Panics if it is still
-/// running after a minute, or exits successfully.
+/// The binary's standard error when it fails to start with `args`.
 fn start_failure(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("still running with {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!status.success(), "exited successfully: {stderr}");
-    stderr
+    presence_testkit::start_failure(env!("CARGO_BIN_EXE_gateway"), args)
 }
 
 #[test]
