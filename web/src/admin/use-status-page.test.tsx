@@ -98,12 +98,17 @@ describe('useStatusPage', () => {
       expect(result.current.stream).toBe('live');
     });
 
+    // New streams are refused too until the test lets them through, so the
+    // reconnecting state lasts long enough to be seen.
+    server.refuseWatchWith = Code.Unavailable;
     server.failStreams(Code.Unavailable);
     await waitFor(() => {
       expect(result.current.stream).toBe('reconnecting');
     });
     // Changed while no stream was open: only the new stream's snapshot can tell.
     server.users[2].online = true;
+    const attemptsWhileDown = server.watchCount;
+    server.refuseWatchWith = null;
     await waitFor(
       () => {
         expect(result.current.stream).toBe('live');
@@ -111,7 +116,7 @@ describe('useStatusPage', () => {
       },
       { timeout: 10_000 },
     );
-    expect(server.watchCount).toBe(2);
+    expect(server.watchCount).toBeGreaterThan(attemptsWhileDown);
   });
 
   it('stops on UNAUTHENTICATED: the session is over, no reconnection', async () => {
