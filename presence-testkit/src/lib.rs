@@ -509,3 +509,22 @@ pub fn closed_port() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Runs the binary at `program` with `args` and checks what a user reads:
+/// `<program>: <failure>` on the first line, then `caused by: <cause>` among
+/// the lines after it.
+pub fn assert_start_failure(program: &str, args: &[&str], failure: &str, cause: &str) {
+    let stderr = start_failure(program, args);
+    let name = std::path::Path::new(program)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("the binary has a name");
+    assert!(
+        stderr.starts_with(&format!("{name}: {failure}\n")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("  caused by: {cause}")),
+        "{stderr}"
+    );
+}

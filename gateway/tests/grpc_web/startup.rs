@@ -42,46 +42,36 @@ async fn a_development_gateway_starts_with_the_development_secret() {
     assert!(Application::build(gateway_config(&flags)).await.is_ok());
 }
 
-/// The binary's standard error when it fails to start with `args`.
-fn start_failure(args: &[&str]) -> String {
-    presence_testkit::start_failure(env!("CARGO_BIN_EXE_gateway"), args)
+/// Starts the binary with `args` and checks its first line and one cause.
+fn assert_start_failure(args: &[&str], failure: &str, cause: &str) {
+    presence_testkit::assert_start_failure(env!("CARGO_BIN_EXE_gateway"), args, failure, cause);
 }
 
 #[test]
 fn a_port_already_bound_is_named_with_the_systems_reason() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
-    let stderr = start_failure(&[
-        "--listen-addr=127.0.0.1:0",
-        &format!("--metrics-addr={address}"),
-    ]);
-    assert!(
-        stderr.starts_with(&format!("gateway: cannot listen on {address}\n")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("  caused by: Address already in use"),
-        "{stderr}"
+    assert_start_failure(
+        &[
+            "--listen-addr=127.0.0.1:0",
+            &format!("--metrics-addr={address}"),
+        ],
+        &format!("cannot listen on {address}"),
+        "Address already in use",
     );
 }
 
 #[test]
 fn a_missing_key_file_is_named_by_its_path() {
-    let stderr = start_failure(&[
-        "--listen-addr=127.0.0.1:0",
-        "--metrics-addr=127.0.0.1:0",
-        "--jwt-algorithm=EdDSA",
-        "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
-    ]);
-    assert!(
-        stderr.starts_with(
-            "gateway: cannot read PRESENCE_JWT_PUBLIC_KEY_FILE \
-             /nonexistent/presence/jwt/public.pem\n"
-        ),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("  caused by: No such file or directory"),
-        "{stderr}"
+    assert_start_failure(
+        &[
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--jwt-algorithm=EdDSA",
+            "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
+        ],
+        "cannot read PRESENCE_JWT_PUBLIC_KEY_FILE \
+             /nonexistent/presence/jwt/public.pem",
+        "No such file or directory",
     );
 }
