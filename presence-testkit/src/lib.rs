@@ -528,3 +528,61 @@ pub fn assert_start_failure(program: &str, args: &[&str], failure: &str, cause: 
         "{stderr}"
     );
 }
+
+/// The start-up failures every service names the same way, each checked
+/// against the real binary at `program`; `extra` are the flags that binary
+/// needs besides (the gateway's metrics address, the activity service's
+/// private key).
+pub mod start_failures {
+    use std::net::TcpListener;
+
+    use super::{assert_start_failure, closed_port};
+
+    fn unreachable_database() -> String {
+        format!(
+            "--database-url=postgres://postgres@{}/presence",
+            closed_port()
+        )
+    }
+
+    /// A listen address already taken: named, with the system's reason.
+    pub fn port_already_bound(program: &str) {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = taken.local_addr().unwrap();
+        assert_start_failure(
+            program,
+            &[&format!("--listen-addr={address}"), &unreachable_database()],
+            &format!("cannot listen on {address}"),
+            "Address already in use",
+        );
+    }
+
+    /// PostgreSQL not reachable when migrating at start: named, with the connect error.
+    pub fn database_unreachable(program: &str) {
+        assert_start_failure(
+            program,
+            &[
+                "--listen-addr=127.0.0.1:0",
+                "--migrate-on-start",
+                &unreachable_database(),
+            ],
+            "cannot connect to PostgreSQL (DATABASE_URL)",
+            "error communicating with database: Connection refused",
+        );
+    }
+
+    /// A key file that does not exist: the setting and the path, with the system's reason.
+    pub fn key_file_missing(program: &str, extra: &[&str]) {
+        let mut args = vec![
+            "--jwt-algorithm=EdDSA",
+            "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
+        ];
+        args.extend_from_slice(extra);
+        assert_start_failure(
+            program,
+            &args,
+            "cannot read PRESENCE_JWT_PUBLIC_KEY_FILE /nonexistent/presence/jwt/public.pem",
+            "No such file or directory",
+        );
+    }
+}

@@ -63,15 +63,8 @@ fn a_port_already_bound_is_named_with_the_systems_reason() {
 
 #[test]
 fn a_missing_key_file_is_named_by_its_path() {
-    assert_start_failure(
-        &[
-            "--listen-addr=127.0.0.1:0",
-            "--metrics-addr=127.0.0.1:0",
-            "--jwt-algorithm=EdDSA",
-            "--jwt-public-key-file=/nonexistent/presence/jwt/public.pem",
-        ],
-        "cannot read PRESENCE_JWT_PUBLIC_KEY_FILE \
-             /nonexistent/presence/jwt/public.pem",
-        "No such file or directory",
+    presence_testkit::start_failures::key_file_missing(
+        env!("CARGO_BIN_EXE_gateway"),
+        &["--listen-addr=127.0.0.1:0", "--metrics-addr=127.0.0.1:0"],
     );
 }
