@@ -433,28 +433,42 @@ impl Follower {
     /// aged past the threshold or left the index, or, when the verdicts are
     /// complete, everyone not in them).
     fn publish(&mut self, verdicts: HashMap<Uuid, Status>, complete: bool) {
-        // The follower is the only writer: the next set is built beside the
-        // current one, and the write lock is held only to swap them.
-        let mut next = self.hub.online.read().clone();
-        for (id, status) in &verdicts {
-            // Users unknown to the directory (deleted) are not reported.
-            let Some(known) = self.known.get(id) else {
-                continue;
-            };
-            let status = to_proto(*id, &known.username, &known.display_name, status);
-            next.insert(*id, OnlineUser { status });
-        }
-        next.retain(|id, _| {
+        let stays = |id: &Uuid| {
             if complete {
                 verdicts.contains_key(id)
             } else {
                 self.presence.contains_key(id)
             }
-        });
-        let changes = status_changes(&self.hub.online.read(), &next);
-        self.known
-            .retain(|id, _| next.contains_key(id) || verdicts.contains_key(id));
-        *self.hub.online.write() = next;
+        };
+        let mut updates = HashMap::with_capacity(verdicts.len());
+        for (id, status) in &verdicts {
+            // Users unknown to the directory (deleted) are not reported.
+            let Some(known) = self.known.get(id) else {
+                continue;
+            };
+            if stays(id) {
+                let status = to_proto(*id, &known.username, &known.display_name, status);
+                updates.insert(*id, OnlineUser { status });
+            }
+        }
+        // The follower is the only writer: what changed is worked out under
+        // the read lock, and only the changed entries are written (no copy
+        // of the whole set each tick).
+        let (gone, changes) = {
+            let online = self.hub.online.read();
+            let gone: Vec<Uuid> = online.keys().filter(|id| !stays(id)).copied().collect();
+            let changes = status_changes(&online, &updates, &gone);
+            (gone, changes)
+        };
+        {
+            let mut online = self.hub.online.write();
+            for id in &gone {
+                online.remove(id);
+            }
+            online.extend(updates);
+            self.known
+                .retain(|id, _| online.contains_key(id) || verdicts.contains_key(id));
+        }
         for status in changes {
             // No receiver is fine: nobody is watching.
             let _ = self.hub.changes.send(status);
@@ -471,24 +485,26 @@ impl Follower {
     }
 }
 
-/// What watchers are told when the users online go from `old` to `new`:
-/// each user who came online or changed rule, and each user who went
-/// offline (as offline, with no source). A user online by the same rule in
-/// both is not news, even if their last ping moved.
+/// What watchers are told when the users online go from `old` to `old`
+/// with `updates` applied and `gone` removed (`updates` holds none of
+/// `gone`): each user who came online or changed rule, and each user who
+/// went offline (as offline, with no source). A user online by the same rule
+/// before and after is not news, even if their last ping moved.
 fn status_changes(
     old: &HashMap<Uuid, OnlineUser>,
-    new: &HashMap<Uuid, OnlineUser>,
+    updates: &HashMap<Uuid, OnlineUser>,
+    gone: &[Uuid],
 ) -> Vec<UserStatus> {
-    let arrived = new.iter().filter_map(|(id, user)| {
+    let arrived = updates.iter().filter_map(|(id, user)| {
         let changed = old
             .get(id)
             .is_none_or(|before| before.status.source != user.status.source);
         changed.then(|| user.status.clone())
     });
-    let left = old
+    let left = gone
         .iter()
-        .filter(|(id, _)| !new.contains_key(id))
-        .map(|(_, user)| UserStatus {
+        .filter_map(|id| old.get(id))
+        .map(|user| UserStatus {
             online: false,
             source: StatusSource::None as i32,
             ..user.status.clone()
@@ -629,12 +645,21 @@ mod tests {
         }
     }
 
+    /// The users of `old` not in `new`: with `new` as the updates, the
+    /// follower's view of a tick that takes the set from `old` to `new`.
+    fn gone_from(old: &HashMap<Uuid, OnlineUser>, new: &HashMap<Uuid, OnlineUser>) -> Vec<Uuid> {
+        old.keys()
+            .filter(|id| !new.contains_key(id))
+            .copied()
+            .collect()
+    }
+
     /// The changes as (user number, online, source), in user order.
     fn changes(
         old: &HashMap<Uuid, OnlineUser>,
         new: &HashMap<Uuid, OnlineUser>,
     ) -> Vec<(u128, bool, StatusSource)> {
-        let mut changes: Vec<_> = status_changes(old, new)
+        let mut changes: Vec<_> = status_changes(old, new, &gone_from(old, new))
             .into_iter()
             .map(|status| {
                 let id = Uuid::parse_str(&status.user_id).unwrap().as_u128();
@@ -664,7 +689,7 @@ mod tests {
     fn a_user_going_offline_is_announced_offline_without_a_source() {
         let before = online_set(minutes(15), &[(1, pinged(60)), (2, logged_in(60))]);
         let after = online_set(minutes(15), &[(1, pinged(60))]);
-        let announced = status_changes(&before, &after);
+        let announced = status_changes(&before, &after, &gone_from(&before, &after));
         assert_eq!(announced.len(), 1);
         let gone = &announced[0];
         assert_eq!(gone.user_id, Uuid::from_u128(2).to_string());
