@@ -737,6 +737,7 @@ async fn call(
         page_size,
         page_token: page_token.to_owned(),
         filter: filter as i32,
+        ..Default::default()
     };
     Ok(client
         .list_user_statuses(authorized(request, token))

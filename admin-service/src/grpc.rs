@@ -19,9 +19,10 @@ use presence_core::token::{Caller, Role, TokenVerifier};
 use presence_proto::admin::admin_service_server::AdminService;
 use presence_proto::admin::{
     ActivitySettings as ActivitySettingsMessage, BatchGetUserStatusesRequest,
-    BatchGetUserStatusesResponse, GetActivitySettingsRequest, ListUserStatusesRequest,
-    ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserStatus,
-    UserStatusEvent, WatchUserStatusesRequest,
+    BatchGetUserStatusesResponse, GetActivitySettingsRequest, GetOnlineHistoryRequest,
+    GetOnlineHistoryResponse, GetUserPresenceRequest, ListUserStatusesRequest,
+    ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserPresence,
+    UserStatus, UserStatusEvent, WatchUserStatusesRequest,
 };
 use presence_proto::{timestamp, timestamp_from};
 use presence_store::revocation::RevocationCheck;
@@ -437,6 +438,20 @@ impl AdminService for AdminHandler {
         request: Request<WatchUserStatusesRequest>,
     ) -> Result<Response<Self::WatchUserStatusesStream>, Status> {
         Ok(Response::new(self.watch(request).await?))
+    }
+
+    async fn get_user_presence(
+        &self,
+        _request: Request<GetUserPresenceRequest>,
+    ) -> Result<Response<UserPresence>, Status> {
+        Err(Status::unimplemented("GetUserPresence is not served yet"))
+    }
+
+    async fn get_online_history(
+        &self,
+        _request: Request<GetOnlineHistoryRequest>,
+    ) -> Result<Response<GetOnlineHistoryResponse>, Status> {
+        Err(Status::unimplemented("GetOnlineHistory is not served yet"))
     }
 
     async fn get_activity_settings(

@@ -302,6 +302,7 @@ impl Stack {
             page_size,
             page_token: page_token.into(),
             filter: filter as i32,
+            ..Default::default()
         };
         self.admin
             .list_user_statuses(authorized(request, &self.admin_token))

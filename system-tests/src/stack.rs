@@ -377,6 +377,7 @@ impl Stack {
             page_size: 500,
             page_token: page_token.to_owned(),
             filter: filter as i32,
+            ..Default::default()
         };
         self.browser()
             .await

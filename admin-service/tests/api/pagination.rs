@@ -72,6 +72,7 @@ async fn oversized_pages_and_tampered_tokens_are_invalid_arguments(pool: sqlx::P
             page_size,
             page_token,
             filter: filter as i32,
+            ..Default::default()
         };
         let status = stack
             .admin

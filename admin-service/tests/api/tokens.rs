@@ -77,6 +77,7 @@ async fn a_page_token_forged_with_the_public_jwt_key_is_refused(pool: sqlx::PgPo
         page_size: 5,
         page_token: forged,
         filter: StatusFilter::All as i32,
+        ..Default::default()
     };
     let status = stack
         .admin

@@ -1,5 +1,5 @@
-// The admin contract: who is online, the threshold that decides it, and a live
-// stream of changes.
+// The admin contract: who is online, why, how many over time, the threshold
+// that decides it, and a live stream of changes.
 //
 // Every method needs `authorization: Bearer <jwt>` metadata with role `admin`
 // (BatchGetUserStatuses also accepts role `service`). Any other role is
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file presence/admin/v1/admin.proto.
  */
 export const file_presence_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Ch1wcmVzZW5jZS9hZG1pbi92MS9hZG1pbi5wcm90bxIRcHJlc2VuY2UuYWRtaW4udjEioQIKClVzZXJTdGF0dXMSDwoHdXNlcl9pZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDgoGb25saW5lGAQgASgIEi8KBnNvdXJjZRgFIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c1NvdXJjZRI0ChBsYXN0X2FjdGl2aXR5X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2xvZ2luX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInEKF0xpc3RVc2VyU3RhdHVzZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEi8KBmZpbHRlchgDIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c0ZpbHRlciKFAgoYTGlzdFVzZXJTdGF0dXNlc1Jlc3BvbnNlEi8KCHN0YXR1c2VzGAEgAygLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLdG90YWxfY291bnQYAyABKAQSFAoMb25saW5lX2NvdW50GAQgASgEEhUKDW9mZmxpbmVfY291bnQYBSABKAQSGQoRdGhyZXNob2xkX21pbnV0ZXMYBiABKA0SMAoMZ2VuZXJhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkZWdyYWRlZBgIIAEoCCIvChtCYXRjaEdldFVzZXJTdGF0dXNlc1JlcXVlc3QSEAoIdXNlcl9pZHMYASADKAkiwQEKHEJhdGNoR2V0VXNlclN0YXR1c2VzUmVzcG9uc2USLwoIc3RhdHVzZXMYASADKAsyHS5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyU3RhdHVzEhEKCW5vdF9mb3VuZBgCIAMoCRIZChF0aHJlc2hvbGRfbWludXRlcxgDIAEoDRIwCgxnZW5lcmF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRlZ3JhZGVkGAUgASgIIhoKGFdhdGNoVXNlclN0YXR1c2VzUmVxdWVzdCKuAQoPVXNlclN0YXR1c0V2ZW50Ei0KBnN0YXR1cxgBIAEoCzIdLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXMSEAoIc25hcHNob3QYAiABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAyABKAgSDgoGcmVzeW5jGAQgASgIEi8KC29jY3VycmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIcChpHZXRBY3Rpdml0eVNldHRpbmdzUmVxdWVzdCKQAQoQQWN0aXZpdHlTZXR0aW5ncxIZChF0aHJlc2hvbGRfbWludXRlcxgBIAEoDRIuCgp1cGRhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAMgASgJEh0KFXBpbmdfaW50ZXJ2YWxfc2Vjb25kcxgEIAEoDSJVCh1VcGRhdGVBY3Rpdml0eVNldHRpbmdzUmVxdWVzdBIeChF0aHJlc2hvbGRfbWludXRlcxgBIAEoDUgAiAEBQhQKEl90aHJlc2hvbGRfbWludXRlcyqCAQoMU3RhdHVzU291cmNlEh0KGVNUQVRVU19TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZTVEFUVVNfU09VUkNFX0FDVElWSVRZEAESHwobU1RBVFVTX1NPVVJDRV9MT0dJTl9ISVNUT1JZEAISFgoSU1RBVFVTX1NPVVJDRV9OT05FEAMqeQoMU3RhdHVzRmlsdGVyEh0KGVNUQVRVU19GSUxURVJfVU5TUEVDSUZJRUQQABIVChFTVEFUVVNfRklMVEVSX0FMTBABEhgKFFNUQVRVU19GSUxURVJfT05MSU5FEAISGQoVU1RBVFVTX0ZJTFRFUl9PRkZMSU5FEAMyuAQKDEFkbWluU2VydmljZRJrChBMaXN0VXNlclN0YXR1c2VzEioucHJlc2VuY2UuYWRtaW4udjEuTGlzdFVzZXJTdGF0dXNlc1JlcXVlc3QaKy5wcmVzZW5jZS5hZG1pbi52MS5MaXN0VXNlclN0YXR1c2VzUmVzcG9uc2USdwoUQmF0Y2hHZXRVc2VyU3RhdHVzZXMSLi5wcmVzZW5jZS5hZG1pbi52MS5CYXRjaEdldFVzZXJTdGF0dXNlc1JlcXVlc3QaLy5wcmVzZW5jZS5hZG1pbi52MS5CYXRjaEdldFVzZXJTdGF0dXNlc1Jlc3BvbnNlEmYKEVdhdGNoVXNlclN0YXR1c2VzEisucHJlc2VuY2UuYWRtaW4udjEuV2F0Y2hVc2VyU3RhdHVzZXNSZXF1ZXN0GiIucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1c0V2ZW50MAESaQoTR2V0QWN0aXZpdHlTZXR0aW5ncxItLnByZXNlbmNlLmFkbWluLnYxLkdldEFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0GiMucHJlc2VuY2UuYWRtaW4udjEuQWN0aXZpdHlTZXR0aW5ncxJvChZVcGRhdGVBY3Rpdml0eVNldHRpbmdzEjAucHJlc2VuY2UuYWRtaW4udjEuVXBkYXRlQWN0aXZpdHlTZXR0aW5nc1JlcXVlc3QaIy5wcmVzZW5jZS5hZG1pbi52MS5BY3Rpdml0eVNldHRpbmdzYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch1wcmVzZW5jZS9hZG1pbi92MS9hZG1pbi5wcm90bxIRcHJlc2VuY2UuYWRtaW4udjEioQIKClVzZXJTdGF0dXMSDwoHdXNlcl9pZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDgoGb25saW5lGAQgASgIEi8KBnNvdXJjZRgFIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c1NvdXJjZRI0ChBsYXN0X2FjdGl2aXR5X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2xvZ2luX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoABChdMaXN0VXNlclN0YXR1c2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIvCgZmaWx0ZXIYAyABKA4yHy5wcmVzZW5jZS5hZG1pbi52MS5TdGF0dXNGaWx0ZXISDQoFcXVlcnkYBCABKAkihQIKGExpc3RVc2VyU3RhdHVzZXNSZXNwb25zZRIvCghzdGF0dXNlcxgBIAMoCzIdLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhMKC3RvdGFsX2NvdW50GAMgASgEEhQKDG9ubGluZV9jb3VudBgEIAEoBBIVCg1vZmZsaW5lX2NvdW50GAUgASgEEhkKEXRocmVzaG9sZF9taW51dGVzGAYgASgNEjAKDGdlbmVyYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGVncmFkZWQYCCABKAgiLwobQmF0Y2hHZXRVc2VyU3RhdHVzZXNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJIsEBChxCYXRjaEdldFVzZXJTdGF0dXNlc1Jlc3BvbnNlEi8KCHN0YXR1c2VzGAEgAygLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIRCglub3RfZm91bmQYAiADKAkSGQoRdGhyZXNob2xkX21pbnV0ZXMYAyABKA0SMAoMZ2VuZXJhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkZWdyYWRlZBgFIAEoCCIaChhXYXRjaFVzZXJTdGF0dXNlc1JlcXVlc3QirgEKD1VzZXJTdGF0dXNFdmVudBItCgZzdGF0dXMYASABKAsyHS5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyU3RhdHVzEhAKCHNuYXBzaG90GAIgASgIEhkKEXNuYXBzaG90X2NvbXBsZXRlGAMgASgIEg4KBnJlc3luYxgEIAEoCBIvCgtvY2N1cnJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiHAoaR2V0QWN0aXZpdHlTZXR0aW5nc1JlcXVlc3QikAEKEEFjdGl2aXR5U2V0dGluZ3MSGQoRdGhyZXNob2xkX21pbnV0ZXMYASABKA0SLgoKdXBkYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgDIAEoCRIdChVwaW5nX2ludGVydmFsX3NlY29uZHMYBCABKA0iVQodVXBkYXRlQWN0aXZpdHlTZXR0aW5nc1JlcXVlc3QSHgoRdGhyZXNob2xkX21pbnV0ZXMYASABKA1IAIgBAUIUChJfdGhyZXNob2xkX21pbnV0ZXMiKQoWR2V0VXNlclByZXNlbmNlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIt4CCgxVc2VyUHJlc2VuY2USLQoGc3RhdHVzGAEgASgLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIyCg5sYXN0X2xvZ291dF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoZbGFzdF9hY3Rpdml0eV9hZ2Vfc2Vjb25kcxgDIAEoBEgAiAEBEhkKEXRocmVzaG9sZF9taW51dGVzGAQgASgNEjAKDGdlbmVyYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGVncmFkZWQYBiABKAgSEAoIZGlzYWJsZWQYByABKAgSNAoNcmVjZW50X2V2ZW50cxgIIAMoCzIdLnByZXNlbmNlLmFkbWluLnYxLkxvZ2luRXZlbnRCHAoaX2xhc3RfYWN0aXZpdHlfYWdlX3NlY29uZHMisgEKCkxvZ2luRXZlbnQSLwoEa2luZBgBIAEoDjIhLnByZXNlbmNlLmFkbWluLnYxLkxvZ2luRXZlbnRLaW5kEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5mYWlsdXJlX3JlYXNvbhgDIAEoCRIWCg5jbGllbnRfYWRkcmVzcxgEIAEoCRISCgp1c2VyX2FnZW50GAUgASgJIoEBChdHZXRPbmxpbmVIaXN0b3J5UmVxdWVzdBIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc3RlcF9zZWNvbmRzGAMgASgNIrcBChhHZXRPbmxpbmVIaXN0b3J5UmVzcG9uc2USMwoGcG9pbnRzGAEgAygLMiMucHJlc2VuY2UuYWRtaW4udjEuT25saW5lQ291bnRQb2ludBIUCgxzdGVwX3NlY29uZHMYAiABKA0SKAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKEE9ubGluZUNvdW50UG9pbnQSJgoCYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCm1heF9vbmxpbmUYAiABKAQSEwoLbWVhbl9vbmxpbmUYAyABKAESDwoHc2FtcGxlcxgEIAEoDSqCAQoMU3RhdHVzU291cmNlEh0KGVNUQVRVU19TT1VSQ0VfVU5TUEVDSUZJRUQQABIaChZTVEFUVVNfU09VUkNFX0FDVElWSVRZEAESHwobU1RBVFVTX1NPVVJDRV9MT0dJTl9ISVNUT1JZEAISFgoSU1RBVFVTX1NPVVJDRV9OT05FEAMqeQoMU3RhdHVzRmlsdGVyEh0KGVNUQVRVU19GSUxURVJfVU5TUEVDSUZJRUQQABIVChFTVEFUVVNfRklMVEVSX0FMTBABEhgKFFNUQVRVU19GSUxURVJfT05MSU5FEAISGQoVU1RBVFVTX0ZJTFRFUl9PRkZMSU5FEAMqlwEKDkxvZ2luRXZlbnRLaW5kEiAKHExPR0lOX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5MT0dJTl9FVkVOVF9LSU5EX0xPR0lOX1NVQ0NFU1MQARIiCh5MT0dJTl9FVkVOVF9LSU5EX0xPR0lOX0ZBSUxVUkUQAhIbChdMT0dJTl9FVkVOVF9LSU5EX0xPR09VVBADMoQGCgxBZG1pblNlcnZpY2USawoQTGlzdFVzZXJTdGF0dXNlcxIqLnByZXNlbmNlLmFkbWluLnYxLkxpc3RVc2VyU3RhdHVzZXNSZXF1ZXN0GisucHJlc2VuY2UuYWRtaW4udjEuTGlzdFVzZXJTdGF0dXNlc1Jlc3BvbnNlEncKFEJhdGNoR2V0VXNlclN0YXR1c2VzEi4ucHJlc2VuY2UuYWRtaW4udjEuQmF0Y2hHZXRVc2VyU3RhdHVzZXNSZXF1ZXN0Gi8ucHJlc2VuY2UuYWRtaW4udjEuQmF0Y2hHZXRVc2VyU3RhdHVzZXNSZXNwb25zZRJmChFXYXRjaFVzZXJTdGF0dXNlcxIrLnByZXNlbmNlLmFkbWluLnYxLldhdGNoVXNlclN0YXR1c2VzUmVxdWVzdBoiLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXNFdmVudDABEl0KD0dldFVzZXJQcmVzZW5jZRIpLnByZXNlbmNlLmFkbWluLnYxLkdldFVzZXJQcmVzZW5jZVJlcXVlc3QaHy5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyUHJlc2VuY2USawoQR2V0T25saW5lSGlzdG9yeRIqLnByZXNlbmNlLmFkbWluLnYxLkdldE9ubGluZUhpc3RvcnlSZXF1ZXN0GisucHJlc2VuY2UuYWRtaW4udjEuR2V0T25saW5lSGlzdG9yeVJlc3BvbnNlEmkKE0dldEFjdGl2aXR5U2V0dGluZ3MSLS5wcmVzZW5jZS5hZG1pbi52MS5HZXRBY3Rpdml0eVNldHRpbmdzUmVxdWVzdBojLnByZXNlbmNlLmFkbWluLnYxLkFjdGl2aXR5U2V0dGluZ3MSbwoWVXBkYXRlQWN0aXZpdHlTZXR0aW5ncxIwLnByZXNlbmNlLmFkbWluLnYxLlVwZGF0ZUFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0GiMucHJlc2VuY2UuYWRtaW4udjEuQWN0aXZpdHlTZXR0aW5nc2IGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message presence.admin.v1.UserStatus
@@ -104,6 +104,16 @@ export type ListUserStatusesRequest = Message<"presence.admin.v1.ListUserStatuse
    * @generated from field: presence.admin.v1.StatusFilter filter = 3;
    */
   filter: StatusFilter;
+
+  /**
+   * Only the users whose username or display name has a word starting with
+   * this text, ignoring case and accents (« elodie » and « dur » both find
+   * « Élodie Durand »); several words must all match. Empty: every user.
+   * At most 100 characters. Keep it the same while paging.
+   *
+   * @generated from field: string query = 4;
+   */
+  query: string;
 };
 
 /**
@@ -366,6 +376,252 @@ export const UpdateActivitySettingsRequestSchema: GenMessage<UpdateActivitySetti
   messageDesc(file_presence_admin_v1_admin, 9);
 
 /**
+ * @generated from message presence.admin.v1.GetUserPresenceRequest
+ */
+export type GetUserPresenceRequest = Message<"presence.admin.v1.GetUserPresenceRequest"> & {
+  /**
+   * The user's id (UUID).
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message presence.admin.v1.GetUserPresenceRequest.
+ * Use `create(GetUserPresenceRequestSchema)` to create a new message.
+ */
+export const GetUserPresenceRequestSchema: GenMessage<GetUserPresenceRequest> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 10);
+
+/**
+ * @generated from message presence.admin.v1.UserPresence
+ */
+export type UserPresence = Message<"presence.admin.v1.UserPresence"> & {
+  /**
+   * The status and the facts it was judged on: `source` is the rule that
+   * decided, last_activity_at the last ping, last_login_at the last
+   * successful login.
+   *
+   * @generated from field: presence.admin.v1.UserStatus status = 1;
+   */
+  status?: UserStatus | undefined;
+
+  /**
+   * The last logout (from login_history, or the activity store's record of
+   * it), if any.
+   *
+   * @generated from field: google.protobuf.Timestamp last_logout_at = 2;
+   */
+  lastLogoutAt?: Timestamp | undefined;
+
+  /**
+   * Seconds between the last ping and generated_at; absent without a ping.
+   *
+   * @generated from field: optional uint64 last_activity_age_seconds = 3;
+   */
+  lastActivityAgeSeconds?: bigint | undefined;
+
+  /**
+   * The threshold the status was computed with, in minutes.
+   *
+   * @generated from field: uint32 threshold_minutes = 4;
+   */
+  thresholdMinutes: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp generated_at = 5;
+   */
+  generatedAt?: Timestamp | undefined;
+
+  /**
+   * True when the activity store was unreachable and the status comes from
+   * login_history alone.
+   *
+   * @generated from field: bool degraded = 6;
+   */
+  degraded: boolean;
+
+  /**
+   * The account is disabled (it is then always offline).
+   *
+   * @generated from field: bool disabled = 7;
+   */
+  disabled: boolean;
+
+  /**
+   * The user's last login_history events, newest first, at most 20.
+   *
+   * @generated from field: repeated presence.admin.v1.LoginEvent recent_events = 8;
+   */
+  recentEvents: LoginEvent[];
+};
+
+/**
+ * Describes the message presence.admin.v1.UserPresence.
+ * Use `create(UserPresenceSchema)` to create a new message.
+ */
+export const UserPresenceSchema: GenMessage<UserPresence> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 11);
+
+/**
+ * @generated from message presence.admin.v1.LoginEvent
+ */
+export type LoginEvent = Message<"presence.admin.v1.LoginEvent"> & {
+  /**
+   * @generated from field: presence.admin.v1.LoginEventKind kind = 1;
+   */
+  kind: LoginEventKind;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 2;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * Why a sign-in failed (e.g. `bad_password`); empty otherwise.
+   *
+   * @generated from field: string failure_reason = 3;
+   */
+  failureReason: string;
+
+  /**
+   * The client's address as the service saw it; empty if unknown.
+   *
+   * @generated from field: string client_address = 4;
+   */
+  clientAddress: string;
+
+  /**
+   * The browser's User-Agent, cut to 256 characters; empty if unknown.
+   *
+   * @generated from field: string user_agent = 5;
+   */
+  userAgent: string;
+};
+
+/**
+ * Describes the message presence.admin.v1.LoginEvent.
+ * Use `create(LoginEventSchema)` to create a new message.
+ */
+export const LoginEventSchema: GenMessage<LoginEvent> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 12);
+
+/**
+ * @generated from message presence.admin.v1.GetOnlineHistoryRequest
+ */
+export type GetOnlineHistoryRequest = Message<"presence.admin.v1.GetOnlineHistoryRequest"> & {
+  /**
+   * Required: the start of the range (inclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp from = 1;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * Required: the end of the range (exclusive); after `from`, at most 400
+   * days later.
+   *
+   * @generated from field: google.protobuf.Timestamp to = 2;
+   */
+  to?: Timestamp | undefined;
+
+  /**
+   * The bucket width in seconds; 0 means the smallest allowed. Raised to at
+   * least 60 and so that the range holds at most 1440 buckets.
+   *
+   * @generated from field: uint32 step_seconds = 3;
+   */
+  stepSeconds: number;
+};
+
+/**
+ * Describes the message presence.admin.v1.GetOnlineHistoryRequest.
+ * Use `create(GetOnlineHistoryRequestSchema)` to create a new message.
+ */
+export const GetOnlineHistoryRequestSchema: GenMessage<GetOnlineHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 13);
+
+/**
+ * @generated from message presence.admin.v1.GetOnlineHistoryResponse
+ */
+export type GetOnlineHistoryResponse = Message<"presence.admin.v1.GetOnlineHistoryResponse"> & {
+  /**
+   * Oldest first. A bucket in which nothing was recorded is left out: a gap
+   * in the series, not a zero.
+   *
+   * @generated from field: repeated presence.admin.v1.OnlineCountPoint points = 1;
+   */
+  points: OnlineCountPoint[];
+
+  /**
+   * The bucket width used, in seconds.
+   *
+   * @generated from field: uint32 step_seconds = 2;
+   */
+  stepSeconds: number;
+
+  /**
+   * The range the buckets cover, `from` rounded down to a whole step.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 3;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp to = 4;
+   */
+  to?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message presence.admin.v1.GetOnlineHistoryResponse.
+ * Use `create(GetOnlineHistoryResponseSchema)` to create a new message.
+ */
+export const GetOnlineHistoryResponseSchema: GenMessage<GetOnlineHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 14);
+
+/**
+ * @generated from message presence.admin.v1.OnlineCountPoint
+ */
+export type OnlineCountPoint = Message<"presence.admin.v1.OnlineCountPoint"> & {
+  /**
+   * The start of the bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * The most users online at any sample of the bucket.
+   *
+   * @generated from field: uint64 max_online = 2;
+   */
+  maxOnline: bigint;
+
+  /**
+   * The mean of the bucket's samples.
+   *
+   * @generated from field: double mean_online = 3;
+   */
+  meanOnline: number;
+
+  /**
+   * How many one-minute samples the bucket holds.
+   *
+   * @generated from field: uint32 samples = 4;
+   */
+  samples: number;
+};
+
+/**
+ * Describes the message presence.admin.v1.OnlineCountPoint.
+ * Use `create(OnlineCountPointSchema)` to create a new message.
+ */
+export const OnlineCountPointSchema: GenMessage<OnlineCountPoint> = /*@__PURE__*/
+  messageDesc(file_presence_admin_v1_admin, 15);
+
+/**
  * Where a user's status came from.
  *
  * @generated from enum presence.admin.v1.StatusSource
@@ -439,13 +695,46 @@ export const StatusFilterSchema: GenEnum<StatusFilter> = /*@__PURE__*/
   enumDesc(file_presence_admin_v1_admin, 1);
 
 /**
+ * @generated from enum presence.admin.v1.LoginEventKind
+ */
+export enum LoginEventKind {
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGIN_SUCCESS = 1;
+   */
+  LOGIN_SUCCESS = 1,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGIN_FAILURE = 2;
+   */
+  LOGIN_FAILURE = 2,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGOUT = 3;
+   */
+  LOGOUT = 3,
+}
+
+/**
+ * Describes the enum presence.admin.v1.LoginEventKind.
+ */
+export const LoginEventKindSchema: GenEnum<LoginEventKind> = /*@__PURE__*/
+  enumDesc(file_presence_admin_v1_admin, 2);
+
+/**
  * @generated from service presence.admin.v1.AdminService
  */
 export const AdminService: GenService<{
   /**
    * One page of user statuses, ordered by username, with counts for the whole
-   * user base. Errors: INVALID_ARGUMENT (page_size over 500, a page_token that
-   * was not issued by this service or was issued for another filter),
+   * user base; only the users matching `query`, when given. Errors:
+   * INVALID_ARGUMENT (page_size over 500, a query over 100 characters, a
+   * page_token that was not issued by this service or was issued for another
+   * filter or query),
    * UNAVAILABLE (the user database cannot be reached). When the activity store
    * (Redis) is unreachable the answer is still given, from login_history alone,
    * with `degraded` set.
@@ -486,6 +775,34 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchUserStatusesRequestSchema;
     output: typeof UserStatusEventSchema;
+  },
+  /**
+   * One user's status with the evidence it was judged on and their last 20
+   * login_history events. Admin only (role `service` is PERMISSION_DENIED).
+   * Errors: INVALID_ARGUMENT (user_id not a UUID), NOT_FOUND (no such user),
+   * UNAVAILABLE (the user database cannot be reached). When the activity store
+   * is unreachable the status comes from login_history alone, with `degraded`.
+   *
+   * @generated from rpc presence.admin.v1.AdminService.GetUserPresence
+   */
+  getUserPresence: {
+    methodKind: "unary";
+    input: typeof GetUserPresenceRequestSchema;
+    output: typeof UserPresenceSchema;
+  },
+  /**
+   * How many users were online over time: one sample a minute, kept for the
+   * retention period (90 days by default), returned in buckets of `step`.
+   * Only counts are kept, never who was online when. Errors: INVALID_ARGUMENT
+   * (from or to missing, to not after from, a range over 400 days),
+   * UNAVAILABLE (the user database cannot be reached).
+   *
+   * @generated from rpc presence.admin.v1.AdminService.GetOnlineHistory
+   */
+  getOnlineHistory: {
+    methodKind: "unary";
+    input: typeof GetOnlineHistoryRequestSchema;
+    output: typeof GetOnlineHistoryResponseSchema;
   },
   /**
    * The activity settings in force.
