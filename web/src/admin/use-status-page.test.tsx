@@ -21,8 +21,8 @@ function watchPage(server: FakePresenceServer, filter = StatusFilter.ALL, pageTo
     expiresAtMs: Date.now() + 3_600_000,
   });
   const api = server.api(store);
-  const hook = renderHook(({ filter, pageToken }) => useStatusPage(api, filter, pageToken), {
-    initialProps: { filter, pageToken },
+  const hook = renderHook(({ filter, query, pageToken }) => useStatusPage(api, filter, query, pageToken), {
+    initialProps: { filter, query: '', pageToken },
   });
   return { ...hook, store };
 }
@@ -145,7 +145,7 @@ describe('useStatusPage', () => {
     const next = result.current.page?.nextPageToken ?? '';
     expect(next).not.toBe('');
 
-    rerender({ filter: StatusFilter.ALL, pageToken: next });
+    rerender({ filter: StatusFilter.ALL, query: '', pageToken: next });
     expect(result.current.loading).toBe(true);
     expect(result.current.page?.statuses).toHaveLength(PAGE_SIZE);
     await waitFor(() => {
@@ -154,7 +154,7 @@ describe('useStatusPage', () => {
     expect(result.current.page?.statuses).toHaveLength(11);
     expect(result.current.page?.statuses[0]?.username).toBe(`user${PAGE_SIZE}`);
 
-    rerender({ filter: StatusFilter.ONLINE, pageToken: '' });
+    rerender({ filter: StatusFilter.ONLINE, query: '', pageToken: '' });
     await waitFor(() => {
       expect(result.current.loading).toBe(false);
     });

@@ -22,15 +22,15 @@ export interface StatusPage {
   stream: StreamState;
 }
 
-/** The outcome of the latest request, and which page (filter and token) it was for. */
+/** The outcome of the latest request, and which page (filter, query and token) it was for. */
 interface Loaded {
   key: string;
   page: ListUserStatusesResponse | null;
   error: string;
 }
 
-export function useStatusPage(api: Api, filter: StatusFilter, pageToken: string): StatusPage {
-  const key = `${filter}:${pageToken}`;
+export function useStatusPage(api: Api, filter: StatusFilter, query: string, pageToken: string): StatusPage {
+  const key = `${filter}:${query}:${pageToken}`;
   const [loaded, setLoaded] = useState<Loaded | null>(null);
   const [stream, setStream] = useState<StreamState>('connecting');
   // Answers can arrive out of order; only the latest request may set the page.
@@ -40,7 +40,7 @@ export function useStatusPage(api: Api, filter: StatusFilter, pageToken: string)
   const fetchPage = useCallback(async () => {
     const request = ++latestRequest.current;
     try {
-      const answer = await api.admin.listUserStatuses({ pageSize: PAGE_SIZE, pageToken, filter });
+      const answer = await api.admin.listUserStatuses({ pageSize: PAGE_SIZE, pageToken, filter, query });
       if (request === latestRequest.current) setLoaded({ key, page: answer, error: '' });
     } catch (failure) {
       if (request !== latestRequest.current) return;
@@ -51,7 +51,7 @@ export function useStatusPage(api: Api, filter: StatusFilter, pageToken: string)
         error: requestErrorMessage(failure),
       }));
     }
-  }, [api, filter, pageToken, key]);
+  }, [api, filter, query, pageToken, key]);
 
   useEffect(() => {
     void fetchPage();
@@ -85,7 +85,7 @@ export function useStatusPage(api: Api, filter: StatusFilter, pageToken: string)
     );
   }, []);
 
-  // One stream for the page's lifetime: page and filter changes only change what is fetched.
+  // One stream for the page's lifetime: page, filter and query changes only change what is fetched.
   useEffect(() => {
     const abort = new AbortController();
     void watchWithReconnect({

@@ -1,7 +1,8 @@
 // @vitest-environment jsdom
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
-import { MemoryRouter } from 'react-router';
+import { MemoryRouter, useLocation } from 'react-router';
 import { afterEach, describe, expect, it } from 'vitest';
+import { StatusFilter } from '../gen/presence/admin/v1/admin_pb';
 import { App } from '../App';
 import { SESSION_EXPIRED_MESSAGE } from '../errors';
 import { soloElection } from '../leader-election';
@@ -12,9 +13,20 @@ import { ServicesProvider } from '../ui/services-context';
 
 afterEach(cleanup);
 
+/** Shows where the app is, as a link to it would say. */
+function Location() {
+  const location = useLocation();
+  return <output data-testid="location">{location.pathname + location.search}</output>;
+}
+
+const shownUsers = () =>
+  screen
+    .getAllByRole('row')
+    .map((row) => row.dataset.testid?.replace('user-row-', ''))
+    .filter(Boolean);
+
 /** The whole app over a fake server, with admintest1 signed in on the live users page. */
-async function adminOnUsersPage() {
-  const server = new FakePresenceServer(someUsers(3));
+async function adminOnUsersPage(server = new FakePresenceServer(someUsers(3))) {
   const services = createAppServices({
     storage: memoryStorage(),
     createApi: (store) => server.api(store),
@@ -25,6 +37,7 @@ async function adminOnUsersPage() {
     <ServicesProvider services={services}>
       <MemoryRouter initialEntries={['/login']}>
         <App />
+        <Location />
       </MemoryRouter>
     </ServicesProvider>,
   );
@@ -61,5 +74,54 @@ describe('the live users page', () => {
     server.revokeTokensOf('admintest1');
     expect((await screen.findByTestId('session-expired')).textContent).toBe(SESSION_EXPIRED_MESSAGE);
     expect(screen.queryByTestId('signed-out')).toBeNull();
+  });
+});
+
+describe('the users search', () => {
+  it('asks once when typing pauses, puts the query in the URL and shows only the matches', async () => {
+    const users = someUsers(3);
+    users.push({ userId: 'user-e', username: 'edurand', displayName: 'Élodie Durand', role: 'user', online: false });
+    const { server } = await adminOnUsersPage(new FakePresenceServer(users));
+    const listedBefore = server.listRequests.length;
+    const field = screen.getByLabelText('Rechercher un utilisateur');
+
+    for (const typed of ['e', 'el', 'elo', 'elodie']) fireEvent.change(field, { target: { value: typed } });
+    await waitFor(() => {
+      expect(shownUsers()).toEqual(['edurand']);
+    });
+    const searches = server.listRequests.slice(listedBefore);
+    expect(searches.map((request) => request.query)).toEqual(['elodie']);
+    expect(screen.getByTestId('location').textContent).toBe('/admin/users?q=elodie');
+
+    // Clearing the field lists everyone again, and the URL loses its query.
+    fireEvent.change(field, { target: { value: '' } });
+    await waitFor(() => {
+      expect(shownUsers()).toEqual(['admintest1', 'user1', 'user2', 'user3', 'edurand']);
+    });
+    expect(screen.getByTestId('location').textContent).toBe('/admin/users');
+  });
+
+  it('says when nothing matches, applies live changes to the matches and keeps the query with the filter', async () => {
+    const { server } = await adminOnUsersPage();
+    const field = screen.getByLabelText('Rechercher un utilisateur');
+
+    fireEvent.change(field, { target: { value: 'nobody' } });
+    expect((await screen.findByTestId('no-users')).textContent).toBe('Aucun utilisateur ne correspond à « nobody ».');
+
+    fireEvent.change(field, { target: { value: 'USER2' } });
+    await waitFor(() => {
+      expect(shownUsers()).toEqual(['user2']);
+    });
+    server.setOnline('user2', true);
+    await waitFor(() => {
+      expect(screen.getByTestId('status-badge-user2').textContent).toContain('En ligne');
+    });
+
+    // The filter applies to the matches: user2 is online now, so no offline user matches.
+    fireEvent.click(screen.getByLabelText('Hors ligne'));
+    expect((await screen.findByTestId('no-users')).textContent).toBe('Aucun utilisateur ne correspond à « USER2 ».');
+    const last = server.listRequests.at(-1);
+    expect(last?.filter).toBe(StatusFilter.OFFLINE);
+    expect(last?.query).toBe('USER2');
   });
 });

@@ -1,15 +1,17 @@
 /**
- * Who is online: one page of users with their status, counts for everyone, a filter,
- * pagination, and live updates from the server (no refresh button, no polling).
+ * Who is online: one page of users with their status, counts for everyone, a filter, a
+ * search (kept in the URL as `?q=`, so a link shows the same users), pagination, and
+ * live updates from the server (no refresh button, no polling).
  */
 import { useState } from 'react';
-import { Link } from 'react-router';
+import { Link, useSearchParams } from 'react-router';
 import type { StreamState } from '../admin/status-stream';
 import { useStatusPage } from '../admin/use-status-page';
 import { formatDateTime, isoDateTime, onlineLabel, sourceLabel } from '../format';
 import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
 import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import { paths } from '../ui/paths';
+import { SearchField } from '../ui/SearchField';
 import { usePageTitle, useServices } from '../ui/services-context';
 
 const FILTERS = [
@@ -31,14 +33,24 @@ export function AdminUsersPage() {
   usePageTitle('Utilisateurs');
   const { api } = useServices();
   const [filter, setFilter] = useState(StatusFilter.ALL);
-  // The token of every page up to the current one; the first page's is empty.
-  const [pageTokens, setPageTokens] = useState<string[]>(['']);
+  const [searchParams, setSearchParams] = useSearchParams();
+  const query = searchParams.get('q') ?? '';
+  // The token of every page up to the current one (the first page's is empty), for the
+  // query they were issued for: another query starts again from the first page.
+  const [paging, setPaging] = useState({ query, tokens: [''] });
+  const pageTokens = paging.query === query ? paging.tokens : [''];
+  const setPageTokens = (change: (tokens: string[]) => string[]) => {
+    setPaging((previous) => ({ query, tokens: change(previous.query === query ? previous.tokens : ['']) }));
+  };
   const currentToken = pageTokens[pageTokens.length - 1] ?? '';
-  const { page, error, loading, stream } = useStatusPage(api, filter, currentToken);
+  const { page, error, loading, stream } = useStatusPage(api, filter, query, currentToken);
 
   const chooseFilter = (next: StatusFilter) => {
     setFilter(next);
-    setPageTokens(['']);
+    setPageTokens(() => ['']);
+  };
+  const search = (next: string) => {
+    setSearchParams(next ? { q: next } : {}, { replace: true });
   };
 
   return (
@@ -84,6 +96,8 @@ export function AdminUsersPage() {
         </dl>
       )}
 
+      <SearchField query={query} onSearch={search} />
+
       <fieldset className="filter">
         <legend>Afficher</legend>
         {FILTERS.map(({ value, label }) => (
@@ -120,7 +134,11 @@ export function AdminUsersPage() {
           </tbody>
         </table>
       </div>
-      {page?.statuses.length === 0 && <p>Aucun utilisateur à afficher.</p>}
+      {page?.statuses.length === 0 && (
+        <p data-testid="no-users">
+          {query ? `Aucun utilisateur ne correspond à « ${query} ».` : 'Aucun utilisateur à afficher.'}
+        </p>
+      )}
 
       <nav className="pagination" aria-label="Pagination">
         <button

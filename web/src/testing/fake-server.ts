@@ -237,9 +237,10 @@ export class FakePresenceServer {
   private page(request: ListUserStatusesRequest) {
     const matching = this.users.filter(
       (user) =>
-        request.filter === StatusFilter.ALL ||
-        request.filter === StatusFilter.UNSPECIFIED ||
-        (request.filter === StatusFilter.ONLINE) === user.online,
+        (request.filter === StatusFilter.ALL ||
+          request.filter === StatusFilter.UNSPECIFIED ||
+          (request.filter === StatusFilter.ONLINE) === user.online) &&
+        matchesQuery(request.query, user),
     );
     const offset = Number(request.pageToken || '0');
     const end = offset + request.pageSize;
@@ -254,6 +255,20 @@ export class FakePresenceServer {
       generatedAt: timestampFromMs(Date.now()),
     };
   }
+}
+
+/** Like the admin service: every word of the query starts a word of the username or display name, ignoring case and accents. */
+function matchesQuery(query: string, user: FakeUser): boolean {
+  const fold = (text: string) =>
+    text
+      .normalize('NFD')
+      .replace(/\p{M}/gu, '')
+      .toLowerCase();
+  const words = fold(`${user.username} ${user.displayName}`).split(/[^\p{L}\p{N}]+/u);
+  return fold(query)
+    .split(/\s+/)
+    .filter(Boolean)
+    .every((wanted) => words.some((word) => word.startsWith(wanted)));
 }
 
 /** `count` users named user1, user2, ... (offline), and admintest1 (an admin, online). */
