@@ -305,6 +305,23 @@ test('usertest1 signs in: pings, the Redis key appears, the admin sees « En lig
   await page.getByTestId('home-signed-in').waitFor({ timeout: 5_000 });
 });
 
+test('admintest1 finds usertest1 by typing « user »; the link keeps the search', async () => {
+  const admin = await adminPage();
+  await markNoReload(admin);
+  await admin.getByLabel('Rechercher un utilisateur').fill('user');
+  await admin.waitForURL('/admin/users?q=user', { timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${USER.username}`)).toBeVisible({ timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${ADMIN.username}`), 'admintest1 does not match « user »').toBeHidden();
+  await expectBadge(admin, USER.username, 'En ligne');
+  await expectNotReloaded(admin);
+  await screenshot(admin, '04b-admin-users-search');
+
+  // Clearing the field lists everyone again, for the scenarios that follow.
+  await admin.getByLabel('Rechercher un utilisateur').fill('');
+  await admin.waitForURL('/admin/users', { timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${ADMIN.username}`)).toBeVisible({ timeout: 5_000 });
+});
+
 test('a hidden tab sends no ping for two intervals, and pings at once when shown', async () => {
   const page = await userPage();
   const intervalMs = await pingInterval();
