@@ -48,6 +48,15 @@ pub struct AdminConfig {
     /// development secret is used otherwise.
     #[arg(long, env = "PRESENCE_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<SecretString>,
+    /// Days the online count history is kept; older samples are deleted.
+    #[arg(long, env = "PRESENCE_ONLINE_HISTORY_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub online_history_retention_days: u32,
+    /// Seconds between two samples of the online count (one writer across
+    /// every replica). A minute in production; shorter only for tests.
+    #[arg(long, env = "PRESENCE_ONLINE_SAMPLE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub online_sample_seconds: u64,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]

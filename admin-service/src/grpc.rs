@@ -21,8 +21,8 @@ use presence_proto::admin::{
     ActivitySettings as ActivitySettingsMessage, BatchGetUserStatusesRequest,
     BatchGetUserStatusesResponse, GetActivitySettingsRequest, GetOnlineHistoryRequest,
     GetOnlineHistoryResponse, GetUserPresenceRequest, ListUserStatusesRequest,
-    ListUserStatusesResponse, StatusFilter, UpdateActivitySettingsRequest, UserPresence,
-    UserStatus, UserStatusEvent, WatchUserStatusesRequest,
+    ListUserStatusesResponse, OnlineCountPoint, StatusFilter, UpdateActivitySettingsRequest,
+    UserPresence, UserStatus, UserStatusEvent, WatchUserStatusesRequest,
 };
 use presence_proto::{timestamp, timestamp_from};
 use presence_store::revocation::RevocationCheck;
@@ -34,6 +34,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::AdminError;
 use crate::listing::StatusReader;
+use crate::online_history;
 use crate::page_token::PageTokens;
 use crate::status::to_proto;
 use crate::store::ListFilter;
@@ -136,6 +137,42 @@ impl AdminHandler {
             threshold_minutes: u32::from(batch.threshold.minutes()),
             generated_at: Some(timestamp(batch.generated_at)),
             degraded: batch.degraded,
+        })
+    }
+
+    async fn online_history(
+        &self,
+        request: Request<GetOnlineHistoryRequest>,
+    ) -> Result<GetOnlineHistoryResponse, AdminError> {
+        self.authorize(request.metadata(), &[Role::Admin]).await?;
+        let request = request.into_inner();
+        let (Some(from), Some(to)) = (request.from, request.to) else {
+            return Err(AdminError::InvalidArgument(
+                "from and to are required".into(),
+            ));
+        };
+        let (from, to) = (from.seconds, to.seconds);
+        if to <= from || to - from > online_history::MAX_RANGE_SECONDS {
+            return Err(AdminError::InvalidArgument(
+                "to must be after from, and at most 400 days later".into(),
+            ));
+        }
+        let (start, step) = online_history::buckets_for(from, to, request.step_seconds);
+        let buckets =
+            online_history::history(self.reader.directory.pool(), start, to, step).await?;
+        Ok(GetOnlineHistoryResponse {
+            points: buckets
+                .into_iter()
+                .map(|bucket| OnlineCountPoint {
+                    at: Some(timestamp(bucket.at)),
+                    max_online: u64::try_from(bucket.max_online).unwrap_or_default(),
+                    mean_online: bucket.mean_online,
+                    samples: u32::try_from(bucket.samples).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            step_seconds: u32::try_from(step).unwrap_or(u32::MAX),
+            from: Some(timestamp(start)),
+            to: Some(timestamp(to)),
         })
     }
 
@@ -449,9 +486,9 @@ impl AdminService for AdminHandler {
 
     async fn get_online_history(
         &self,
-        _request: Request<GetOnlineHistoryRequest>,
+        request: Request<GetOnlineHistoryRequest>,
     ) -> Result<Response<GetOnlineHistoryResponse>, Status> {
-        Err(Status::unimplemented("GetOnlineHistory is not served yet"))
+        Ok(Response::new(self.online_history(request).await?))
     }
 
     async fn get_activity_settings(

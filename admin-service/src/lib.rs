@@ -11,6 +11,7 @@
 //! - `index_keeper`: keeps the presence index in step with login_history.
 //! - `background`: deadlines and retry delays of those background loops.
 //! - `connections`: connections that can be cut when the drain deadline passes.
+//! - `online_history`: the online count sampled once a minute, and read back in buckets.
 //! - `page_token`: signed pagination positions.
 //! - `error`: the one error type and its mapping to gRPC status.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod grpc;
 pub mod index_keeper;
 pub mod listing;
+pub mod online_history;
 pub mod page_token;
 pub mod startup;
 pub mod status;

@@ -33,6 +33,7 @@ use crate::connections;
 use crate::grpc::AdminHandler;
 use crate::index_keeper::IndexKeeper;
 use crate::listing::StatusReader;
+use crate::online_history::{self, RecorderSettings};
 use crate::page_token::PageTokens;
 use crate::store::{ActivityReader, Directory};
 use crate::watch::{StatusHub, WatcherSlots};
@@ -123,8 +124,9 @@ impl Application {
         );
         let (stopping, stopping_receiver) = watch::channel(false);
         let (call_timeout, drain) = (config.call_timeout(), config.drain());
+        let reader = StatusReader::new(directory, ActivityReader::new(redis), threshold);
         let handler = AdminHandler {
-            reader: StatusReader::new(directory, ActivityReader::new(redis), threshold),
+            reader,
             verifier,
             revocations,
             page_tokens: PageTokens::new(&page_token_key),
@@ -143,6 +145,21 @@ impl Application {
                 address: config.listen_addr,
                 source,
             })?;
+        online_history::start_recorder(
+            handler.reader.directory.pool().clone(),
+            handler.reader.clone(),
+            RecorderSettings {
+                every: Duration::from_secs(config.online_sample_seconds),
+                retention: Duration::from_secs(
+                    u64::from(config.online_history_retention_days) * 86_400,
+                ),
+            },
+            listener.local_addr().map_err(|source| StartupError::Bind {
+                address: config.listen_addr,
+                source,
+            })?,
+            handler.stopping.clone(),
+        );
         Ok(Self {
             listener,
             handler,

@@ -9,6 +9,7 @@ mod cluster;
 mod counts;
 mod faults;
 mod helpers;
+mod history;
 mod pagination;
 mod settings;
 mod shutdown;
