@@ -28,6 +28,8 @@ export PRESENCE_ACTIVITY_ADDR=127.0.0.1:$activity_port PRESENCE_ACTIVITY_URL=htt
 export PRESENCE_ADMIN_ADDR=127.0.0.1:$admin_port PRESENCE_ADMIN_URL=http://127.0.0.1:$admin_port
 export PRESENCE_GATEWAY_ADDR=127.0.0.1:$gateway_port PRESENCE_METRICS_ADDR=127.0.0.1:$metrics_port
 export PRESENCE_PING_INTERVAL_SECONDS=2
+# A sample of the online count every few seconds, so the chart has points within the run.
+export PRESENCE_ONLINE_SAMPLE_SECONDS=3
 psql "$DATABASE_SERVER_URL/postgres" -qc "DROP DATABASE IF EXISTS presence_e2e WITH (FORCE)" >/dev/null
 
 mkdir -p target/e2e

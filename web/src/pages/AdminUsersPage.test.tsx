@@ -1,6 +1,7 @@
 // @vitest-environment jsdom
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
 import { MemoryRouter, useLocation } from 'react-router';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StatusFilter } from '../gen/presence/admin/v1/admin_pb';
 import { App } from '../App';
@@ -48,7 +49,7 @@ async function adminOnUsersPage(server = new FakePresenceServer(someUsers(3))) {
   await waitFor(() => {
     expect(screen.getByTestId('live-status').dataset.state).toBe('live');
     expect(server.listRequests).toHaveLength(2);
-    expect(screen.getByRole('table').getAttribute('aria-busy')).toBe('false');
+    expect(screen.getByRole('table', { name: /Utilisateurs, page/ }).getAttribute('aria-busy')).toBe('false');
   });
   expect(screen.getByTestId('status-badge-user1').textContent).toContain('Hors ligne');
   return { server, services };
@@ -123,5 +124,27 @@ describe('the users search', () => {
     const last = server.listRequests.at(-1);
     expect(last?.filter).toBe(StatusFilter.OFFLINE);
     expect(last?.query).toBe('USER2');
+  });
+});
+
+describe('the online count trend', () => {
+  it('shows the last 24 hours at first, then the range chosen', async () => {
+    const server = new FakePresenceServer(someUsers(3));
+    server.historyPoints = [{ at: timestampFromMs(Date.now() - 60_000), maxOnline: 2n, meanOnline: 2, samples: 1 }];
+    await adminOnUsersPage(server);
+    await waitFor(() => {
+      expect(screen.getByTestId('online-chart').querySelector('svg')?.dataset.points).toBe('1');
+    });
+    const span = (index: number) => {
+      const request = server.historyRequests.at(index);
+      return Number((request?.to?.seconds ?? 0n) - (request?.from?.seconds ?? 0n));
+    };
+    expect(span(0)).toBe(86_400);
+
+    fireEvent.click(screen.getByLabelText('7 jours'));
+    await waitFor(() => {
+      expect(server.historyRequests).toHaveLength(2);
+    });
+    expect(span(1)).toBe(7 * 86_400);
   });
 });

@@ -6,11 +6,13 @@
 import { useState } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import type { StreamState } from '../admin/status-stream';
+import { useOnlineHistory } from '../admin/use-online-history';
 import { useStatusPage } from '../admin/use-status-page';
 import { formatDateTime, isoDateTime, onlineLabel, sourceLabel } from '../format';
 import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
 import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import { paths } from '../ui/paths';
+import { OnlineChart } from '../ui/OnlineChart';
 import { SearchField } from '../ui/SearchField';
 import { usePageTitle, useServices } from '../ui/services-context';
 
@@ -28,6 +30,12 @@ const STREAM_LABELS: Record<StreamState, string> = {
 };
 
 const countFormat = new Intl.NumberFormat('fr-FR');
+
+const HISTORY_RANGES = [
+  { seconds: 86_400, label: '24 heures' },
+  { seconds: 7 * 86_400, label: '7 jours' },
+  { seconds: 30 * 86_400, label: '30 jours' },
+];
 
 export function AdminUsersPage() {
   usePageTitle('Utilisateurs');
@@ -95,6 +103,8 @@ export function AdminUsersPage() {
           </div>
         </dl>
       )}
+
+      <OnlineTrend />
 
       <SearchField query={query} onSearch={search} />
 
@@ -194,4 +204,38 @@ function UserRow({ status }: { status: UserStatus }) {
 function DateTime({ value }: { value: Timestamp | undefined }) {
   const iso = isoDateTime(value);
   return iso ? <time dateTime={iso}>{formatDateTime(value)}</time> : <>{formatDateTime(value)}</>;
+}
+
+/** How many users were online over the chosen range, refreshed every minute. */
+function OnlineTrend() {
+  const { api } = useServices();
+  const [range, setRange] = useState(HISTORY_RANGES[0] ?? { seconds: 86_400, label: '24 heures' });
+  const { history, error } = useOnlineHistory(api, range.seconds);
+  return (
+    <section aria-labelledby="trend-title" className="trend">
+      <h2 id="trend-title">Utilisateurs en ligne au fil du temps</h2>
+      <fieldset className="filter">
+        <legend>Période</legend>
+        {HISTORY_RANGES.map((choice) => (
+          <label key={choice.seconds}>
+            <input
+              type="radio"
+              name="history-range"
+              checked={range.seconds === choice.seconds}
+              onChange={() => {
+                setRange(choice);
+              }}
+            />
+            {choice.label}
+          </label>
+        ))}
+      </fieldset>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {history && <OnlineChart history={history} title={`Utilisateurs en ligne, ${range.label}`} />}
+    </section>
+  );
 }

@@ -6,7 +6,7 @@
  * completion, then one event per change; a resync, a fresh snapshot and its completion
  * when the threshold changes; and UNAUTHENTICATED to the streams of a signed-out token.
  */
-import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { timestampFromMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from '@connectrpc/connect';
 import { sessionInterceptor, type Api } from '../api';
 import { ActivityService } from '../gen/presence/activity/v1/activity_pb';
@@ -14,6 +14,7 @@ import {
   AdminService,
   StatusFilter,
   StatusSource,
+  type GetOnlineHistoryRequest,
   type ListUserStatusesRequest,
   type UserStatusEvent,
 } from '../gen/presence/admin/v1/admin_pb';
@@ -88,6 +89,10 @@ export class FakePresenceServer {
   thresholdMinutes = 5;
   /** Every ListUserStatuses request, in order. */
   readonly listRequests: ListUserStatusesRequest[] = [];
+  /** Every GetOnlineHistory request, in order, and what it returns. */
+  readonly historyRequests: GetOnlineHistoryRequest[] = [];
+  historyPoints: { at: Timestamp; maxOnline: bigint; meanOnline: number; samples: number }[] = [];
+  historyStepSeconds = 60;
   /** How many WatchUserStatuses streams were opened. */
   watchCount = 0;
   /** When set, new streams are refused with this code before any event. */
@@ -139,6 +144,16 @@ export class FakePresenceServer {
             return this.page(request);
           },
           watchUserStatuses: (_request, context) => this.watch(context),
+          getOnlineHistory: (request, context) => {
+            this.caller(context);
+            this.historyRequests.push(request);
+            return {
+              points: this.historyPoints,
+              stepSeconds: this.historyStepSeconds,
+              from: request.from,
+              to: request.to,
+            };
+          },
         });
       },
       { transport: { interceptors: [sessionInterceptor(store)] } },
