@@ -307,7 +307,7 @@ test('usertest1 signs in: pings, the Redis key appears, the admin sees « En lig
 
 test('admintest1 sees the online count chart with at least one point, and its table', async () => {
   const admin = await adminPage();
-  const chart = admin.getByTestId('online-chart').locator('svg');
+  const chart = admin.getByTestId('online-chart').locator('svg[data-points]');
   const ranges = ['7 jours', '24 heures'];
   let choice = 0;
   // The chart refreshes every minute; switching the range fetches it at once.

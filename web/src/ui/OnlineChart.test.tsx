@@ -49,6 +49,19 @@ describe('the online chart', () => {
     expect(screen.getAllByText('Aucune mesure sur cette période.').length).toBeGreaterThan(0);
   });
 
+  it('labels the count axis with whole numbers only', () => {
+    const one = create(GetOnlineHistoryResponseSchema, {
+      points: [{ at: timestampFromMs(FROM), maxOnline: 1n, meanOnline: 1, samples: 1 }],
+      stepSeconds: 60,
+      from: timestampFromMs(FROM),
+      to: timestampFromMs(FROM + 10 * MINUTE),
+    });
+    const { container } = render(<OnlineChart history={one} title="En ligne" />);
+    expect(screen.getByRole('img', { name: /1 mesure, au plus 1 utilisateur en ligne/ })).toBeTruthy();
+    const labels = [...container.querySelectorAll('.visx-axis-left .visx-axis-tick text')].map((tick) => tick.textContent);
+    expect(labels).toEqual(['0', '1']);
+  });
+
   it('splits runs where a bucket is missing', () => {
     const at = (minute: number) => ({ atMs: minute * MINUTE, maxOnline: 1, meanOnline: 1 });
     expect(runsOf([at(0), at(1), at(3), at(4), at(9)], MINUTE).map((run) => run.length)).toEqual([2, 2, 1]);

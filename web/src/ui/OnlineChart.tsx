@@ -43,18 +43,23 @@ export function chartPoints(history: GetOnlineHistoryResponse): ChartPoint[] {
 const dateTime = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'short', timeStyle: 'short' });
 const count = new Intl.NumberFormat('fr-FR', { maximumFractionDigits: 1 });
 
+/** « 1 mesure », « 0 mesure », « 3 mesures » (French: the plural starts at 2). */
+function plural(value: number, noun: string): string {
+  return `${count.format(value)} ${noun}${value >= 2 ? 's' : ''}`;
+}
+
 export function OnlineChart({ history, title }: { history: GetOnlineHistoryResponse; title: string }) {
   const points = chartPoints(history);
   const fromMs = history.from ? timestampMs(history.from) : 0;
   const toMs = history.to ? timestampMs(history.to) : 0;
   const stepMs = history.stepSeconds * 1000;
-  const peak = Math.max(1, ...points.map((point) => point.maxOnline));
+  const peak = Math.max(0, ...points.map((point) => point.maxOnline));
   const x = scaleTime({ domain: [new Date(fromMs), new Date(toMs)], range: [0, WIDTH - MARGIN.left - MARGIN.right] });
-  const y = scaleLinear({ domain: [0, peak], range: [HEIGHT - MARGIN.top - MARGIN.bottom, 0], nice: true });
+  const y = scaleLinear({ domain: [0, Math.max(1, peak)], range: [HEIGHT - MARGIN.top - MARGIN.bottom, 0], nice: true });
   const summary =
     points.length === 0
       ? 'Aucune mesure sur cette période.'
-      : `${points.length} mesures, au plus ${count.format(peak)} utilisateurs en ligne.`;
+      : `${plural(points.length, 'mesure')}, au plus ${plural(peak, 'utilisateur')} en ligne.`;
 
   return (
     <figure className="online-chart" data-testid="online-chart">
@@ -67,7 +72,8 @@ export function OnlineChart({ history, title }: { history: GetOnlineHistoryRespo
         <title id="online-chart-title">{title}</title>
         <desc id="online-chart-summary">{summary}</desc>
         <Group left={MARGIN.left} top={MARGIN.top}>
-          <AxisLeft scale={y} numTicks={4} />
+          {/* Counts are whole: no « 0,5 » tick under a peak of 1. */}
+          <AxisLeft scale={y} tickValues={y.ticks(4).filter(Number.isInteger)} tickFormat={(value) => count.format(Number(value))} />
           <AxisBottom
             top={HEIGHT - MARGIN.top - MARGIN.bottom}
             scale={x}
