@@ -1,6 +1,7 @@
 /** The routes: sign-in is public, everything else needs a session, admin pages a role. */
 import { Navigate, Route, Routes } from 'react-router';
 import { AdminSettingsPage } from './pages/AdminSettingsPage';
+import { AdminUserPage } from './pages/AdminUserPage';
 import { AdminUsersPage } from './pages/AdminUsersPage';
 import { HomePage } from './pages/HomePage';
 import { LoginPage } from './pages/LoginPage';
@@ -17,6 +18,7 @@ export function App() {
         <Route path="admin" element={<AdminOnly />}>
           <Route index element={<Navigate to={paths.adminUsers} replace />} />
           <Route path="users" element={<AdminUsersPage />} />
+          <Route path="users/:userId" element={<AdminUserPage />} />
           <Route path="settings" element={<AdminSettingsPage />} />
         </Route>
       </Route>

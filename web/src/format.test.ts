@@ -1,6 +1,6 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { formatDateTime, isoDateTime, onlineLabel, sourceLabel, UNKNOWN } from './format';
+import { formatDateTime, isoDateTime, onlineLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
 import { StatusSource } from './gen/presence/admin/v1/admin_pb';
 
 const moment = timestampFromMs(Date.UTC(2025, 10, 25, 14, 3, 7));
@@ -31,5 +31,71 @@ describe('labels', () => {
     expect(sourceLabel(StatusSource.LOGIN_HISTORY)).toBe('historique de connexion');
     expect(sourceLabel(StatusSource.NONE)).toBe(UNKNOWN);
     expect(sourceLabel(StatusSource.UNSPECIFIED)).toBe(UNKNOWN);
+  });
+});
+
+/** Intl writes a no-break space between a number and its unit; compare the words. */
+const plain = (text: string) => text.replace(/[\u00a0\u202f]/g, ' ');
+
+describe('timeAgo', () => {
+  const now = Date.UTC(2026, 11, 3, 15, 0, 0);
+  it('says how long ago, in the unit a reader expects', () => {
+    expect(plain(timeAgo(now - 40_000, now))).toBe('il y a 40 s');
+    expect(plain(timeAgo(now - 3 * 60_000 - 59_000, now))).toBe('il y a 3 min');
+    expect(plain(timeAgo(now - 2 * 3_600_000, now))).toBe('il y a 2 h');
+    expect(plain(timeAgo(now - 5 * 86_400_000, now))).toBe('il y a 5 j');
+  });
+
+  it('reads a moment just now, or ahead of this clock, as « à l’instant »', () => {
+    expect(plain(timeAgo(now - 2_000, now))).toBe("à l'instant");
+    expect(plain(timeAgo(now + 30_000, now))).toBe("à l'instant");
+  });
+});
+
+describe('statusSentence', () => {
+  const now = Date.UTC(2026, 11, 3, 15, 30, 0);
+  const base = { thresholdMinutes: 15, disabled: false };
+  const at = (hours: number, minutes: number) => Date.UTC(2026, 11, 3, hours, minutes, 0);
+
+  it('online by activity: how long ago the last ping was', () => {
+    const evidence = { ...base, online: true, source: StatusSource.ACTIVITY, lastActivityMs: now - 40_000, lastLoginMs: at(14, 2) };
+    expect(plain(statusSentence(evidence, now, 'UTC'))).toBe('En ligne — dernière activité il y a 40 s');
+  });
+
+  it('online by login alone: the login it is judged on', () => {
+    const evidence = { ...base, online: true, source: StatusSource.LOGIN_HISTORY, lastLoginMs: at(14, 2) };
+    expect(plain(statusSentence(evidence, now, 'UTC'))).toBe("En ligne d'après la connexion de 14:02 (aucune activité depuis)");
+    expect(plain(statusSentence(evidence, now, 'Europe/Paris'))).toBe(
+      "En ligne d'après la connexion de 15:02 (aucune activité depuis)",
+    );
+  });
+
+  it('offline by logout: when they signed out, with the date when it was another day', () => {
+    const evidence = { ...base, online: false, source: StatusSource.NONE, lastActivityMs: at(15, 9), lastLogoutMs: at(15, 10) };
+    expect(plain(statusSentence(evidence, now, 'UTC'))).toBe('Hors ligne — déconnecté à 15:10');
+    const yesterday = { ...evidence, lastActivityMs: undefined, lastLogoutMs: at(15, 10) - 86_400_000 };
+    expect(plain(statusSentence(yesterday, now, 'UTC'))).toBe('Hors ligne — déconnecté le 02/12/2026 à 15:10');
+  });
+
+  it('offline past the threshold: the last activity and the threshold it was judged with', () => {
+    const evidence = {
+      ...base,
+      online: false,
+      source: StatusSource.NONE,
+      lastActivityMs: now - 2 * 3_600_000,
+      lastLogoutMs: now - 5 * 3_600_000,
+    };
+    expect(plain(statusSentence(evidence, now, 'UTC'))).toBe('Hors ligne — dernière activité il y a 2 h (seuil : 15 min)');
+    const loginOnly = { ...base, online: false, source: StatusSource.NONE, lastLoginMs: now - 20 * 60_000 };
+    expect(plain(statusSentence(loginOnly, now, 'UTC'))).toBe('Hors ligne — dernière connexion il y a 20 min (seuil : 15 min)');
+  });
+
+  it('never seen, or disabled', () => {
+    expect(plain(statusSentence({ ...base, online: false, source: StatusSource.NONE }, now))).toBe(
+      'Hors ligne — aucune activité ni connexion connue',
+    );
+    expect(plain(statusSentence({ ...base, disabled: true, online: false, source: StatusSource.NONE, lastActivityMs: now }, now))).toBe(
+      'Hors ligne — compte désactivé',
+    );
   });
 });

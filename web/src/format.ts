@@ -38,3 +38,66 @@ export function sourceLabel(source: StatusSource): string {
       return UNKNOWN;
   }
 }
+
+const relative = new Intl.RelativeTimeFormat('fr-FR', { style: 'short', numeric: 'always' });
+
+/**
+ * How long ago `atMs` was, the French way: « il y a 40 s », « il y a 3 min », « il y a 2 h »,
+ * « il y a 5 j » (a moment in the future, from a clock ahead of ours, reads « à l'instant »).
+ */
+export function timeAgo(atMs: number, nowMs: number): string {
+  const seconds = Math.floor((nowMs - atMs) / 1000);
+  if (seconds < 5) return "à l'instant";
+  if (seconds < 60) return relative.format(-seconds, 'second');
+  if (seconds < 3_600) return relative.format(-Math.floor(seconds / 60), 'minute');
+  if (seconds < 86_400) return relative.format(-Math.floor(seconds / 3_600), 'hour');
+  return relative.format(-Math.floor(seconds / 86_400), 'day');
+}
+
+/** The time of `atMs` (« 14:02 ») and its date (« 02/12/2026 ») unless it is the day of `nowMs`. */
+export function clockTime(atMs: number, nowMs: number, timeZone?: string): { day?: string; time: string } {
+  const day = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'short', timeZone });
+  const time = new Intl.DateTimeFormat('fr-FR', { timeStyle: 'short', timeZone }).format(atMs);
+  return day.format(atMs) === day.format(nowMs) ? { time } : { day: day.format(atMs), time };
+}
+
+/** What the evidence of a status says about it, as an administrator reads it. */
+export interface StatusEvidence {
+  online: boolean;
+  source: StatusSource;
+  lastActivityMs?: number;
+  lastLoginMs?: number;
+  lastLogoutMs?: number;
+  thresholdMinutes: number;
+  disabled: boolean;
+}
+
+/**
+ * Why a user has their status, in one French sentence: « En ligne — dernière activité
+ * il y a 40 s », « En ligne d'après la connexion de 14:02 (aucune activité depuis) »,
+ * « Hors ligne — déconnecté à 15:10 », « Hors ligne — dernière activité il y a 2 h
+ * (seuil : 15 min) ».
+ */
+export function statusSentence(evidence: StatusEvidence, nowMs: number, timeZone?: string): string {
+  const { lastActivityMs, lastLoginMs, lastLogoutMs, thresholdMinutes } = evidence;
+  if (evidence.disabled) return 'Hors ligne — compte désactivé';
+  if (evidence.online) {
+    if (evidence.source === StatusSource.LOGIN_HISTORY && lastLoginMs !== undefined) {
+      const { day, time } = clockTime(lastLoginMs, nowMs, timeZone);
+      const when = day ? `du ${day} à ${time}` : `de ${time}`;
+      return `En ligne d'après la connexion ${when} (aucune activité depuis)`;
+    }
+    return lastActivityMs === undefined ? 'En ligne' : `En ligne — dernière activité ${timeAgo(lastActivityMs, nowMs)}`;
+  }
+  const lastSeenMs = Math.max(lastActivityMs ?? -Infinity, lastLoginMs ?? -Infinity);
+  if (lastLogoutMs !== undefined && lastLogoutMs >= lastSeenMs) {
+    const { day, time } = clockTime(lastLogoutMs, nowMs, timeZone);
+    return `Hors ligne — déconnecté ${day ? `le ${day} ` : ''}à ${time}`;
+  }
+  const threshold = `(seuil : ${thresholdMinutes} min)`;
+  if (lastActivityMs !== undefined && lastActivityMs >= lastSeenMs) {
+    return `Hors ligne — dernière activité ${timeAgo(lastActivityMs, nowMs)} ${threshold}`;
+  }
+  if (lastLoginMs !== undefined) return `Hors ligne — dernière connexion ${timeAgo(lastLoginMs, nowMs)} ${threshold}`;
+  return 'Hors ligne — aucune activité ni connexion connue';
+}

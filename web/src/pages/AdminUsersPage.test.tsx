@@ -1,9 +1,10 @@
 // @vitest-environment jsdom
-import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { MemoryRouter, useLocation } from 'react-router';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StatusFilter } from '../gen/presence/admin/v1/admin_pb';
+import { LoginEventKind, StatusFilter } from '../gen/presence/admin/v1/admin_pb';
+import { USER_NOT_FOUND_MESSAGE } from '../admin/use-user-presence';
 import { App } from '../App';
 import { SESSION_EXPIRED_MESSAGE } from '../errors';
 import { soloElection } from '../leader-election';
@@ -146,5 +147,90 @@ describe('the online count trend', () => {
       expect(server.historyRequests).toHaveLength(2);
     });
     expect(span(1)).toBe(7 * 86_400);
+  });
+});
+
+describe('the last seen column', () => {
+  it('shows relative times, sorts the page by last seen both ways and back to usernames', async () => {
+    const users = someUsers(3);
+    const now = Date.now();
+    const seen: Record<string, number> = { user1: now - 3 * 60_000, user2: now - 40_000, admintest1: now - 2 * 3_600_000 };
+    for (const user of users) user.lastActivityMs = seen[user.username];
+    await adminOnUsersPage(new FakePresenceServer(users));
+
+    const lastActivity = (username: string) => screen.getByTestId(`user-row-${username}`).querySelectorAll('td').item(2);
+    expect(lastActivity('user2').querySelector('time')?.firstChild?.textContent).toMatch(/^il y a 4\d\s?s$/);
+    expect(lastActivity('user1').querySelector('time')?.firstChild?.textContent).toMatch(/^il y a 3\smin$/);
+    expect(lastActivity('user3').textContent).toBe('—');
+    // The exact time is there for hover (title) and for screen readers.
+    const exact = lastActivity('user1').querySelector('time')?.getAttribute('title') ?? '';
+    expect(exact).toMatch(/^\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d$/);
+    expect(lastActivity('user1').textContent).toContain(`(${exact})`);
+
+    const header = screen.getByTestId('sort-last-seen');
+    expect(header.closest('th')?.getAttribute('aria-sort')).toBe('none');
+    fireEvent.click(header);
+    expect(shownUsers()).toEqual(['user2', 'user1', 'admintest1', 'user3']);
+    expect(header.closest('th')?.getAttribute('aria-sort')).toBe('descending');
+    fireEvent.click(header);
+    expect(shownUsers()).toEqual(['admintest1', 'user1', 'user2', 'user3']);
+    expect(header.closest('th')?.getAttribute('aria-sort')).toBe('ascending');
+    fireEvent.click(header);
+    expect(shownUsers()).toEqual(['admintest1', 'user1', 'user2', 'user3']);
+    expect(header.closest('th')?.getAttribute('aria-sort')).toBe('none');
+  });
+});
+
+describe("a user's page", () => {
+  it('opens from the row with its own URL, says why in French, lists the events and goes back to the search', async () => {
+    const server = new FakePresenceServer(someUsers(3));
+    const now = Date.now();
+    server.presences.set('user-2', {
+      status: { online: false, lastActivityAt: timestampFromMs(now - 2 * 3_600_000) },
+      thresholdMinutes: 15,
+      recentEvents: [
+        {
+          kind: LoginEventKind.LOGIN_FAILURE,
+          occurredAt: timestampFromMs(now - 3 * 3_600_000),
+          failureReason: 'wrong_password',
+          clientAddress: '192.0.2.7',
+          userAgent: 'Firefox/140',
+        },
+        { kind: LoginEventKind.LOGIN_SUCCESS, occurredAt: timestampFromMs(now - 4 * 3_600_000) },
+      ],
+    });
+    await adminOnUsersPage(server);
+    fireEvent.change(screen.getByLabelText('Rechercher un utilisateur'), { target: { value: 'user' } });
+    await waitFor(() => {
+      expect(screen.getByTestId('location').textContent).toBe('/admin/users?q=user');
+    });
+
+    fireEvent.click(screen.getByRole('link', { name: 'user2' }));
+    const sentence = await screen.findByTestId('presence-sentence');
+    expect(screen.getByTestId('location').textContent).toBe('/admin/users/user-2');
+    expect(server.presenceRequests).toEqual(['user-2']);
+    expect(sentence.textContent.replace(/\s/g, ' ')).toContain('Hors ligne — dernière activité il y a 2 h (seuil : 15 min)');
+    expect(screen.getByRole('heading', { level: 1 }).textContent).toBe('User 2 (user2)');
+    const rows = within(screen.getByTestId('login-events')).getAllByRole('row').slice(1);
+    expect(rows.map((row) => row.querySelectorAll('td').item(1).textContent)).toEqual([
+      'Échec de connexion (mot de passe incorrect)',
+      'Connexion',
+    ]);
+    expect(rows[0]?.textContent).toContain('192.0.2.7');
+    expect(rows[0]?.textContent).toContain('Firefox/140');
+
+    fireEvent.click(screen.getByRole('link', { name: /Retour à la liste/ }));
+    await waitFor(() => {
+      expect(screen.getByTestId('location').textContent).toBe('/admin/users?q=user');
+    });
+  });
+
+  it('says so when the user no longer exists', async () => {
+    const { server } = await adminOnUsersPage();
+    // Deleted after the list was shown.
+    server.users.splice(server.users.findIndex((user) => user.username === 'user1'), 1);
+    fireEvent.click(screen.getByRole('link', { name: 'user1' }));
+    expect((await screen.findByTestId('presence-error')).textContent).toBe(USER_NOT_FOUND_MESSAGE);
+    expect(screen.queryByTestId('presence-sentence')).toBeNull();
   });
 });

@@ -1,17 +1,20 @@
 /**
  * Who is online: one page of users with their status, counts for everyone, a filter, a
  * search (kept in the URL as `?q=`, so a link shows the same users), pagination, and
- * live updates from the server (no refresh button, no polling).
+ * live updates from the server (no refresh button, no polling). Times read « il y a 3 min »
+ * and stay current; the page shown can be sorted by last seen; a username opens that
+ * user's page (why they have their status).
  */
 import { useState } from 'react';
-import { Link, useSearchParams } from 'react-router';
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { Link, useLocation, useSearchParams } from 'react-router';
 import type { StreamState } from '../admin/status-stream';
 import { useOnlineHistory } from '../admin/use-online-history';
 import { useStatusPage } from '../admin/use-status-page';
-import { formatDateTime, isoDateTime, onlineLabel, sourceLabel } from '../format';
+import { onlineLabel, sourceLabel } from '../format';
 import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
-import type { Timestamp } from '@bufbuild/protobuf/wkt';
-import { paths } from '../ui/paths';
+import { paths, type BackTo } from '../ui/paths';
+import { RelativeTime, useNow } from '../ui/RelativeTime';
 import { OnlineChart } from '../ui/OnlineChart';
 import { SearchField } from '../ui/SearchField';
 import { usePageTitle, useServices } from '../ui/services-context';
@@ -30,6 +33,34 @@ const STREAM_LABELS: Record<StreamState, string> = {
 };
 
 const countFormat = new Intl.NumberFormat('fr-FR');
+
+/** How often relative times (« il y a 3 min ») are brought up to date. */
+const CLOCK_PERIOD_MS = 5_000;
+
+/** The rows in username order (the server's), or by last seen, most recent first or last. */
+type Sort = 'username' | 'recent-first' | 'recent-last';
+
+const NEXT_SORT: Record<Sort, Sort> = { username: 'recent-first', 'recent-first': 'recent-last', 'recent-last': 'username' };
+const ARIA_SORT: Record<Sort, 'none' | 'descending' | 'ascending'> = {
+  username: 'none',
+  'recent-first': 'descending',
+  'recent-last': 'ascending',
+};
+
+const lastSeenMs = (status: UserStatus) => (status.lastSeenAt ? timestampMs(status.lastSeenAt) : -Infinity);
+
+/** The page's rows in the order chosen; users never seen come last either way. */
+export function sortedRows(statuses: UserStatus[], sort: Sort): UserStatus[] {
+  if (sort === 'username') return statuses;
+  const direction = sort === 'recent-first' ? -1 : 1;
+  return [...statuses].sort((a, b) => {
+    const [left, right] = [lastSeenMs(a), lastSeenMs(b)];
+    if (left === right) return 0;
+    if (left === -Infinity) return 1;
+    if (right === -Infinity) return -1;
+    return direction * (left - right);
+  });
+}
 
 const HISTORY_RANGES = [
   { seconds: 86_400, label: '24 heures' },
@@ -52,6 +83,10 @@ export function AdminUsersPage() {
   };
   const currentToken = pageTokens[pageTokens.length - 1] ?? '';
   const { page, error, loading, stream } = useStatusPage(api, filter, query, currentToken);
+  const [sort, setSort] = useState<Sort>('username');
+  const nowMs = useNow(CLOCK_PERIOD_MS);
+  const location = useLocation();
+  const backTo: BackTo = { list: location.pathname + location.search };
 
   const chooseFilter = (next: StatusFilter) => {
     setFilter(next);
@@ -134,13 +169,35 @@ export function AdminUsersPage() {
               <th scope="col">Utilisateur</th>
               <th scope="col">Nom affiché</th>
               <th scope="col">Statut</th>
-              <th scope="col">Dernière activité</th>
+              <th scope="col" aria-sort={ARIA_SORT[sort]}>
+                <button
+                  type="button"
+                  className="sort"
+                  data-testid="sort-last-seen"
+                  onClick={() => {
+                    setSort(NEXT_SORT[sort]);
+                  }}
+                >
+                  Dernière activité
+                  <span aria-hidden="true">{sort === 'recent-first' ? ' ↓' : sort === 'recent-last' ? ' ↑' : ' ↕'}</span>
+                  <span className="visually-hidden">
+                    {sort === 'username'
+                      ? ' (trier cette page, plus récente en premier)'
+                      : sort === 'recent-first'
+                        ? ' (triée, plus récente en premier ; plus ancienne en premier au clic)'
+                        : ' (triée, plus ancienne en premier ; ordre alphabétique au clic)'}
+                  </span>
+                </button>
+              </th>
               <th scope="col">Dernière connexion</th>
               <th scope="col">Source</th>
             </tr>
           </thead>
           <tbody>
-            {page?.statuses.map((status) => <UserRow key={status.userId} status={status} />)}
+            {page &&
+              sortedRows(page.statuses, sort).map((status) => (
+                <UserRow key={status.userId} status={status} nowMs={nowMs} backTo={backTo} />
+              ))}
           </tbody>
         </table>
       </div>
@@ -176,10 +233,14 @@ export function AdminUsersPage() {
   );
 }
 
-function UserRow({ status }: { status: UserStatus }) {
+function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number; backTo: BackTo }) {
   return (
     <tr data-testid={`user-row-${status.username}`} data-online={status.online}>
-      <th scope="row">{status.username}</th>
+      <th scope="row">
+        <Link to={paths.adminUser(status.userId)} state={backTo} title={`Pourquoi ce statut : ${status.username}`}>
+          {status.username}
+        </Link>
+      </th>
       <td>{status.displayName}</td>
       <td>
         <span
@@ -191,19 +252,14 @@ function UserRow({ status }: { status: UserStatus }) {
         </span>
       </td>
       <td>
-        <DateTime value={status.lastActivityAt} />
+        <RelativeTime value={status.lastActivityAt} nowMs={nowMs} />
       </td>
       <td>
-        <DateTime value={status.lastLoginAt} />
+        <RelativeTime value={status.lastLoginAt} nowMs={nowMs} />
       </td>
       <td>{sourceLabel(status.source)}</td>
     </tr>
   );
-}
-
-function DateTime({ value }: { value: Timestamp | undefined }) {
-  const iso = isoDateTime(value);
-  return iso ? <time dateTime={iso}>{formatDateTime(value)}</time> : <>{formatDateTime(value)}</>;
 }
 
 /** How many users were online over the chosen range, refreshed every minute. */

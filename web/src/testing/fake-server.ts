@@ -16,6 +16,9 @@ import {
   StatusSource,
   type GetOnlineHistoryRequest,
   type ListUserStatusesRequest,
+  type LoginEvent,
+  type UserPresence,
+  type UserStatus,
   type UserStatusEvent,
 } from '../gen/presence/admin/v1/admin_pb';
 import type { SessionStore } from '../session';
@@ -26,6 +29,8 @@ export interface FakeUser {
   displayName: string;
   role: 'user' | 'admin';
   online: boolean;
+  /** The last ping, when there was one (also the user's last seen). */
+  lastActivityMs?: number;
 }
 
 /** The event shapes the stream sends, as plain objects (the client builds the messages). */
@@ -40,8 +45,16 @@ function statusOf(user: FakeUser) {
     displayName: user.displayName,
     online: user.online,
     source: StatusSource.ACTIVITY,
+    lastActivityAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
+    lastSeenAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
   };
 }
+
+/** What GetUserPresence returns besides the status, as plain objects. */
+export type PresenceInit = Partial<Omit<UserPresence, '$typeName' | 'status' | 'recentEvents'>> & {
+  status?: Partial<Omit<UserStatus, '$typeName'>>;
+  recentEvents?: Partial<Omit<LoginEvent, '$typeName'>>[];
+};
 
 /** One open WatchUserStatuses stream: a queue of events, or the error that ends it. */
 class OpenStream {
@@ -93,6 +106,10 @@ export class FakePresenceServer {
   readonly historyRequests: GetOnlineHistoryRequest[] = [];
   historyPoints: { at: Timestamp; maxOnline: bigint; meanOnline: number; samples: number }[] = [];
   historyStepSeconds = 60;
+  /** GetUserPresence's answer for a user id, over what their FakeUser says. */
+  readonly presences = new Map<string, PresenceInit>();
+  /** The user ids GetUserPresence was asked for, in order. */
+  readonly presenceRequests: string[] = [];
   /** How many WatchUserStatuses streams were opened. */
   watchCount = 0;
   /** When set, new streams are refused with this code before any event. */
@@ -144,6 +161,19 @@ export class FakePresenceServer {
             return this.page(request);
           },
           watchUserStatuses: (_request, context) => this.watch(context),
+          getUserPresence: (request, context) => {
+            this.caller(context);
+            this.presenceRequests.push(request.userId);
+            const user = this.users.find((candidate) => candidate.userId === request.userId);
+            if (!user) throw new ConnectError('no such user', Code.NotFound);
+            const extra = this.presences.get(user.userId) ?? {};
+            return {
+              thresholdMinutes: this.thresholdMinutes,
+              generatedAt: timestampFromMs(Date.now()),
+              ...extra,
+              status: { ...statusOf(user), ...extra.status },
+            };
+          },
           getOnlineHistory: (request, context) => {
             this.caller(context);
             this.historyRequests.push(request);

@@ -6,6 +6,7 @@ export const paths = {
   home: '/',
   adminUsers: '/admin/users',
   adminSettings: '/admin/settings',
+  adminUser: (userId: string) => `/admin/users/${encodeURIComponent(userId)}`,
 } as const;
 
 /** Where a freshly signed-in user lands. */
@@ -16,4 +17,9 @@ export function landingPath(session: Session): string {
 /** Passed to the sign-in page so it can send the user back where they were. */
 export interface ReturnTo {
   from?: string;
+}
+
+/** Passed to a user's page so its back link returns to the list as it was (page, search). */
+export interface BackTo {
+  list?: string;
 }

@@ -1,0 +1,162 @@
+/**
+ * One user: why they have their status, in a French sentence, the facts it was judged on
+ * (last ping, last login, last logout, threshold, the rule that decided) and their last
+ * login_history events. Its own URL, /admin/users/<id>, so it can be shared.
+ */
+import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { Link, useLocation, useParams } from 'react-router';
+import { useUserPresence } from '../admin/use-user-presence';
+import { onlineLabel, sourceLabel, statusSentence, UNKNOWN } from '../format';
+import { LoginEventKind, StatusSource, type LoginEvent, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
+import { paths, type BackTo } from '../ui/paths';
+import { RelativeTime, useNow } from '../ui/RelativeTime';
+import { usePageTitle, useServices } from '../ui/services-context';
+
+const EVENT_LABELS: Record<LoginEventKind, string> = {
+  [LoginEventKind.UNSPECIFIED]: 'Événement inconnu',
+  [LoginEventKind.LOGIN_SUCCESS]: 'Connexion',
+  [LoginEventKind.LOGIN_FAILURE]: 'Échec de connexion',
+  [LoginEventKind.LOGOUT]: 'Déconnexion',
+};
+
+const FAILURE_REASONS: Record<string, string> = {
+  wrong_password: 'mot de passe incorrect',
+  unknown_user: 'utilisateur inconnu',
+  account_disabled: 'compte désactivé',
+  service_account: 'compte de service',
+  throttled: 'trop de tentatives',
+};
+
+const ms = (value: Timestamp | undefined) => (value ? timestampMs(value) : undefined);
+
+export function presenceSentence(presence: UserPresence, nowMs: number): string {
+  const status = presence.status;
+  return statusSentence(
+    {
+      online: status?.online ?? false,
+      source: status?.source ?? StatusSource.UNSPECIFIED,
+      lastActivityMs: ms(status?.lastActivityAt),
+      lastLoginMs: ms(status?.lastLoginAt),
+      lastLogoutMs: ms(presence.lastLogoutAt),
+      thresholdMinutes: presence.thresholdMinutes,
+      disabled: presence.disabled,
+    },
+    nowMs,
+  );
+}
+
+export function AdminUserPage() {
+  const { userId = '' } = useParams();
+  const { api } = useServices();
+  const back = (useLocation().state as BackTo | null)?.list ?? paths.adminUsers;
+  const { presence, error } = useUserPresence(api, userId);
+  const nowMs = useNow(1_000);
+  const status = presence?.status;
+  usePageTitle(status ? `${status.displayName} (${status.username})` : 'Utilisateur');
+
+  return (
+    <section aria-labelledby="user-title">
+      <p>
+        <Link to={back}>← Retour à la liste des utilisateurs</Link>
+      </p>
+      <h1 id="user-title">{status ? `${status.displayName} (${status.username})` : 'Utilisateur'}</h1>
+      {error && (
+        <p className="error" role="alert" data-testid="presence-error">
+          {error}
+        </p>
+      )}
+      {presence?.degraded && (
+        <p className="notice notice--warning" role="status">
+          Mode dégradé : Redis est indisponible, statut calculé depuis l'historique de connexion.
+        </p>
+      )}
+      {presence && status && (
+        <>
+          <p className="presence-sentence" data-testid="presence-sentence" data-online={status.online}>
+            <span
+              className={status.online ? 'badge badge--online' : 'badge badge--offline'}
+              aria-hidden="true"
+            >
+              <span className="badge__dot" />
+              {onlineLabel(status.online)}
+            </span>{' '}
+            {presenceSentence(presence, nowMs)}
+          </p>
+          <h2>Sur quoi ce statut repose</h2>
+          <dl className="evidence">
+            <div>
+              <dt>Règle appliquée</dt>
+              <dd>{ruleLabel(presence)}</dd>
+            </div>
+            <div>
+              <dt>Dernière activité (ping)</dt>
+              <dd>
+                <RelativeTime value={status.lastActivityAt} nowMs={nowMs} />
+              </dd>
+            </div>
+            <div>
+              <dt>Dernière connexion réussie</dt>
+              <dd>
+                <RelativeTime value={status.lastLoginAt} nowMs={nowMs} />
+              </dd>
+            </div>
+            <div>
+              <dt>Dernière déconnexion</dt>
+              <dd>
+                <RelativeTime value={presence.lastLogoutAt} nowMs={nowMs} />
+              </dd>
+            </div>
+            <div>
+              <dt>Seuil</dt>
+              <dd>{presence.thresholdMinutes} min</dd>
+            </div>
+          </dl>
+          <h2>Derniers événements de connexion</h2>
+          <EventTable events={presence.recentEvents} nowMs={nowMs} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function ruleLabel(presence: UserPresence): string {
+  if (presence.disabled) return 'compte désactivé';
+  const source = presence.status?.source ?? StatusSource.UNSPECIFIED;
+  const label = sourceLabel(source);
+  return label === UNKNOWN ? 'aucune (ni activité récente ni connexion en cours)' : label;
+}
+
+function EventTable({ events, nowMs }: { events: LoginEvent[]; nowMs: number }) {
+  if (events.length === 0) return <p data-testid="no-events">Aucun événement enregistré.</p>;
+  return (
+    <div className="table-wrap">
+      <table data-testid="login-events">
+        <caption className="visually-hidden">Derniers événements de connexion, du plus récent au plus ancien</caption>
+        <thead>
+          <tr>
+            <th scope="col">Quand</th>
+            <th scope="col">Événement</th>
+            <th scope="col">Adresse</th>
+            <th scope="col">Navigateur</th>
+          </tr>
+        </thead>
+        <tbody>
+          {events.map((event, index) => (
+            // Two events may share a time; their order is the server's.
+            <tr key={`${String(ms(event.occurredAt))}-${index}`} data-kind={LoginEventKind[event.kind]}>
+              <td>
+                <RelativeTime value={event.occurredAt} nowMs={nowMs} />
+              </td>
+              <td>
+                {EVENT_LABELS[event.kind]}
+                {event.failureReason && ` (${FAILURE_REASONS[event.failureReason] ?? event.failureReason})`}
+              </td>
+              <td>{event.clientAddress || UNKNOWN}</td>
+              <td className="user-agent">{event.userAgent || UNKNOWN}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
