@@ -305,6 +305,38 @@ test('usertest1 signs in: pings, the Redis key appears, the admin sees « En lig
   await page.getByTestId('home-signed-in').waitFor({ timeout: 5_000 });
 });
 
+test('admintest1 finds usertest1 by typing « user »; the link keeps the search', async () => {
+  const admin = await adminPage();
+  await markNoReload(admin);
+  await admin.getByLabel('Rechercher un utilisateur').fill('user');
+  await admin.waitForURL('/admin/users?q=user', { timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${USER.username}`)).toBeVisible({ timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${ADMIN.username}`), 'admintest1 does not match « user »').toBeHidden();
+  await expectBadge(admin, USER.username, 'En ligne');
+  await expectNotReloaded(admin);
+  await screenshot(admin, '04b-admin-users-search');
+
+  // Clearing the field lists everyone again, for the scenarios that follow.
+  await admin.getByLabel('Rechercher un utilisateur').fill('');
+  await admin.waitForURL('/admin/users', { timeout: 5_000 });
+  await expect(admin.getByTestId(`user-row-${ADMIN.username}`)).toBeVisible({ timeout: 5_000 });
+});
+
+test("admintest1 opens usertest1's page: online by a recent ping, the sign-in listed, and back", async () => {
+  const admin = await adminPage();
+  await admin.getByRole('link', { name: USER.username, exact: true }).click();
+  await admin.waitForURL(`/admin/users/${world.userId ?? ''}`, { timeout: 5_000 });
+  const sentence = admin.getByTestId('presence-sentence');
+  await expect(sentence).toHaveText(/En ligne — dernière activité (il y a \d+\s*s|à l'instant)/, { timeout: 5_000 });
+  const events = admin.getByTestId('login-events').locator('tbody tr');
+  await expect(events.first(), 'the newest event is the sign-in').toContainText('Connexion');
+  await expect(events.first()).toContainText('127.0.0.1');
+  await screenshot(admin, '04d-admin-user-presence');
+  await admin.getByRole('link', { name: /Retour à la liste/ }).click();
+  await admin.waitForURL('/admin/users', { timeout: 5_000 });
+  await showUserRow(admin, USER.username);
+});
+
 test('admintest1 sees the online count chart with at least one point, and its table', async () => {
   const admin = await adminPage();
   const chart = admin.getByTestId('online-chart').locator('svg[data-points]');
@@ -423,4 +455,10 @@ test('usertest1 signs out: the key is gone and the admin sees « Hors ligne » l
   const pingsAfterSignOut = world.userPings.length;
   await sleep(1_000);
   expect(world.userPings.length, 'the signed-out tab kept pinging').toBe(pingsAfterSignOut);
+
+  // The user's page says why: the sign-out, at the minute it happened.
+  await admin.getByRole('link', { name: USER.username, exact: true }).click();
+  await expect(admin.getByTestId('presence-sentence')).toHaveText(/Hors ligne — déconnecté à \d\d:\d\d/, { timeout: 5_000 });
+  await expect(admin.getByTestId('login-events').locator('tbody tr').first()).toContainText('Déconnexion');
+  await screenshot(admin, '09b-admin-user-signed-out');
 });

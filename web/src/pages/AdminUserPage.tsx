@@ -6,7 +6,7 @@
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Link, useLocation, useParams } from 'react-router';
 import { useUserPresence } from '../admin/use-user-presence';
-import { onlineLabel, sourceLabel, statusSentence, UNKNOWN } from '../format';
+import { sourceLabel, statusSentence, UNKNOWN } from '../format';
 import { LoginEventKind, StatusSource, type LoginEvent, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
@@ -73,12 +73,8 @@ export function AdminUserPage() {
       {presence && status && (
         <>
           <p className="presence-sentence" data-testid="presence-sentence" data-online={status.online}>
-            <span
-              className={status.online ? 'badge badge--online' : 'badge badge--offline'}
-              aria-hidden="true"
-            >
+            <span className={status.online ? 'badge badge--online' : 'badge badge--offline'} aria-hidden="true">
               <span className="badge__dot" />
-              {onlineLabel(status.online)}
             </span>{' '}
             {presenceSentence(presence, nowMs)}
           </p>
