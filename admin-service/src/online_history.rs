@@ -3,9 +3,14 @@
 //!
 //! - One writer: the replica that holds a PostgreSQL advisory lock, taken on
 //!   a connection of its own (outside the pool). A replica that dies loses
-//!   the connection and so the lock; the others try to take it at every
-//!   period, so one of them writes the next sample. Samples are keyed by
-//!   their period, so even two writers could not count a period twice.
+//!   the connection and so the lock; the others try to take it every half
+//!   period, so one of them writes the next sample. A writer that hangs, or
+//!   is cut off, keeps its socket open, so PostgreSQL would hold the lock
+//!   for it (for hours, until TCP keep-alive gives up): the writer's session
+//!   is ended by PostgreSQL itself after a period and `WRITER_IDLE_GRACE` of
+//!   silence (`idle_session_timeout`), while a live writer uses it every
+//!   half period. Samples are keyed by their period, so even two writers
+//!   could not count a period twice.
 //! - The count is the one the users page shows (the presence index, or
 //!   login_history alone when Redis is down).
 //! - Retention: the writer deletes samples older than the retention period,
@@ -36,6 +41,10 @@ pub const MAX_RANGE_SECONDS: i64 = 400 * 86_400;
 /// Samples deleted per statement, and statements per period at most.
 const PURGE_BATCH: i64 = 1000;
 const PURGE_BATCHES_PER_PERIOD: usize = 20;
+/// How long past a period the writer's session may stay silent before
+/// PostgreSQL ends it (and so hands the lock over): a live writer is never
+/// silent longer than half a period plus one sample's deadline.
+const WRITER_IDLE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RecorderSettings {
@@ -65,8 +74,10 @@ async fn record(
     address: SocketAddr,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + settings.every, settings.every);
+    // The writer samples (at most once a period: see `sample`) and the others
+    // try the lock at every tick.
+    let every = (settings.every / 2).max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The connection that holds the lock, while this replica is the writer.
     let mut writer: Option<PgConnection> = None;
@@ -76,7 +87,12 @@ async fn record(
             _ = stopping.wait_for(|stopping| *stopping) => break,
         }
         if writer.is_none() {
-            writer = match within("taking the online history lock", take_lock(&pool, address)).await
+            let idle_limit = settings.every + WRITER_IDLE_GRACE;
+            writer = match within(
+                "taking the online history lock",
+                take_lock(&pool, address, idle_limit),
+            )
+            .await
             {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -104,14 +120,26 @@ async fn record(
     }
 }
 
-/// A connection holding the writer lock, or `None` if another replica holds it.
-async fn take_lock(pool: &PgPool, address: SocketAddr) -> Result<Option<PgConnection>, AdminError> {
+/// A connection holding the writer lock, or `None` if another replica holds
+/// it. PostgreSQL ends the connection once silent for `idle_limit`.
+async fn take_lock(
+    pool: &PgPool,
+    address: SocketAddr,
+    idle_limit: Duration,
+) -> Result<Option<PgConnection>, AdminError> {
     let options = pool
         .connect_options()
         .as_ref()
         .clone()
         .application_name(&format!("{WRITER_NAME} {address}"));
     let mut connection = PgConnection::connect_with(&options).await?;
+    // Set before the lock is taken, so no session ever holds it without.
+    // PostgreSQL 13 and older do not have the setting: the lock then goes
+    // only with the connection.
+    let limit = format!("SET idle_session_timeout = {}", idle_limit.as_millis());
+    if let Err(error) = sqlx::query(&limit).execute(&mut connection).await {
+        tracing::warn!(%error, "online history: a hung writer will keep the lock until its connection drops");
+    }
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(WRITER_LOCK)
         .fetch_one(&mut connection)

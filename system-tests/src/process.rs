@@ -78,6 +78,17 @@ impl Process {
         signal(self.pid(), "TERM");
     }
 
+    /// Freezes it (SIGSTOP), as a hung process or a node cut off the network
+    /// looks to its peers: its sockets stay open, nothing answers.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+
     /// Kills it at once (SIGKILL), as a crash would, and reaps it.
     pub fn kill(&mut self) {
         if self.exited.is_none() {

@@ -6,6 +6,7 @@
 //! and written to `target/reliability/`, never asserted.
 
 mod admin_killed;
+mod history_writer_hung;
 mod postgres_stopped;
 mod redis_killed;
 mod rolling_restart;
