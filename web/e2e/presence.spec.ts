@@ -432,6 +432,29 @@ test('admintest1 changes the threshold; it persists after a reload', async () =>
   await expect(page.getByLabel(THRESHOLD_LABEL), `the threshold ${next} after reload`).toHaveValue(next, { timeout: 5_000 });
 });
 
+test('on a 390 px wide phone the users page shows every user as a compact row, nothing cut', async () => {
+  const admin = await adminPage();
+  const wide = admin.viewportSize();
+  await admin.setViewportSize({ width: 390, height: 844 });
+  try {
+    await admin.getByRole('link', { name: 'Utilisateurs', exact: true }).click();
+    await showUserRow(admin, USER.username);
+    const badge = admin.getByTestId(`status-badge-${USER.username}`);
+    await expect(badge).toBeVisible();
+    const box = await badge.boundingBox();
+    expect(box && box.x + box.width <= 390, `the status badge ends at ${String(box && box.x + box.width)} px`).toBe(true);
+    const overflow = await admin.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, 'the page scrolls sideways').toBeLessThanOrEqual(0);
+    const lastSeen = admin.getByTestId(`user-row-${USER.username}`).locator('td[data-label="Dernière activité"]');
+    await expect(lastSeen).toBeVisible();
+    const seenBox = await lastSeen.boundingBox();
+    expect(seenBox && seenBox.x + seenBox.width <= 390, 'the last activity fits the screen').toBe(true);
+    await screenshot(admin, '07b-admin-users-390px');
+  } finally {
+    if (wide) await admin.setViewportSize(wide);
+  }
+});
+
 test('usertest1 signs out: the key is gone and the admin sees « Hors ligne » live', async () => {
   const admin = await adminPage();
   const page = await userPage();

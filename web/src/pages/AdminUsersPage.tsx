@@ -162,14 +162,14 @@ export function AdminUsersPage() {
       </fieldset>
 
       <div className="table-wrap">
-        <table aria-busy={loading}>
+        <table className="users-table" aria-busy={loading}>
           <caption className="visually-hidden">Utilisateurs, page {pageTokens.length}</caption>
           <thead>
             <tr>
               <th scope="col">Utilisateur</th>
               <th scope="col">Nom affiché</th>
               <th scope="col">Statut</th>
-              <th scope="col" aria-sort={ARIA_SORT[sort]}>
+              <th scope="col" className="users-table__sortable" aria-sort={ARIA_SORT[sort]}>
                 <button
                   type="button"
                   className="sort"
@@ -241,8 +241,8 @@ function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number;
           {status.username}
         </Link>
       </th>
-      <td>{status.displayName}</td>
-      <td>
+      <td data-label="Nom affiché">{status.displayName}</td>
+      <td data-label="Statut">
         <span
           className={status.online ? 'badge badge--online' : 'badge badge--offline'}
           data-testid={`status-badge-${status.username}`}
@@ -251,13 +251,13 @@ function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number;
           {onlineLabel(status.online)}
         </span>
       </td>
-      <td>
+      <td data-label="Dernière activité">
         <RelativeTime value={status.lastActivityAt} nowMs={nowMs} />
       </td>
-      <td>
+      <td data-label="Dernière connexion">
         <RelativeTime value={status.lastLoginAt} nowMs={nowMs} />
       </td>
-      <td>{sourceLabel(status.source)}</td>
+      <td data-label="Source">{sourceLabel(status.source)}</td>
     </tr>
   );
 }

@@ -41,6 +41,9 @@ export function chartPoints(history: GetOnlineHistoryResponse): ChartPoint[] {
 }
 
 const dateTime = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'short', timeStyle: 'short' });
+/** Axis labels: the hour over a day (or two), the day over longer ranges. */
+const hourTick = new Intl.DateTimeFormat('fr-FR', { timeStyle: 'short' });
+const dayTick = new Intl.DateTimeFormat('fr-FR', { day: '2-digit', month: '2-digit' });
 const count = new Intl.NumberFormat('fr-FR', { maximumFractionDigits: 1 });
 
 /** « 1 mesure », « 0 mesure », « 3 mesures » (French: the plural starts at 2). */
@@ -78,7 +81,7 @@ export function OnlineChart({ history, title }: { history: GetOnlineHistoryRespo
             top={HEIGHT - MARGIN.top - MARGIN.bottom}
             scale={x}
             numTicks={6}
-            tickFormat={(value) => dateTime.format(value as Date)}
+            tickFormat={(value) => (toMs - fromMs <= 2 * 86_400_000 ? hourTick : dayTick).format(value as Date)}
           />
           {runsOf(points, stepMs).map((run) =>
             run.length === 1 ? (
