@@ -10,6 +10,9 @@ pub enum AdminError {
     InvalidArgument(String),
     #[error("{0}")]
     PermissionDenied(&'static str),
+    /// What the request names does not exist (a user id of no user).
+    #[error("{0}")]
+    NotFound(&'static str),
     /// The caller's session ended while its stream was open: the token
     /// expired or was revoked. The client must sign in again.
     #[error("{0}")]
@@ -51,6 +54,7 @@ impl From<AdminError> for Status {
         let (code, message) = match &error {
             AdminError::InvalidArgument(message) => (Code::InvalidArgument, message.as_str()),
             AdminError::PermissionDenied(message) => (Code::PermissionDenied, *message),
+            AdminError::NotFound(message) => (Code::NotFound, *message),
             AdminError::SessionEnded(message) => (Code::Unauthenticated, *message),
             AdminError::TooManyStreams(message) => (Code::ResourceExhausted, *message),
             AdminError::StreamInterrupted(message) => (Code::Unavailable, *message),

@@ -36,6 +36,7 @@ use crate::error::AdminError;
 use crate::listing::StatusReader;
 use crate::online_history;
 use crate::page_token::PageTokens;
+use crate::presence::EventRow;
 use crate::status::to_proto;
 use crate::store::ListFilter;
 use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
@@ -173,6 +174,36 @@ impl AdminHandler {
             step_seconds: u32::try_from(step).unwrap_or(u32::MAX),
             from: Some(timestamp(start)),
             to: Some(timestamp(to)),
+        })
+    }
+
+    async fn presence(
+        &self,
+        request: Request<GetUserPresenceRequest>,
+    ) -> Result<UserPresence, AdminError> {
+        self.authorize(request.metadata(), &[Role::Admin]).await?;
+        let id = uuid::Uuid::parse_str(&request.get_ref().user_id)
+            .map_err(|_| AdminError::InvalidArgument("user_id must be a UUID".into()))?;
+        let presence = self.reader.presence(id).await?;
+        let user = &presence.user;
+        Ok(UserPresence {
+            status: Some(to_proto(
+                user.id,
+                &user.username,
+                &user.display_name,
+                &presence.status,
+            )),
+            last_logout_at: presence.last_logout.map(timestamp),
+            last_activity_age_seconds: presence.last_activity_age,
+            threshold_minutes: u32::from(presence.threshold.minutes()),
+            generated_at: Some(timestamp(presence.generated_at)),
+            degraded: presence.degraded,
+            disabled: presence.disabled,
+            recent_events: presence
+                .recent_events
+                .iter()
+                .map(EventRow::to_proto)
+                .collect(),
         })
     }
 
@@ -479,9 +510,9 @@ impl AdminService for AdminHandler {
 
     async fn get_user_presence(
         &self,
-        _request: Request<GetUserPresenceRequest>,
+        request: Request<GetUserPresenceRequest>,
     ) -> Result<Response<UserPresence>, Status> {
-        Err(Status::unimplemented("GetUserPresence is not served yet"))
+        Ok(Response::new(self.presence(request).await?))
     }
 
     async fn get_online_history(

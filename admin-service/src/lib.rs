@@ -6,6 +6,7 @@
 //! - `grpc`: the handlers (authorisation, parsing, answers).
 //! - `status`: the status rule, one pure function.
 //! - `listing`: statuses for pages and batches, degraded when Redis is down.
+//! - `presence`: one user's status with its evidence and last login events.
 //! - `store`: PostgreSQL (`Directory`) and Redis (`ActivityReader`) access.
 //! - `watch`: the per-process hub that follows changes for every watcher.
 //! - `index_keeper`: keeps the presence index in step with login_history.
@@ -25,6 +26,7 @@ pub mod index_keeper;
 pub mod listing;
 pub mod online_history;
 pub mod page_token;
+pub mod presence;
 pub mod startup;
 pub mod status;
 pub mod store;

@@ -94,7 +94,9 @@ struct Counts {
     online: u64,
 }
 
-fn observe(
+/// The facts of one user's status: login_history's (from their row) and
+/// Redis's (from the snapshot, empty when degraded).
+pub(crate) fn observe(
     row_login: Option<i64>,
     row_logout: Option<i64>,
     id: Uuid,
@@ -110,7 +112,7 @@ fn observe(
 
 impl StatusReader {
     /// Redis's view of `users`, or `None` (degraded) when it cannot answer.
-    async fn activity_of(&self, users: &[Uuid], since: i64) -> Option<ActivitySnapshot> {
+    pub(crate) async fn activity_of(&self, users: &[Uuid], since: i64) -> Option<ActivitySnapshot> {
         match self.activity.snapshot(users, since).await {
             Ok(snapshot) => Some(snapshot),
             Err(error) => {

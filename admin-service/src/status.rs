@@ -23,6 +23,14 @@ pub struct Observations {
     pub logout_marker: Option<i64>,
 }
 
+impl Observations {
+    /// The last logout either store knows of: a logout counts wherever it
+    /// was recorded (the row may lag the marker, or the marker may expire).
+    pub fn last_logout(&self) -> Option<i64> {
+        self.last_logout_row.max(self.logout_marker)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Status {
     pub online: bool,
@@ -34,7 +42,7 @@ pub struct Status {
 
 pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> Status {
     let fresh = |at: i64| now - at <= threshold.seconds();
-    let last_logout = seen.last_logout_row.max(seen.logout_marker);
+    let last_logout = seen.last_logout();
     let (online, source) = match (seen.last_activity, seen.last_login) {
         // Rule 1: a recent ping.
         (Some(activity), _) if fresh(activity) => (true, StatusSource::Activity),

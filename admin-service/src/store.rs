@@ -64,7 +64,7 @@ pub struct PageRows {
 }
 
 /// The columns every user listing selects; timestamps as whole Unix seconds.
-const USER_COLUMNS: &str = "
+pub(crate) const USER_COLUMNS: &str = "
     u.id, u.username, u.display_name,
     (SELECT floor(extract(epoch FROM max(h.occurred_at)))::bigint FROM login_history h
       WHERE h.user_id = u.id AND h.event = 'login_success') AS last_login,

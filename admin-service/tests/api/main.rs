@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod history;
 mod pagination;
+mod presence;
 mod settings;
 mod shutdown;
 mod startup;
