@@ -91,9 +91,11 @@ impl ActivityHandler {
         let ip = request
             .remote_addr()
             .map(|peer| forwarded_ip(&self.trusted_proxies, peer.ip(), metadata));
+        // The browser's own User-Agent, which says which browser and system
+        // signed in; a gRPC-Web library's `x-user-agent` names only itself.
         let user_agent = metadata
-            .get("x-user-agent")
-            .or_else(|| metadata.get("user-agent"))
+            .get("user-agent")
+            .or_else(|| metadata.get("x-user-agent"))
             .and_then(|value| value.to_str().ok())
             .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
         ClientInfo { ip, user_agent }

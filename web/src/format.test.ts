@@ -1,6 +1,6 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { formatDateTime, isoDateTime, onlineLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
+import { formatDateTime, isoDateTime, onlineLabel, ruleLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
 import { StatusSource } from './gen/presence/admin/v1/admin_pb';
 
 const moment = timestampFromMs(Date.UTC(2025, 10, 25, 14, 3, 7));
@@ -97,5 +97,19 @@ describe('statusSentence', () => {
     expect(plain(statusSentence({ ...base, disabled: true, online: false, source: StatusSource.NONE, lastActivityMs: now }, now))).toBe(
       'Hors ligne — compte désactivé',
     );
+  });
+});
+
+describe('ruleLabel', () => {
+  const base = { thresholdMinutes: 15, disabled: false, online: false, source: StatusSource.NONE };
+  it('names the rule that decided', () => {
+    expect(ruleLabel({ ...base, online: true, source: StatusSource.ACTIVITY })).toBe('activité récente (un ping dans le seuil)');
+    expect(ruleLabel({ ...base, online: true, source: StatusSource.LOGIN_HISTORY })).toBe(
+      'connexion récente, sans déconnexion depuis',
+    );
+    expect(ruleLabel({ ...base, lastActivityMs: 10, lastLogoutMs: 20 })).toBe('déconnexion');
+    expect(ruleLabel({ ...base, lastActivityMs: 30, lastLogoutMs: 20 })).toBe('seuil dépassé depuis la dernière activité');
+    expect(ruleLabel(base)).toBe('aucune activité ni connexion connue');
+    expect(ruleLabel({ ...base, disabled: true })).toBe('compte désactivé');
   });
 });

@@ -101,3 +101,16 @@ export function statusSentence(evidence: StatusEvidence, nowMs: number, timeZone
   if (lastLoginMs !== undefined) return `Hors ligne — dernière connexion ${timeAgo(lastLoginMs, nowMs)} ${threshold}`;
   return 'Hors ligne — aucune activité ni connexion connue';
 }
+
+/** The rule that decided, as the user's page names it. */
+export function ruleLabel(evidence: StatusEvidence): string {
+  if (evidence.disabled) return 'compte désactivé';
+  if (evidence.online) {
+    return evidence.source === StatusSource.LOGIN_HISTORY
+      ? 'connexion récente, sans déconnexion depuis'
+      : 'activité récente (un ping dans le seuil)';
+  }
+  const lastSeenMs = Math.max(evidence.lastActivityMs ?? -Infinity, evidence.lastLoginMs ?? -Infinity);
+  if (evidence.lastLogoutMs !== undefined && evidence.lastLogoutMs >= lastSeenMs) return 'déconnexion';
+  return lastSeenMs === -Infinity ? 'aucune activité ni connexion connue' : 'seuil dépassé depuis la dernière activité';
+}

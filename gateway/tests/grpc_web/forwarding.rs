@@ -94,6 +94,9 @@ async fn a_sign_in_through_the_gateway_records_the_browsers_user_agent(pool: sql
         &[
             ("Content-Type", BINARY),
             ("User-Agent", "presence-test-browser/1.0"),
+            // What a gRPC-Web library says of itself (Connect-ES sends it):
+            // the browser's own User-Agent is the one an admin needs.
+            ("X-User-Agent", "connect-es/2.2.0"),
             // Browser-only headers stay at the edge; the call still passes.
             ("Cookie", "session=not-for-the-services"),
             ("Sec-Fetch-Mode", "cors"),

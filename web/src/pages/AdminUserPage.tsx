@@ -6,7 +6,7 @@
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Link, useLocation, useParams } from 'react-router';
 import { useUserPresence } from '../admin/use-user-presence';
-import { sourceLabel, statusSentence, UNKNOWN } from '../format';
+import { ruleLabel, statusSentence, UNKNOWN, type StatusEvidence } from '../format';
 import { LoginEventKind, StatusSource, type LoginEvent, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
@@ -29,20 +29,17 @@ const FAILURE_REASONS: Record<string, string> = {
 
 const ms = (value: Timestamp | undefined) => (value ? timestampMs(value) : undefined);
 
-export function presenceSentence(presence: UserPresence, nowMs: number): string {
+function evidenceOf(presence: UserPresence): StatusEvidence {
   const status = presence.status;
-  return statusSentence(
-    {
-      online: status?.online ?? false,
-      source: status?.source ?? StatusSource.UNSPECIFIED,
-      lastActivityMs: ms(status?.lastActivityAt),
-      lastLoginMs: ms(status?.lastLoginAt),
-      lastLogoutMs: ms(presence.lastLogoutAt),
-      thresholdMinutes: presence.thresholdMinutes,
-      disabled: presence.disabled,
-    },
-    nowMs,
-  );
+  return {
+    online: status?.online ?? false,
+    source: status?.source ?? StatusSource.UNSPECIFIED,
+    lastActivityMs: ms(status?.lastActivityAt),
+    lastLoginMs: ms(status?.lastLoginAt),
+    lastLogoutMs: ms(presence.lastLogoutAt),
+    thresholdMinutes: presence.thresholdMinutes,
+    disabled: presence.disabled,
+  };
 }
 
 export function AdminUserPage() {
@@ -76,13 +73,13 @@ export function AdminUserPage() {
             <span className={status.online ? 'badge badge--online' : 'badge badge--offline'} aria-hidden="true">
               <span className="badge__dot" />
             </span>{' '}
-            {presenceSentence(presence, nowMs)}
+            {statusSentence(evidenceOf(presence), nowMs)}
           </p>
           <h2>Sur quoi ce statut repose</h2>
           <dl className="evidence">
             <div>
               <dt>Règle appliquée</dt>
-              <dd>{ruleLabel(presence)}</dd>
+              <dd>{ruleLabel(evidenceOf(presence))}</dd>
             </div>
             <div>
               <dt>Dernière activité (ping)</dt>
@@ -113,13 +110,6 @@ export function AdminUserPage() {
       )}
     </section>
   );
-}
-
-function ruleLabel(presence: UserPresence): string {
-  if (presence.disabled) return 'compte désactivé';
-  const source = presence.status?.source ?? StatusSource.UNSPECIFIED;
-  const label = sourceLabel(source);
-  return label === UNKNOWN ? 'aucune (ni activité récente ni connexion en cours)' : label;
 }
 
 function EventTable({ events, nowMs }: { events: LoginEvent[]; nowMs: number }) {
