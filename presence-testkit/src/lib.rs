@@ -28,6 +28,56 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 /// The password of every account the tests create.
 pub const PASSWORD: &str = "Test1234!";
 
+/// An issuer of tokens the test services accept (signed with `SECRET`),
+/// valid `lifetime_seconds`.
+pub fn test_issuer(lifetime_seconds: i64) -> presence_core::token::TokenIssuer {
+    presence_core::token::TokenIssuer::new(
+        jsonwebtoken::Algorithm::HS256,
+        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        "presence",
+        lifetime_seconds,
+    )
+}
+
+/// A ten-minute token of `user` with `role`, without signing in (the only
+/// way to have a `service` token: service accounts cannot sign in).
+pub fn test_token(user: Uuid, role: Role) -> String {
+    test_issuer(600)
+        .issue(user, role, chrono::Utc::now().timestamp())
+        .expect("a test token")
+        .token
+}
+
+/// The online count history as PostgreSQL holds it, for the tests of its
+/// single writer.
+pub mod online_history {
+    use sqlx::PgPool;
+
+    /// The `application_name`s of the sessions holding the writer lock in
+    /// this database (one, when all is well).
+    pub async fn writers(pool: &PgPool) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("the writers of the online count")
+    }
+
+    /// How many samples were taken at or after `since` (Unix seconds).
+    pub async fn samples_since(pool: &PgPool, since: i64) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM online_counts WHERE sampled_at >= to_timestamp($1::float8)",
+        )
+        .bind(since as f64)
+        .fetch_one(pool)
+        .await
+        .expect("the online count samples")
+    }
+}
+
 /// Creates (or updates) an account through the same code path as the CLI,
 /// with `PASSWORD`.
 pub async fn create_account(pool: &PgPool, username: &str, role: Role, disabled: bool) -> Uuid {

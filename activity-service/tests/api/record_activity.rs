@@ -1,23 +1,14 @@
-use presence_core::token::{Role, TokenIssuer};
+use presence_core::token::Role;
 use presence_proto::activity::RecordActivityRequest;
 use tonic::Code;
 use uuid::Uuid;
 
 use presence_testkit::authorized;
 
-use crate::helpers::{SECRET, now, spawn_app};
+use crate::helpers::spawn_app;
 
 fn service_token(service_id: Uuid) -> String {
-    let issuer = TokenIssuer::new(
-        jsonwebtoken::Algorithm::HS256,
-        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        "presence",
-        600,
-    );
-    issuer
-        .issue(service_id, Role::Service, now())
-        .unwrap()
-        .token
+    presence_testkit::test_token(service_id, Role::Service)
 }
 
 fn request(user_id: &str) -> RecordActivityRequest {

@@ -1,6 +1,6 @@
 //! Only admins see statuses and settings (services may batch-read statuses).
 
-use presence_core::token::{Role, TokenIssuer};
+use presence_core::token::Role;
 use presence_proto::activity::LogoutRequest;
 use presence_proto::admin::{
     BatchGetUserStatusesRequest, GetActivitySettingsRequest, ListUserStatusesRequest,
@@ -9,7 +9,7 @@ use presence_proto::admin::{
 use presence_testkit::authorized;
 use tonic::Code;
 
-use crate::helpers::{SECRET, now, spawn_stack};
+use crate::helpers::spawn_stack;
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
 async fn a_user_token_is_refused_on_every_admin_method(pool: sqlx::PgPool) {
@@ -75,13 +75,7 @@ async fn no_token_is_unauthenticated(pool: sqlx::PgPool) {
 async fn a_service_token_may_batch_read_but_not_list(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let service = stack.create_user("billing", Role::Service).await;
-    let issuer = TokenIssuer::new(
-        jsonwebtoken::Algorithm::HS256,
-        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        "presence",
-        600,
-    );
-    let token = issuer.issue(service, Role::Service, now()).unwrap().token;
+    let token = presence_testkit::test_token(service, Role::Service);
 
     let batch = stack
         .admin

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use presence_core::token::{Role, TokenIssuer};
+use presence_core::token::Role;
 use presence_proto::activity::{LoginRequest, LogoutRequest, PingRequest};
 use presence_proto::admin::{
     BatchGetUserStatusesRequest, ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter,
@@ -16,7 +16,7 @@ use redis::AsyncCommands;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, SECRET, Stack, now, spawn_stack_on};
+use crate::helpers::{PASSWORD, Stack, now, spawn_stack_on};
 use crate::watch::{about, next_matching};
 
 /// Enough users that every master holds some of their keys.
@@ -36,12 +36,7 @@ struct Crowd {
 async fn add_crowd(stack: &Stack) -> Crowd {
     let names: Vec<String> = (0..USERS).map(|n| format!("crowd{n:02}")).collect();
     let ids = stack.insert_users(&names).await;
-    let issuer = TokenIssuer::new(
-        jsonwebtoken::Algorithm::HS256,
-        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        "presence",
-        3600,
-    );
+    let issuer = presence_testkit::test_issuer(3600);
     let tokens = ids
         .iter()
         .map(|id| issuer.issue(*id, Role::User, now()).unwrap().token)

@@ -8,7 +8,7 @@ use admin_service::online_history::WRITER_NAME;
 use presence_core::token::Role;
 use presence_proto::admin::GetOnlineHistoryRequest;
 use presence_proto::timestamp;
-use presence_testkit::{authorized, eventually};
+use presence_testkit::{authorized, eventually, online_history};
 use tonic::Code;
 
 use crate::helpers::{AdminProcess, Stack, connect, spawn_admin_with, spawn_stack};
@@ -32,26 +32,12 @@ async fn replica(stack: &Stack, extra: &[&str]) -> AdminProcess {
     spawn_admin_with(&stack.pool, &stack.redis_target, &stack.prefix, extra).await
 }
 
-/// The connections holding the writer lock in this test's database.
 async fn writers(stack: &Stack) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_all(&stack.pool)
-    .await
-    .unwrap()
+    online_history::writers(&stack.pool).await
 }
 
 async fn samples_since(stack: &Stack, since: i64) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM online_counts WHERE sampled_at >= to_timestamp($1::float8)",
-    )
-    .bind(since as f64)
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap()
+    online_history::samples_since(&stack.pool, since).await
 }
 
 fn now() -> i64 {

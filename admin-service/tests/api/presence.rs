@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use presence_core::token::{Role, TokenIssuer};
+use presence_core::token::Role;
 use presence_proto::activity::LogoutRequest;
 use presence_proto::admin::{
     GetUserPresenceRequest, LoginEventKind, StatusSource, UpdateActivitySettingsRequest,
@@ -13,7 +13,7 @@ use presence_testkit::{ThrowawayRedis, authorized, eventually};
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{SECRET, Stack, now, spawn_stack, spawn_stack_on};
+use crate::helpers::{Stack, now, spawn_stack, spawn_stack_on};
 
 async fn presence_with(
     stack: &mut Stack,
@@ -338,13 +338,7 @@ async fn only_an_admin_may_read_a_presence(pool: sqlx::PgPool) {
     let user_id = stack.create_user("usertest1", Role::User).await;
     let user_token = stack.login("usertest1").await.access_token;
     let service = stack.create_user("billing", Role::Service).await;
-    let issuer = TokenIssuer::new(
-        jsonwebtoken::Algorithm::HS256,
-        jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        "presence",
-        600,
-    );
-    let service_token = issuer.issue(service, Role::Service, now()).unwrap().token;
+    let service_token = presence_testkit::test_token(service, Role::Service);
     let id = user_id.to_string();
 
     let as_user = presence_with(&mut stack, &id, &user_token).await;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use presence_core::token::{Role, TokenIssuer, TokenVerifier};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use presence_core::token::{Role, TokenVerifier};
 use presence_proto::activity::LogoutRequest;
 use presence_proto::admin::admin_service_client::AdminServiceClient;
 use presence_proto::admin::{StatusSource, UserStatusEvent, WatchUserStatusesRequest};
@@ -221,12 +221,7 @@ async fn a_watch_ends_when_its_token_is_revoked_without_any_announcement(pool: s
 async fn a_watch_ends_unauthenticated_when_its_token_expires(pool: sqlx::PgPool) {
     let mut stack = spawn_stack(pool).await;
     let admin = user_id(&stack, "admintest1").await;
-    let issuer = TokenIssuer::new(
-        Algorithm::HS256,
-        EncodingKey::from_secret(SECRET.as_bytes()),
-        "presence",
-        3,
-    );
+    let issuer = presence_testkit::test_issuer(3);
     let short_lived = issuer.issue(admin, Role::Admin, now()).unwrap().token;
 
     let mut stream = stack

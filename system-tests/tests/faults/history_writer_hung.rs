@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use presence_system_tests::stack::{Options, Stack, env};
 use presence_system_tests::{eventually, now};
+use presence_testkit::online_history;
 use tokio::time::Instant;
 
 /// A sample every 2 s: the writer's session may be silent 12 s.
@@ -16,24 +17,11 @@ const SAMPLE_SECONDS: &str = "2";
 const HANDOVER_WITHIN: Duration = Duration::from_secs(90);
 
 async fn writers(stack: &Stack) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_all(&stack.pool)
-    .await
-    .expect("the writers")
+    online_history::writers(&stack.pool).await
 }
 
 async fn samples_since(stack: &Stack, since: i64) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM online_counts WHERE sampled_at >= to_timestamp($1::float8)",
-    )
-    .bind(since as f64)
-    .fetch_one(&stack.pool)
-    .await
-    .expect("the samples")
+    online_history::samples_since(&stack.pool, since).await
 }
 
 #[tokio::test]
