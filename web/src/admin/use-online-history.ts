@@ -3,10 +3,9 @@
  * samples once a minute, so sooner would show nothing new).
  */
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { useEffect, useState } from 'react';
 import type { Api } from '../api';
-import { requestErrorMessage } from '../errors';
 import type { GetOnlineHistoryResponse } from '../gen/presence/admin/v1/admin_pb';
+import { usePolled } from './use-polled';
 
 export const HISTORY_REFRESH_MS = 60_000;
 
@@ -16,30 +15,12 @@ export interface OnlineHistory {
 }
 
 export function useOnlineHistory(api: Api, rangeSeconds: number): OnlineHistory {
-  const [loaded, setLoaded] = useState<OnlineHistory & { range: number }>({ range: 0, history: null, error: '' });
-
-  useEffect(() => {
-    const abort = new AbortController();
-    const fetchHistory = async () => {
-      const now = Date.now();
-      try {
-        const history = await api.admin.getOnlineHistory(
-          { from: timestampFromMs(now - rangeSeconds * 1000), to: timestampFromMs(now), stepSeconds: 0 },
-          { signal: abort.signal },
-        );
-        setLoaded({ range: rangeSeconds, history, error: '' });
-      } catch (failure) {
-        if (abort.signal.aborted) return;
-        setLoaded((previous) => ({ ...previous, range: rangeSeconds, error: requestErrorMessage(failure) }));
-      }
-    };
-    void fetchHistory();
-    const timer = setInterval(() => void fetchHistory(), HISTORY_REFRESH_MS);
-    return () => {
-      abort.abort();
-      clearInterval(timer);
-    };
-  }, [api, rangeSeconds]);
-
-  return loaded.range === rangeSeconds ? loaded : { history: null, error: '' };
+  const { value, error } = usePolled(String(rangeSeconds), HISTORY_REFRESH_MS, (signal) => {
+    const now = Date.now();
+    return api.admin.getOnlineHistory(
+      { from: timestampFromMs(now - rangeSeconds * 1000), to: timestampFromMs(now), stepSeconds: 0 },
+      { signal },
+    );
+  });
+  return { history: value, error };
 }
