@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod history;
 mod pagination;
+mod search;
 mod settings;
 mod shutdown;
 mod startup;
