@@ -209,10 +209,25 @@ AS $$ SELECT (hashint8(n * 64 + salt)::float8 + 2147483648) / 4294967296.0 $$";
 
 /// Users `user00000001`..., inserted in random username order (sign-ups do
 /// not arrive in alphabetical order, so the heap is not clustered by name).
+/// Display names are a first and a last name, each one of 30 (3.3 % of
+/// users each), accents included, so searches have common and rare words:
+/// « mar » starts Marie, Marc, Martine and Martin (about 13 % of users),
+/// « martin » Martin and Martine (6.6 %), and 0.1 % are « Zylberstein ».
 const USERS: &str = "
 INSERT INTO users (id, username, password_hash, role, display_name, created_at, updated_at)
 SELECT gen_random_uuid(), 'user' || lpad(n::text, 8, '0'), '!bench: cannot sign in', 'user',
-       'Bench User ' || n, now() - interval '90 days', now() - interval '90 days'
+       (ARRAY['Élodie', 'Marie', 'Marc', 'Martine', 'Thomas', 'Léa', 'Hugo', 'Chloé', 'Lucas',
+              'Camille', 'Nathan', 'Inès', 'Louis', 'Sarah', 'Jules', 'Emma', 'Gabriel', 'Manon',
+              'Arthur', 'Jade', 'Raphaël', 'Zoé', 'Noé', 'Anaïs', 'Théo', 'Clément', 'Julie',
+              'Nicolas', 'Océane', 'Étienne'])[1 + floor(bench_u(n, 50) * 30)::int]
+       || ' ' ||
+       CASE WHEN bench_u(n, 51) < 0.001 THEN 'Zylberstein' ELSE
+       (ARRAY['Durand', 'Martin', 'Bernard', 'Dubois', 'Thomas', 'Robert', 'Richard', 'Petit',
+              'Lefèvre', 'Moreau', 'Laurent', 'Simon', 'Michel', 'García', 'Roux', 'Fournier',
+              'Girard', 'Bonnet', 'Dupont', 'Lambert', 'Fontaine', 'Rousseau', 'Vincent', 'Müller',
+              'Lefebvre', 'Mercier', 'Blanc', 'Guérin', 'Boyer', 'Chevalier'])
+           [1 + floor(bench_u(n, 52) * 30)::int] END,
+       now() - interval '90 days', now() - interval '90 days'
 FROM generate_series(1, $1::bigint) AS n
 ORDER BY random()";
 
@@ -666,6 +681,8 @@ struct Case {
     filter: StatusFilter,
     page_size: u32,
     page_token: String,
+    /// The search (empty: every user).
+    query: &'static str,
 }
 
 /// The timings of one case.
@@ -732,12 +749,13 @@ async fn call(
     filter: StatusFilter,
     page_size: u32,
     page_token: &str,
+    query: &str,
 ) -> BenchResult<ListUserStatusesResponse> {
     let request = ListUserStatusesRequest {
         page_size,
         page_token: page_token.to_owned(),
         filter: filter as i32,
-        ..Default::default()
+        query: query.to_owned(),
     };
     Ok(client
         .list_user_statuses(authorized(request, token))
@@ -756,7 +774,15 @@ async fn measure_case(
     case: &Case,
 ) -> BenchResult<Measured> {
     for _ in 0..options.warmup {
-        call(client, token, case.filter, case.page_size, &case.page_token).await?;
+        call(
+            client,
+            token,
+            case.filter,
+            case.page_size,
+            &case.page_token,
+            case.query,
+        )
+        .await?;
     }
     let budget = Duration::from_secs(options.case_seconds);
     let mut measured = Measured {
@@ -773,7 +799,15 @@ async fn measure_case(
         && (measured.latencies.len() < options.min_samples || start.elapsed() < budget)
     {
         let sent = Instant::now();
-        let response = call(client, token, case.filter, case.page_size, &case.page_token).await?;
+        let response = call(
+            client,
+            token,
+            case.filter,
+            case.page_size,
+            &case.page_token,
+            case.query,
+        )
+        .await?;
         measured.latencies.push(sent.elapsed());
         measured.record(&response);
         // Keep recent logins inside the threshold however long the case runs.
@@ -804,7 +838,7 @@ async fn measure_throughput(
             let mut responses = Vec::with_capacity(per_caller);
             for _ in 0..per_caller {
                 let sent = Instant::now();
-                let response = call(&mut client, &token, StatusFilter::All, 100, "").await?;
+                let response = call(&mut client, &token, StatusFilter::All, 100, "", "").await?;
                 responses.push((sent.elapsed(), response));
             }
             BenchResult::Ok(responses)
@@ -931,30 +965,63 @@ async fn run_cases(
             filter: StatusFilter::All,
             page_size: 100,
             page_token: String::new(),
+            query: "",
         },
         Case {
             name: "(b) page of 100, ALL, middle of the list",
             filter: StatusFilter::All,
             page_size: 100,
             page_token: deep_token,
+            query: "",
         },
         Case {
             name: "(c) page of 100, ONLINE",
             filter: StatusFilter::Online,
             page_size: 100,
             page_token: String::new(),
+            query: "",
         },
         Case {
             name: "(d) page of 100, OFFLINE",
             filter: StatusFilter::Offline,
             page_size: 100,
             page_token: String::new(),
+            query: "",
         },
         Case {
             name: "(e) page_size 1, ALL (counts proxy)",
             filter: StatusFilter::All,
             page_size: 1,
             page_token: String::new(),
+            query: "",
+        },
+        Case {
+            name: "(g) page of 100, 3-letter query « mar » (13 % match)",
+            filter: StatusFilter::All,
+            page_size: 100,
+            page_token: String::new(),
+            query: "mar",
+        },
+        Case {
+            name: "(g2) page of 100, 3-letter query « zyl » (0.1 % match)",
+            filter: StatusFilter::All,
+            page_size: 100,
+            page_token: String::new(),
+            query: "zyl",
+        },
+        Case {
+            name: "(h) page of 100, 6-letter query « martin » (6.6 % match)",
+            filter: StatusFilter::All,
+            page_size: 100,
+            page_token: String::new(),
+            query: "martin",
+        },
+        Case {
+            name: "(i) page of 100, ONLINE, 3-letter query « mar »",
+            filter: StatusFilter::Online,
+            page_size: 100,
+            page_token: String::new(),
+            query: "mar",
         },
     ];
     let mut measured = Vec::new();
@@ -1000,20 +1067,20 @@ async fn deep_page_token(
     let filter = StatusFilter::All as i32;
     let mut page_token = String::new();
     for _ in 0..3 {
-        let page = call(client, token, StatusFilter::All, 100, &page_token).await?;
+        let page = call(client, token, StatusFilter::All, 100, &page_token, "").await?;
         let last = page
             .statuses
             .last()
             .map(|s| s.username.clone())
             .unwrap_or_default();
-        if tokens.issue(filter, &last) != page.next_page_token {
+        if tokens.issue(filter, "", &last) != page.next_page_token {
             problems.push("page tokens made here differ from the service's".into());
         }
         page_token = page.next_page_token;
     }
     let middle = dataset.middle_username().await?;
-    let deep = tokens.issue(filter, &middle);
-    let page = call(client, token, StatusFilter::All, 100, &deep).await?;
+    let deep = tokens.issue(filter, "", &middle);
+    let page = call(client, token, StatusFilter::All, 100, &deep, "").await?;
     if page.statuses.first().is_none_or(|s| s.username <= middle) || page.statuses.len() != 100 {
         problems.push(format!("the page after {middle} is not the next 100 users"));
     }
@@ -1029,7 +1096,15 @@ async fn check_answer(
     case: &Case,
     problems: &mut Vec<String>,
 ) -> BenchResult<()> {
-    let page = call(client, token, case.filter, case.page_size, &case.page_token).await?;
+    let page = call(
+        client,
+        token,
+        case.filter,
+        case.page_size,
+        &case.page_token,
+        case.query,
+    )
+    .await?;
     let mut problem = |text: String| {
         eprintln!("  PROBLEM: {text}");
         problems.push(text);
@@ -1061,7 +1136,19 @@ async fn check_answer(
     {
         problem(format!("{}: a status does not match the filter", case.name));
     }
-    if page.statuses.len() != case.page_size as usize {
+    if !case.query.is_empty()
+        && page.statuses.iter().any(|status| {
+            let names = format!("{} {}", status.username, status.display_name).to_lowercase();
+            !names
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|word| word.starts_with(case.query))
+        })
+    {
+        problem(format!("{}: a user does not match the query", case.name));
+    }
+    // A rare word may match fewer users than a page holds: then it is the last page.
+    let last_page = page.next_page_token.is_empty() && !case.query.is_empty();
+    if page.statuses.len() != case.page_size as usize && !last_page {
         problem(format!(
             "{}: {} statuses for page_size {}",
             case.name,

@@ -37,6 +37,7 @@ use crate::listing::StatusReader;
 use crate::online_history;
 use crate::page_token::PageTokens;
 use crate::presence::EventRow;
+use crate::search::SearchQuery;
 use crate::status::to_proto;
 use crate::store::ListFilter;
 use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
@@ -96,14 +97,19 @@ impl AdminHandler {
             StatusFilter::Offline => ListFilter::Offline,
             _ => ListFilter::All,
         };
+        let search = SearchQuery::parse(&request.query)?;
+        let query = search.normalised();
         let after = self
             .page_tokens
-            .read(&request.page_token, filter_code as i32)?;
-        let listing = self.reader.list(filter, request.page_size, after).await?;
+            .read(&request.page_token, filter_code as i32, &query)?;
+        let listing = self
+            .reader
+            .list(filter, request.page_size, after, search)
+            .await?;
         let next_page_token = listing
             .continue_after
             .as_deref()
-            .map(|after| self.page_tokens.issue(filter_code as i32, after))
+            .map(|after| self.page_tokens.issue(filter_code as i32, &query, after))
             .unwrap_or_default();
         Ok(ListUserStatusesResponse {
             statuses: listing

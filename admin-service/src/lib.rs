@@ -13,6 +13,7 @@
 //! - `background`: deadlines and retry delays of those background loops.
 //! - `connections`: connections that can be cut when the drain deadline passes.
 //! - `online_history`: the online count sampled once a minute, and read back in buckets.
+//! - `search`: the query of a listing (parsed and bounded; matched by `store`).
 //! - `page_token`: signed pagination positions.
 //! - `error`: the one error type and its mapping to gRPC status.
 
@@ -27,6 +28,7 @@ pub mod listing;
 pub mod online_history;
 pub mod page_token;
 pub mod presence;
+pub mod search;
 pub mod startup;
 pub mod status;
 pub mod store;

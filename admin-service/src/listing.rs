@@ -12,6 +12,7 @@ use presence_store::settings::ThresholdWatch;
 use uuid::Uuid;
 
 use crate::error::AdminError;
+use crate::search::SearchQuery;
 use crate::status::{Observations, Status, evaluate};
 use crate::store::{ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRow};
 
@@ -80,6 +81,8 @@ struct Reading {
     threshold: ThresholdMinutes,
     since: i64,
     page_size: usize,
+    /// Only users matching it are read (every user, when empty).
+    search: SearchQuery,
     rows: Vec<(UserRow, Status)>,
     counts: Option<Counts>,
     has_more: bool,
@@ -127,6 +130,7 @@ impl StatusReader {
         filter: ListFilter,
         page_size: u32,
         after_username: Option<String>,
+        search: SearchQuery,
     ) -> Result<Listing, AdminError> {
         let page_size = page_size_of(page_size)?;
         let now = chrono::Utc::now().timestamp();
@@ -142,6 +146,7 @@ impl StatusReader {
             threshold,
             since: now - threshold.seconds(),
             page_size,
+            search,
             rows: Vec::new(),
             counts: None,
             has_more: false,
@@ -240,7 +245,10 @@ impl StatusReader {
         among: Option<&[Uuid]>,
         wanted: Option<bool>,
     ) -> Result<Option<String>, AdminError> {
-        let page = self.directory.page(after, limit, among).await?;
+        let page = self
+            .directory
+            .page(after, limit, among, &reading.search)
+            .await?;
         let seen = if reading.degraded {
             None
         } else {

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use crate::background::within;
 use crate::error::AdminError;
 use crate::listing::StatusReader;
+use crate::search::SearchQuery;
 use crate::store::ListFilter;
 
 /// Names the writer's lock (any constant: the lock is per database).
@@ -160,7 +161,9 @@ async fn sample(
     reader: &StatusReader,
     settings: RecorderSettings,
 ) -> Result<(), AdminError> {
-    let counts = reader.list(ListFilter::All, 1, None).await?;
+    let counts = reader
+        .list(ListFilter::All, 1, None, SearchQuery::default())
+        .await?;
     let period = settings.every.as_secs().max(1) as i64;
     let at = counts.generated_at - counts.generated_at.rem_euclid(period);
     sqlx::query(

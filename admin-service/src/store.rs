@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::AdminError;
+use crate::search::SearchQuery;
 use crate::status::Observations;
 
 /// Which users a listing shows.
@@ -93,6 +94,24 @@ const RECENT_LOGINS_CTE: &str = "
         FROM recent r JOIN users u ON u.id = r.user_id AND NOT u.disabled
     )";
 
+/// One condition per query word, on parameters `$first`...: the word,
+/// folded as the names are (`presence_fold`) and with every character but
+/// letters, digits and spaces escaped (so `%`, `.` or `(` are literal), must
+/// follow the start of the text or a character that is neither a letter nor a
+/// digit: it starts a word of the username or of the display name. The
+/// trigram index on `search_text` serves such a regular expression.
+fn search_clause(first: usize, words: usize) -> String {
+    (first..first + words)
+        .map(|n| {
+            format!(
+                r"AND u.search_text ~ ('(^|[^[:alnum:]])' || regexp_replace(
+                    presence_fold(${n}::text), '([^[:alnum:][:space:]])', '\\\1', 'g'))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 type PageRecord = (
     Option<Uuid>,
     Option<String>,
@@ -121,12 +140,14 @@ impl Directory {
     }
 
     /// Up to `limit` enabled users after `after_username` in username order
-    /// (only those of `among`, when given) and the user total, in one query.
+    /// (only those of `among`, when given, and those matching `search`) and
+    /// the user total, in one query.
     pub async fn page(
         &self,
         after_username: &str,
         limit: i64,
         among: Option<&[Uuid]>,
+        search: &SearchQuery,
     ) -> Result<PageRows, AdminError> {
         // Two statements, so each gets its own plan.
         let among_clause = if among.is_some() {
@@ -134,11 +155,12 @@ impl Directory {
         } else {
             ""
         };
+        let search_clause = search_clause(4, search.words().len());
         let query = format!(
             "WITH page AS (
                 SELECT {USER_COLUMNS}
                 FROM users u
-                WHERE NOT u.disabled AND u.username > $1 {among_clause}
+                WHERE NOT u.disabled AND u.username > $1 {among_clause} {search_clause}
                 ORDER BY u.username
                 LIMIT $2
              )
@@ -146,10 +168,19 @@ impl Directory {
              UNION ALL
              SELECT NULL, NULL, NULL, NULL, NULL, enabled_users FROM user_totals"
         );
-        let records: Vec<PageRecord> = sqlx::query_as(&query)
+        let mut statement = sqlx::query_as(&query)
             .bind(after_username)
             .bind(limit)
-            .bind(among.unwrap_or_default())
+            .bind(among.unwrap_or_default());
+        for word in search.words() {
+            statement = statement.bind(word);
+        }
+        // A search is planned with its words (an unnamed statement is planned
+        // at each call): a word most users have is best found by walking
+        // users in username order, a rare one through the trigram index, and
+        // only the words' statistics tell which (docs/benchmarks.md, Search).
+        let records: Vec<PageRecord> = statement
+            .persistent(search.is_empty())
             .fetch_all(&self.pool)
             .await?;
         let mut page = PageRows::default();

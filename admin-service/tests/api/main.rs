@@ -12,6 +12,7 @@ mod helpers;
 mod history;
 mod pagination;
 mod presence;
+mod search;
 mod settings;
 mod shutdown;
 mod startup;
