@@ -12,7 +12,11 @@
 //!   transaction committed late; this also brings in logouts written while
 //!   Redis was down), and the disablings of the last `RECENT_DISABLINGS`
 //!   (as `revoked_before:<user id>`, which ends every token issued at or
-//!   before it: so a disabled user's tokens stop within seconds).
+//!   before it: so a disabled user's tokens stop within seconds). An account
+//!   still disabled is also signed out of presence as a logout would: its
+//!   activity key deleted, a logout marker at the disabling, its entry out
+//!   of the presence index, so it shows offline (and leaves the counts)
+//!   within seconds rather than when its last ping or login ages out.
 //! - A full pass copies every revocation still in force and every disabling
 //!   recent enough to matter, then sets `revocations_complete`: at start,
 //!   when Redis lacks that marker (it lost its data; until the marker is back
@@ -25,6 +29,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::LEEWAY_SECONDS;
 use presence_store::redis_client::Redis;
 use redis::Cmd;
@@ -51,6 +56,9 @@ const RECENT_DISABLINGS: Duration = Duration::from_secs(120);
 /// A revocation outlives its token's `exp` by this much: verifiers allow
 /// clock leeway.
 const KEEP_PAST_EXPIRY_SECONDS: i64 = 60;
+/// The logout marker of a disabled account lives as long as one set by a
+/// logout under the highest threshold (twice the threshold).
+const DISABLED_MARKER_SECONDS: u64 = 2 * 60 * ThresholdMinutes::MAX as u64;
 
 #[derive(Debug)]
 pub struct RevocationKeeper {
@@ -225,12 +233,13 @@ impl RevocationKeeper {
 
     /// Copies the disablings of the last `within_seconds` as
     /// `revoked_before:<user id>`, each kept until no token issued before it
-    /// can still be valid.
+    /// can still be valid; and signs the accounts still disabled out of
+    /// presence (an account enabled again keeps what it did since).
     async fn copy_disablings(&self, within_seconds: i64) -> Result<(), ActivityError> {
         let mut after = Uuid::nil();
         loop {
-            let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-                "SELECT id, ceil(extract(epoch FROM disabled_at))::bigint
+            let rows: Vec<(Uuid, i64, bool)> = sqlx::query_as(
+                "SELECT id, ceil(extract(epoch FROM disabled_at))::bigint, disabled
                  FROM users
                  WHERE disabled_at > now() - make_interval(secs => $1) AND id > $2
                  ORDER BY id
@@ -241,19 +250,26 @@ impl RevocationKeeper {
             .bind(ROWS_PER_READ)
             .fetch_all(&self.pool)
             .await?;
-            let Some((last, _)) = rows.last() else {
+            let Some((last, _, _)) = rows.last() else {
                 return Ok(());
             };
             after = *last;
             let now = chrono::Utc::now().timestamp();
             let keys = self.redis.keys();
-            let writes: Vec<Cmd> = rows
+            let mut writes: Vec<Cmd> = rows
                 .iter()
-                .filter_map(|(user_id, at)| {
+                .filter_map(|(user_id, at, _)| {
                     let ttl = at + self.longest_lifetime_seconds + KEEP_PAST_EXPIRY_SECONDS - now;
                     (ttl > 0).then(|| Cmd::set_ex(keys.revoked_before(*user_id), at, ttl as u64))
                 })
                 .collect();
+            for (user_id, at, _) in rows.iter().filter(|(_, _, disabled)| *disabled) {
+                writes.extend([
+                    Cmd::del(keys.last_activity(*user_id)),
+                    Cmd::set_ex(keys.last_logout(*user_id), at, DISABLED_MARKER_SECONDS),
+                    Cmd::zrem(keys.presence_index_for(*user_id), user_id.to_string()),
+                ]);
+            }
             self.write_all(writes).await?;
             if (rows.len() as i64) < ROWS_PER_READ {
                 return Ok(());

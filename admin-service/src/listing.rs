@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::error::AdminError;
 use crate::search::SearchQuery;
 use crate::status::{Observations, Status, evaluate};
-use crate::store::{ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRow};
+use crate::store::{
+    ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRecord, UserRow,
+};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -304,23 +306,30 @@ impl StatusReader {
         let now = chrono::Utc::now().timestamp();
         let threshold = self.threshold.current();
         let rows = self.directory.users_by_ids(&ids).await?;
-        let found: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let found: Vec<Uuid> = rows.iter().map(|record| record.user.id).collect();
         let seen = self.activity_of(&found, now - threshold.seconds()).await;
         let degraded = seen.is_none();
         let seen = seen.unwrap_or_default();
-        let mut by_id: std::collections::HashMap<Uuid, UserRow> =
-            rows.into_iter().map(|row| (row.id, row)).collect();
+        let mut by_id: std::collections::HashMap<Uuid, UserRecord> = rows
+            .into_iter()
+            .map(|record| (record.user.id, record))
+            .collect();
         let mut statuses = Vec::new();
         let mut not_found = Vec::new();
         for id in ids {
             match by_id.remove(&id) {
-                Some(row) => {
+                Some(UserRecord { user, disabled }) => {
                     let status = evaluate(
-                        observe(row.last_login, row.last_logout, id, &seen),
+                        observe(user.last_login, user.last_logout, id, &seen),
                         now,
                         threshold,
                     );
-                    statuses.push((row, status));
+                    let status = if disabled {
+                        status.of_disabled_account()
+                    } else {
+                        status
+                    };
+                    statuses.push((user, status));
                 }
                 None => not_found.push(id),
             }

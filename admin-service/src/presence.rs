@@ -7,14 +7,14 @@ use std::cmp::Reverse;
 
 use chrono::{DateTime, Utc};
 use presence_core::threshold::ThresholdMinutes;
-use presence_proto::admin::{LoginEvent, LoginEventKind, StatusSource};
+use presence_proto::admin::{LoginEvent, LoginEventKind};
 use presence_proto::timestamp_from;
 use uuid::Uuid;
 
 use crate::error::AdminError;
 use crate::listing::{StatusReader, observe};
 use crate::status::{Status, evaluate};
-use crate::store::{USER_COLUMNS, UserRow};
+use crate::store::{USER_COLUMNS, UserRecord, UserRow};
 
 /// How many login_history events a presence shows.
 pub const RECENT_EVENTS: i64 = 20;
@@ -84,13 +84,6 @@ fn newest_first(event: &EventRow) -> Reverse<(i64, i64)> {
     Reverse((event.occurred_at.timestamp(), event.id))
 }
 
-#[derive(sqlx::FromRow)]
-struct UserRecord {
-    #[sqlx(flatten)]
-    user: UserRow,
-    disabled: bool,
-}
-
 /// Newest first, ties (rows of the same instant) by the order they were
 /// written; read through the index login_history_by_user.
 const RECENT_EVENTS_QUERY: &str = "
@@ -131,8 +124,7 @@ impl StatusReader {
         );
         let mut status = evaluate(seen, now, threshold);
         if disabled {
-            status.online = false;
-            status.source = StatusSource::None;
+            status = status.of_disabled_account();
         }
         Ok(Presence {
             user,

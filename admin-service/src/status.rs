@@ -62,6 +62,18 @@ pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> St
     }
 }
 
+impl Status {
+    /// The status of a disabled account: offline whatever the stores still
+    /// say (a ping or a login from before the disabling), its facts kept.
+    pub fn of_disabled_account(self) -> Self {
+        Self {
+            online: false,
+            source: StatusSource::None,
+            ..self
+        }
+    }
+}
+
 /// The contract's message for a user's status.
 pub fn to_proto(id: uuid::Uuid, username: &str, display_name: &str, status: &Status) -> UserStatus {
     UserStatus {

@@ -37,6 +37,15 @@ pub struct UserRow {
     pub last_logout: Option<i64>,
 }
 
+/// A user with whether their account is disabled, for lookups by id (which,
+/// unlike listings, find disabled accounts too).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRecord {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub disabled: bool,
+}
+
 /// A user whose last successful login is recent enough to make them online by
 /// login_history alone (if no logout followed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,9 +269,9 @@ impl Directory {
     }
 
     /// The users with these ids (disabled ones included), in no particular order.
-    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRow>, AdminError> {
-        let query = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ANY($1)");
-        let rows = sqlx::query_as::<_, UserRow>(&query)
+    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRecord>, AdminError> {
+        let query = format!("SELECT {USER_COLUMNS}, u.disabled FROM users u WHERE u.id = ANY($1)");
+        let rows = sqlx::query_as::<_, UserRecord>(&query)
             .bind(ids)
             .fetch_all(&self.pool)
             .await?;

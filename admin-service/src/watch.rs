@@ -404,8 +404,11 @@ impl Follower {
             return;
         }
         match within("reading user names", self.directory.users_by_ids(&missing)).await {
-            Ok(rows) => {
-                for row in rows {
+            Ok(records) => {
+                // A disabled account is not reported, as listings leave it
+                // out (its stores are cleared within seconds of the disabling).
+                for record in records.into_iter().filter(|record| !record.disabled) {
+                    let row = record.user;
                     self.known.insert(
                         row.id,
                         Known {

@@ -4,7 +4,9 @@
 use presence_core::token::Role;
 use presence_proto::activity::LogoutRequest;
 use presence_proto::admin::{BatchGetUserStatusesRequest, StatusFilter, StatusSource};
-use presence_testkit::authorized;
+use std::time::Duration;
+
+use presence_testkit::{authorized, eventually};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -236,4 +238,78 @@ async fn batch_lookup_refuses_malformed_or_too_many_ids(pool: sqlx::PgPool) {
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
     }
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_user_disabled_while_online_is_offline_and_out_of_the_counts_within_seconds(
+    pool: sqlx::PgPool,
+) {
+    let mut stack = spawn_stack(pool).await;
+    let user = stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    stack.ping(&token).await;
+    // admintest1 (signed in by the stack) and usertest1.
+    stack.wait_for_online_count(2).await;
+
+    sqlx::query("UPDATE users SET disabled = true WHERE id = $1")
+        .bind(user)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+
+    let batch = stack
+        .admin
+        .batch_get_user_statuses(authorized(
+            BatchGetUserStatusesRequest {
+                user_ids: vec![user.to_string()],
+            },
+            &stack.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = &batch.statuses[0];
+    assert!(
+        !status.online,
+        "a disabled account is offline for other services at once"
+    );
+    assert_eq!(status.source, StatusSource::None as i32);
+    // Its ping and login no longer count: the activity service signs it out
+    // of Redis (as a logout would) within seconds of the disabling.
+    let (activity_key, index_key) = (
+        stack.keys.last_activity(user),
+        stack.keys.presence_index_for(user),
+    );
+    let mut redis = stack.redis.clone();
+    eventually(
+        Duration::from_secs(15),
+        "the disabled account signed out of Redis",
+        || {
+            let mut redis = redis.clone();
+            let (activity_key, index_key) = (activity_key.clone(), index_key.clone());
+            async move {
+                let activity: Option<i64> = redis::cmd("GET")
+                    .arg(&activity_key)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                let indexed: Option<f64> = redis::cmd("ZSCORE")
+                    .arg(&index_key)
+                    .arg(user.to_string())
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                activity.is_none() && indexed.is_none()
+            }
+        },
+    )
+    .await;
+    let marker: Option<i64> = redis::cmd("GET")
+        .arg(stack.keys.last_logout(user))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(marker.is_some(), "a logout marker at the disabling");
+    let page = stack.wait_for_online_count(1).await;
+    assert_eq!(page.total_count, 1);
 }
