@@ -373,9 +373,10 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
     let _ = writeln!(report);
     let _ = writeln!(
         report,
-        "| process | RSS idle MiB | RSS connected MiB | KiB per connection | CPU s | CPU µs per ping |"
+        "| process | RSS idle MiB | RSS connected MiB | KiB per connection (Δ / N) | CPU s | \
+         CPU % of a core | CPU µs per ping |"
     );
-    let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|---:|");
     let mut per_process = Vec::new();
     for (index, process) in processes.iter().enumerate() {
         let cpu_seconds = match (cpu_before[index], cpu_after[index]) {
@@ -389,12 +390,13 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
             (rss_connected[index] as f64 - rss_idle[index] as f64) / browsers as f64;
         let _ = writeln!(
             report,
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             process.name,
             rss_idle[index] as f64 / 1024.0,
             rss_connected[index] as f64 / 1024.0,
             per_connection_kib,
             cpu_seconds.map_or("?".to_owned(), |s| format!("{s:.2}")),
+            cpu_seconds.map_or("?".to_owned(), |s| format!("{:.1}", s * 100.0 / measured)),
             per_ping_us.map_or("?".to_owned(), |us| format!("{us:.0}")),
         );
         per_process.push(json!({
@@ -404,6 +406,7 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
             "rss_connected_kib": rss_connected[index],
             "rss_per_connection_kib": per_connection_kib,
             "cpu_seconds": cpu_seconds,
+            "cpu_share_of_a_core": cpu_seconds.map(|s| s / measured),
             "cpu_us_per_ping": per_ping_us,
         }));
     }
