@@ -1,20 +1,22 @@
 //! The browser's side of gRPC-Web, as the web app's Connect-ES transport
 //! speaks it: binary `application/grpc-web+proto` POSTs over one kept-alive
-//! HTTP/1.1 connection, a `grpc-timeout` with each unary call, answers
+//! HTTP/1.1 connection (or one HTTP/2 cleartext connection, with prior
+//! knowledge, as a browser behind an h2 edge multiplexes), a `grpc-timeout`
+//! with each unary call, answers
 //! framed as messages then one trailer frame (or a trailers-only answer with
 //! the status in the headers), and server streams read frame by frame.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tonic::{Code, Status};
 
 const CONTENT_TYPE: &str = "application/grpc-web+proto";
@@ -63,31 +65,71 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// One HTTP/1.1 connection to the gateway, as a browser tab holds one.
+/// One connection to the gateway, as a browser tab holds one.
 #[derive(Debug)]
 pub struct WebClient {
     address: SocketAddr,
-    sender: SendRequest<Full<Bytes>>,
+    sender: Sender,
+}
+
+/// How a client speaks to the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1, one call at a time, as a browser without an h2 edge.
+    Http1,
+    /// HTTP/2 cleartext with prior knowledge (no upgrade): the gateway tells
+    /// the two apart by the client's preface, as it does behind an h2 edge.
+    H2c,
+}
+
+#[derive(Debug)]
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
 }
 
 impl WebClient {
+    /// An HTTP/1.1 connection.
     pub async fn connect(address: SocketAddr) -> Result<Self, CallError> {
-        let transport = |error: std::io::Error| CallError::Transport(error.to_string());
-        let socket = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address))
-            .await
-            .map_err(|_| CallError::TimedOut)?
-            .map_err(transport)?;
-        socket.set_nodelay(true).map_err(transport)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
-            .await
-            .map_err(|error| CallError::Transport(error.to_string()))?;
-        tokio::spawn(connection);
+        Self::open(address, Protocol::Http1, None).await
+    }
+
+    /// A connection speaking `protocol`, from `source` (a loopback address
+    /// other than 127.0.0.1 gives another 28,000 ephemeral ports towards one
+    /// gateway) or from the address the kernel picks.
+    pub async fn open(
+        address: SocketAddr,
+        protocol: Protocol,
+        source: Option<IpAddr>,
+    ) -> Result<Self, CallError> {
+        let socket = open(address, source).await?;
+        let failed = |error: hyper::Error| CallError::Transport(error.to_string());
+        let sender = match protocol {
+            Protocol::Http1 => {
+                let (sender, connection) = http1::handshake(TokioIo::new(socket))
+                    .await
+                    .map_err(failed)?;
+                tokio::spawn(connection);
+                Sender::Http1(sender)
+            }
+            Protocol::H2c => {
+                let (sender, connection) =
+                    http2::handshake(TokioExecutor::new(), TokioIo::new(socket))
+                        .await
+                        .map_err(failed)?;
+                tokio::spawn(connection);
+                Sender::Http2(sender)
+            }
+        };
         Ok(Self { address, sender })
     }
 
     /// Whether the connection can take another call.
     pub fn is_open(&self) -> bool {
-        !self.sender.is_closed()
+        match &self.sender {
+            Sender::Http1(sender) => !sender.is_closed(),
+            Sender::Http2(sender) => !sender.is_closed(),
+        }
     }
 
     /// A unary call of `path`, answered within `deadline` (also sent as
@@ -173,8 +215,12 @@ impl WebClient {
         message
             .encode(&mut body)
             .expect("a buffer sized for the message");
-        let mut request = Request::post(path)
-            .header(header::HOST, self.address.to_string())
+        let mut request = match self.sender {
+            Sender::Http1(_) => Request::post(path).header(header::HOST, self.address.to_string()),
+            // HTTP/2 names the authority in the request's pseudo-headers.
+            Sender::Http2(_) => Request::post(format!("http://{}{path}", self.address)),
+        };
+        request = request
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
             .header(header::ACCEPT, CONTENT_TYPE)
             .header("x-grpc-web", "1")
@@ -188,15 +234,17 @@ impl WebClient {
         let request = request
             .body(Full::new(body.freeze()))
             .expect("a valid request");
-        self.sender
-            .ready()
-            .await
-            .map_err(|error| CallError::Transport(error.to_string()))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|error| CallError::Transport(error.to_string()))?;
+        let transport = |error: hyper::Error| CallError::Transport(error.to_string());
+        let response = match &mut self.sender {
+            Sender::Http1(sender) => {
+                sender.ready().await.map_err(transport)?;
+                sender.send_request(request).await.map_err(transport)?
+            }
+            Sender::Http2(sender) => {
+                sender.ready().await.map_err(transport)?;
+                sender.send_request(request).await.map_err(transport)?
+            }
+        };
         if response.status() != http::StatusCode::OK {
             return Err(CallError::Transport(format!(
                 "HTTP {} from the gateway",
@@ -244,6 +292,30 @@ impl WebStream {
             }
         }
     }
+}
+
+/// A TCP connection to `address`, Nagle off (a call is one small write).
+async fn open(address: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, CallError> {
+    let transport = |error: std::io::Error| CallError::Transport(error.to_string());
+    let connecting = async {
+        match source {
+            None => TcpStream::connect(address).await,
+            Some(source) => {
+                let socket = match source {
+                    IpAddr::V4(_) => TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(source, 0))?;
+                socket.connect(address).await
+            }
+        }
+    };
+    let socket = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| CallError::TimedOut)?
+        .map_err(transport)?;
+    socket.set_nodelay(true).map_err(transport)?;
+    Ok(socket)
 }
 
 enum Frame {

@@ -6,13 +6,15 @@
 //!
 //! - `binaries`: where cargo put the services' executables.
 //! - `goaway`: an idle HTTP/2 connection, to see how a server ends it.
-//! - `process`: a child process with its log file, its health, signals, RSS.
+//! - `process`: a child process with its log file, its health, signals, RSS,
+//!   CPU time, and the open-file limit.
 //! - `postgres`: a throwaway PostgreSQL cluster the tests may stop and start.
 //! - `proxy`: a TCP proxy that adds latency, holds traffic (a blackhole), and
 //!   balances new connections over a changing set of backends, as a
 //!   Kubernetes Service does.
-//! - `grpc_web`: a browser's side of gRPC-Web over HTTP/1.1.
+//! - `grpc_web`: a browser's side of gRPC-Web over HTTP/1.1 or h2c.
 //! - `load`: many users pinging through the gateway, every outcome recorded.
+//! - `measure`: percentiles and a browser's timer randomness, for the load generators.
 //! - `stack`: all of it put together, with users and tokens.
 //! - `watcher`: an admin's live status stream, reconnecting as the web app does.
 
@@ -20,6 +22,7 @@ pub mod binaries;
 pub mod goaway;
 pub mod grpc_web;
 pub mod load;
+pub mod measure;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

@@ -220,3 +220,102 @@ pub async fn serving(address: SocketAddr, service: &str) -> bool {
         Ok(Some(true))
     )
 }
+
+/// The CPU time of process `pid` so far (user + system), in clock ticks;
+/// `None` if it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    cpu_ticks_in(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line (fields 14 and 15). The
+/// command name (field 2, in parentheses) may hold spaces and parentheses,
+/// so fields are counted after its last `)`.
+pub fn cpu_ticks_in(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Clock ticks per second, the unit of `cpu_ticks` (`getconf CLK_TCK`;
+/// 100 on every Linux this runs on).
+pub fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
+}
+
+/// The open-file limit of a `/proc/<pid>/limits` text: `(soft, hard)`,
+/// `u64::MAX` for "unlimited".
+pub fn open_files_limit_in(limits: &str) -> Option<(u64, u64)> {
+    let line = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?;
+    let value = |text: &str| match text {
+        "unlimited" => Some(u64::MAX),
+        number => number.parse().ok(),
+    };
+    let mut fields = line.split_whitespace();
+    Some((value(fields.next()?)?, value(fields.next()?)?))
+}
+
+/// Raises this process's soft open-file limit to its hard limit (children
+/// started afterwards inherit it) and returns it. The `prlimit` command
+/// spares the kit an unsafe `setrlimit`.
+pub fn raise_open_files_limit() -> Result<u64, String> {
+    let read = || {
+        std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .as_deref()
+            .and_then(open_files_limit_in)
+            .ok_or_else(|| "cannot read the open-file limit from /proc/self/limits".to_owned())
+    };
+    let (soft, hard) = read()?;
+    if soft < hard {
+        let limit = if hard == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            hard.to_string()
+        };
+        let status = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={limit}:{limit}"))
+            .status()
+            .map_err(|error| format!("cannot run prlimit (util-linux): {error}"))?;
+        if !status.success() {
+            return Err(format!("prlimit --nofile={limit} failed ({status})"));
+        }
+    }
+    Ok(read()?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system_time_counted_after_the_command_name() {
+        let stat = "4242 (tokio (worker) 1) S 1 4242 4242 0 -1 4194560 2000 0 0 0 \
+                    150 25 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(cpu_ticks_in(stat), Some(175));
+        assert_eq!(cpu_ticks_in("4242 (cut) S 1 2"), None);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_read_soft_then_hard() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95000                95000                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(open_files_limit_in(limits), Some((1024, 524_288)));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(open_files_limit_in(unlimited), Some((u64::MAX, u64::MAX)));
+        assert_eq!(open_files_limit_in("Max processes 1 1 processes\n"), None);
+    }
+}
