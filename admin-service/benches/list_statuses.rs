@@ -743,6 +743,23 @@ struct SizeResult {
     problems: Vec<String>,
 }
 
+/// One call of `case`'s request.
+async fn call_case(
+    client: &mut AdminServiceClient<Channel>,
+    token: &str,
+    case: &Case,
+) -> BenchResult<ListUserStatusesResponse> {
+    call(
+        client,
+        token,
+        case.filter,
+        case.page_size,
+        &case.page_token,
+        case.query,
+    )
+    .await
+}
+
 async fn call(
     client: &mut AdminServiceClient<Channel>,
     token: &str,
@@ -774,15 +791,7 @@ async fn measure_case(
     case: &Case,
 ) -> BenchResult<Measured> {
     for _ in 0..options.warmup {
-        call(
-            client,
-            token,
-            case.filter,
-            case.page_size,
-            &case.page_token,
-            case.query,
-        )
-        .await?;
+        call_case(client, token, case).await?;
     }
     let budget = Duration::from_secs(options.case_seconds);
     let mut measured = Measured {
@@ -799,15 +808,7 @@ async fn measure_case(
         && (measured.latencies.len() < options.min_samples || start.elapsed() < budget)
     {
         let sent = Instant::now();
-        let response = call(
-            client,
-            token,
-            case.filter,
-            case.page_size,
-            &case.page_token,
-            case.query,
-        )
-        .await?;
+        let response = call_case(client, token, case).await?;
         measured.latencies.push(sent.elapsed());
         measured.record(&response);
         // Keep recent logins inside the threshold however long the case runs.
@@ -1096,15 +1097,7 @@ async fn check_answer(
     case: &Case,
     problems: &mut Vec<String>,
 ) -> BenchResult<()> {
-    let page = call(
-        client,
-        token,
-        case.filter,
-        case.page_size,
-        &case.page_token,
-        case.query,
-    )
-    .await?;
+    let page = call_case(client, token, case).await?;
     let mut problem = |text: String| {
         eprintln!("  PROBLEM: {text}");
         problems.push(text);
