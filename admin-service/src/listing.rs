@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::AdminError;
 use crate::search::SearchQuery;
-use crate::status::{Observations, Status, evaluate};
+use crate::status::{Observations, Status, evaluate, evaluate_account};
 use crate::store::{
     ActivityReader, ActivitySnapshot, Directory, ListFilter, RecentLogin, UserRecord, UserRow,
 };
@@ -319,16 +319,8 @@ impl StatusReader {
         for id in ids {
             match by_id.remove(&id) {
                 Some(UserRecord { user, disabled }) => {
-                    let status = evaluate(
-                        observe(user.last_login, user.last_logout, id, &seen),
-                        now,
-                        threshold,
-                    );
-                    let status = if disabled {
-                        status.of_disabled_account()
-                    } else {
-                        status
-                    };
+                    let seen = observe(user.last_login, user.last_logout, id, &seen);
+                    let status = evaluate_account(seen, now, threshold, disabled);
                     statuses.push((user, status));
                 }
                 None => not_found.push(id),

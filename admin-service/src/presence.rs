@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::error::AdminError;
 use crate::listing::{StatusReader, observe};
-use crate::status::{Status, evaluate};
-use crate::store::{USER_COLUMNS, UserRecord, UserRow};
+use crate::status::{Status, evaluate_account};
+use crate::store::{UserRecord, UserRow};
 
 /// How many login_history events a presence shows.
 pub const RECENT_EVENTS: i64 = 20;
@@ -84,35 +84,16 @@ fn newest_first(event: &EventRow) -> Reverse<(i64, i64)> {
     Reverse((event.occurred_at.timestamp(), event.id))
 }
 
-/// Newest first, ties (rows of the same instant) by the order they were
-/// written; read through the index login_history_by_user.
-const RECENT_EVENTS_QUERY: &str = "
-    SELECT id, event, occurred_at, failure_reason,
-           host(client_ip) AS client_address, left(user_agent, 256) AS user_agent
-    FROM login_history
-    WHERE user_id = $1
-    ORDER BY occurred_at DESC, id DESC
-    LIMIT $2";
-
 impl StatusReader {
     /// The presence of user `id`; NOT_FOUND when there is no such user.
     pub async fn presence(&self, id: Uuid) -> Result<Presence, AdminError> {
         let now = chrono::Utc::now().timestamp();
         let threshold = self.threshold.current();
-        let pool = self.directory.pool();
-        let query = format!("SELECT {USER_COLUMNS}, u.disabled FROM users u WHERE u.id = $1");
-        let Some(UserRecord { user, disabled }) = sqlx::query_as::<_, UserRecord>(&query)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
+        let Some(UserRecord { user, disabled }) = self.directory.users_by_ids(&[id]).await?.pop()
         else {
             return Err(AdminError::NotFound("no user has this id"));
         };
-        let mut recent_events = sqlx::query_as::<_, EventRow>(RECENT_EVENTS_QUERY)
-            .bind(id)
-            .bind(RECENT_EVENTS)
-            .fetch_all(pool)
-            .await?;
+        let mut recent_events = self.directory.recent_events(id, RECENT_EVENTS).await?;
         recent_events.sort_by_key(newest_first);
         let seen = self.activity_of(&[id], now - threshold.seconds()).await;
         let degraded = seen.is_none();
@@ -122,10 +103,7 @@ impl StatusReader {
             id,
             &seen.unwrap_or_default(),
         );
-        let mut status = evaluate(seen, now, threshold);
-        if disabled {
-            status = status.of_disabled_account();
-        }
+        let status = evaluate_account(seen, now, threshold, disabled);
         Ok(Presence {
             user,
             disabled,

@@ -62,15 +62,24 @@ pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> St
     }
 }
 
-impl Status {
-    /// The status of a disabled account: offline whatever the stores still
-    /// say (a ping or a login from before the disabling), its facts kept.
-    pub fn of_disabled_account(self) -> Self {
-        Self {
+/// The status of an account found by id (listings leave disabled accounts
+/// out): a disabled one is offline whatever the stores still say (a ping or
+/// a login from before the disabling), its facts kept.
+pub fn evaluate_account(
+    seen: Observations,
+    now: i64,
+    threshold: ThresholdMinutes,
+    disabled: bool,
+) -> Status {
+    let status = evaluate(seen, now, threshold);
+    if disabled {
+        Status {
             online: false,
             source: StatusSource::None,
-            ..self
+            ..status
         }
+    } else {
+        status
     }
 }
 

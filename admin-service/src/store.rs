@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::AdminError;
+use crate::presence::EventRow;
 use crate::search::SearchQuery;
 use crate::status::Observations;
 
@@ -74,7 +75,7 @@ pub struct PageRows {
 }
 
 /// The columns every user listing selects; timestamps as whole Unix seconds.
-pub(crate) const USER_COLUMNS: &str = "
+const USER_COLUMNS: &str = "
     u.id, u.username, u.display_name,
     (SELECT floor(extract(epoch FROM max(h.occurred_at)))::bigint FROM login_history h
       WHERE h.user_id = u.id AND h.event = 'login_success') AS last_login,
@@ -275,6 +276,25 @@ impl Directory {
             .bind(ids)
             .fetch_all(&self.pool)
             .await?;
+        Ok(rows)
+    }
+
+    /// The last `limit` login_history rows of `user`, newest first, ties (rows
+    /// of the same instant) by the order they were written; read through the
+    /// index login_history_by_user.
+    pub async fn recent_events(&self, user: Uuid, limit: i64) -> Result<Vec<EventRow>, AdminError> {
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT id, event, occurred_at, failure_reason,
+                    host(client_ip) AS client_address, left(user_agent, 256) AS user_agent
+             FROM login_history
+             WHERE user_id = $1
+             ORDER BY occurred_at DESC, id DESC
+             LIMIT $2",
+        )
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows)
     }
 
