@@ -20,6 +20,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::server::ConnectionGauges;
+
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -54,6 +56,7 @@ struct Inner {
     registry: Registry,
     requests: Family<CallLabels, Counter>,
     durations: Durations,
+    connections: ConnectionGauges,
 }
 
 impl Default for Metrics {
@@ -72,11 +75,23 @@ impl Default for Metrics {
             "Time from request to the end of the response.",
             durations.clone(),
         );
+        let connections = ConnectionGauges::default();
+        registry.register(
+            "presence_gateway_connections_open",
+            "Client connections open on the gRPC-Web listener (at most PRESENCE_MAX_CONNECTIONS).",
+            connections.open.clone(),
+        );
+        registry.register(
+            "presence_gateway_connections_parked",
+            "Of those, HTTP/1.1 connections parked between two requests (holding no buffers).",
+            connections.parked.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 requests,
                 durations,
+                connections,
             }),
         }
     }
@@ -97,6 +112,11 @@ impl Metrics {
             .durations
             .get_or_create(&MethodLabels { method })
             .observe(seconds);
+    }
+
+    /// The gauges the gRPC-Web listener reports its connections to.
+    pub fn connections(&self) -> ConnectionGauges {
+        self.inner.connections.clone()
     }
 
     /// The OpenMetrics text exposition.

@@ -1,6 +1,7 @@
 //! The gateway's listeners: an accept loop with a bound on the connections
 //! open at once, each connection served by hyper (HTTP/1.1 or HTTP/2, chosen
-//! by the client's first bytes) with two deadlines of its own:
+//! by the client's first bytes: HTTP/2's preface or not) with two deadlines
+//! of its own:
 //!
 //! - the *header* deadline: a request's headers must arrive within
 //!   `header_read_timeout` of its first byte (and a connection's first
@@ -14,6 +15,13 @@
 //! connection between two pings. Here the header deadline starts with the
 //! request's first byte, and the time between requests is the idle
 //! deadline's alone.
+//!
+//! An HTTP/1.1 connection idle for [`PARK_AFTER`] is *parked*: hyper is
+//! told to stop (it ends at once, sending nothing, as nothing is in flight)
+//! and hands the socket back, the task waits for the socket to be readable,
+//! then serves the next request with a new hyper connection. Between a
+//! browser's pings its connection holds a socket and a few hundred bytes
+//! instead of hyper's buffers.
 //!
 //! Ownership: each connection task holds a permit of the connection
 //! semaphore and the connection's [`Activity`]; its service and its socket
@@ -35,10 +43,12 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
+use bytes::BytesMut;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
@@ -61,6 +71,40 @@ const HTTP2_MAX_STREAMS: u32 = 256;
 /// read beside it).
 const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
+/// How long an HTTP/1.1 connection with nothing in flight keeps its hyper
+/// state (read and write buffers, about 16 KiB) before it is parked: the
+/// state is dropped and only the socket is kept, until the next request's
+/// first bytes arrive. A browser pings once a minute, so at scale nearly
+/// every connection is parked (docs/benchmarks.md, "Browser-realistic load").
+const PARK_AFTER: Duration = Duration::from_secs(1);
+/// HTTP/2's connection preface, which a client with prior knowledge sends first.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a listener reports of its connections.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionGauges {
+    /// Client connections open, parked or not.
+    pub open: Gauge,
+    /// HTTP/1.1 connections parked between two requests.
+    pub parked: Gauge,
+}
+
+/// Counts one in a gauge until dropped.
+struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The bounds of a listener's connections.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
@@ -76,12 +120,17 @@ pub async fn serve<S>(
     listener: TcpListener,
     connection: impl Fn(SocketAddr) -> S,
     limits: ConnectionLimits,
+    gauges: ConnectionGauges,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
     S::Future: Send + 'static,
 {
-    let builder = Arc::new(builder());
+    let builders = Arc::new(builders());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stopping, stop_seen) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -120,10 +169,11 @@ pub async fn serve<S>(
         tokio::spawn(serve_connection(
             stream,
             connection(peer),
-            builder.clone(),
+            builders.clone(),
             limits,
             stop_seen.clone(),
-            permit,
+            (permit, Counted::new(&gauges.open)),
+            gauges.parked.clone(),
         ));
     }
     drop(listener);
@@ -133,61 +183,206 @@ pub async fn serve<S>(
     let _ = permits.acquire_many(all).await;
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None);
-    builder
-        .http2()
+/// How a listener's connections speak each protocol.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+fn builders() -> Builders {
+    let mut http1 = http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(None);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
         .max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
         .keep_alive_interval(HTTP2_KEEPALIVE_EVERY)
         .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
-    builder
+    Builders { http1, http2 }
 }
 
 async fn serve_connection<S>(
     stream: TcpStream,
     service: S,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _open: (OwnedSemaphorePermit, Counted),
+    parked: Gauge,
 ) where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
     S::Future: Send + 'static,
 {
     let activity = Arc::new(Activity::new(limits));
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-    });
-    let service = Tracked {
+    let mut io = Rewind {
+        prefix: Bytes::new(),
+        inner: Watched {
+            inner: stream,
+            activity: activity.clone(),
+        },
+    };
+    let mut service = Tracked {
         inner: service,
         activity: activity.clone(),
     };
-    let connection = builder.serve_connection(io, service);
-    let mut connection = std::pin::pin!(connection);
-    let mut closing = false;
+    // The first bytes tell HTTP/2 with prior knowledge (its preface) from
+    // HTTP/1.1; they must arrive within the header deadline.
+    let http2 = tokio::select! {
+        read = read_version(&mut io) => match read {
+            Ok(Some(http2)) => http2,
+            _ => return,
+        },
+        () = activity.expiry() => return,
+        _ = stopping.wait_for(|stopping| *stopping) => return,
+    };
+    if http2 {
+        activity.http2.store(true, Ordering::Release);
+        let connection = builders.http2.serve_connection(TokioIo::new(io), service);
+        drive(std::pin::pin!(connection), &activity, &mut stopping, false).await;
+        return;
+    }
     loop {
-        let deadline = activity.deadline();
+        // Boxed, so that a parked connection's task holds none of hyper's state.
+        let mut connection = Box::new(builders.http1.serve_connection(TokioIo::new(io), service));
+        if drive(Pin::new(&mut *connection), &activity, &mut stopping, true).await == Ended::Closed
+        {
+            return;
+        }
+        // Parked: hyper's state is dropped, the socket and the service kept.
+        let parts = connection.into_parts();
+        io = parts.io.into_inner();
+        io.prefix = parts.read_buf;
+        service = parts.service;
+        if io.prefix.is_empty() {
+            let _parked = Counted::new(&parked);
+            tokio::select! {
+                readable = io.inner.inner.readable() => if readable.is_err() {
+                    return;
+                },
+                () = activity.expiry() => return,
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    }
+}
+
+/// Reads a connection's first bytes until they tell HTTP/2's preface from
+/// anything else: whether it is HTTP/2, or `None` if the client closed
+/// first. What was read is kept in `io`'s prefix for the protocol to read.
+async fn read_version(io: &mut Rewind) -> io::Result<Option<bool>> {
+    let mut first = BytesMut::with_capacity(HTTP2_PREFACE.len());
+    let http2 = loop {
+        if io.inner.read_buf(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        if !HTTP2_PREFACE.starts_with(&first) {
+            break false;
+        }
+        if first.len() == HTTP2_PREFACE.len() {
+            break true;
+        }
+    };
+    io.prefix = first.freeze();
+    Ok(Some(http2))
+}
+
+/// How [`drive`] left a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Over: the socket is to be closed.
+    Closed,
+    /// Idle and parked: hyper let go of the socket, which stays open.
+    Parked,
+}
+
+/// A hyper connection as [`drive`] runs it.
+trait Served {
+    /// Polls until the connection is over (or, for HTTP/1.1, parked).
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>>;
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+type ServedIo = TokioIo<Rewind>;
+
+impl<S> Served for http1::Connection<ServedIo, Tracked<S>>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + 'static,
+{
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        // Without shutdown: a parked connection's socket stays open.
+        self.get_mut().poll_without_shutdown(cx)
+    }
+
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<S> Served for http2::Connection<ServedIo, Tracked<S>, TokioExecutor>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + 'static,
+{
+    fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.poll(cx)
+    }
+
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `connection` until it is over, within the connection's deadlines
+/// and the listener's shutdown; with `park`, an HTTP/1.1 connection idle for
+/// [`PARK_AFTER`] is let go of (hyper returns its socket) and `Parked`.
+async fn drive<C: Served + ?Sized>(
+    mut connection: Pin<&mut C>,
+    activity: &Activity,
+    stopping: &mut watch::Receiver<bool>,
+    park: bool,
+) -> Ended {
+    let mut closing = false;
+    let mut parking = false;
+    loop {
+        let mut wake = activity.deadline();
+        if park && !closing && !parking {
+            wake = wake.min(activity.park_at());
+        }
         tokio::select! {
-            served = connection.as_mut() => {
+            served = std::future::poll_fn(|cx| connection.as_mut().poll_served(cx)) => {
                 if let Err(error) = served {
                     tracing::debug!(%error, "client connection ended with an error");
+                    return Ended::Closed;
                 }
-                return;
+                return if parking && !closing { Ended::Parked } else { Ended::Closed };
             }
-            () = tokio::time::sleep_until(deadline) => match activity.expired() {
-                Expired::No => {}
+            () = tokio::time::sleep_until(wake) => match activity.expired() {
+                Expired::No => {
+                    if park && !closing && !parking && activity.parkable() {
+                        // Idle, so hyper ends at once without a byte sent.
+                        connection.as_mut().graceful_shutdown();
+                        parking = true;
+                    }
+                }
                 Expired::Headers => {
                     tracing::debug!("a request's headers did not arrive in time; closing the connection");
-                    return;
+                    return Ended::Closed;
                 }
-                Expired::Idle if closing => return,
+                Expired::Idle if closing => return Ended::Closed,
                 Expired::Idle => {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
@@ -218,11 +413,13 @@ struct Activity {
     /// Whether the deadline is a request's header deadline (missed: the
     /// connection is dropped) rather than the idle one (closed gracefully).
     reading_head: AtomicBool,
+    /// When the last request in flight ended, in milliseconds after
+    /// `epoch`; `u64::MAX` while one is in flight or none has ended yet.
+    idle_since_ms: AtomicU64,
     /// Whether the first bytes were HTTP/2's preface: then bytes between
     /// requests are frames of the connection itself (pings, window
     /// updates), not the start of a request.
     http2: AtomicBool,
-    first_read: AtomicBool,
     /// Wakes the connection task when the deadline moved.
     changed: Notify,
 }
@@ -244,8 +441,8 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             deadline_ms: AtomicU64::new(millis(limits.header_read_timeout)),
             reading_head: AtomicBool::new(true),
+            idle_since_ms: AtomicU64::new(NO_DEADLINE),
             http2: AtomicBool::new(false),
-            first_read: AtomicBool::new(true),
             changed: Notify::new(),
         }
     }
@@ -285,10 +482,7 @@ impl Activity {
 
     /// Bytes arrived: with no request in flight on HTTP/1.1 they start the
     /// next request, whose headers now have their deadline.
-    fn bytes_arrived(&self, first_bytes: &[u8]) {
-        if self.first_read.swap(false, Ordering::AcqRel) && first_bytes.starts_with(b"PRI *") {
-            self.http2.store(true, Ordering::Release);
-        }
+    fn bytes_arrived(&self) {
         if self.in_flight.load(Ordering::Acquire) > 0
             || self.reading_head.load(Ordering::Acquire)
             || self.http2.load(Ordering::Acquire)
@@ -302,17 +496,50 @@ impl Activity {
         self.set_deadline(deadline, true);
     }
 
+    /// When an idle HTTP/1.1 connection is to be parked.
+    fn park_at(&self) -> Instant {
+        match self.idle_since_ms.load(Ordering::Acquire) {
+            NO_DEADLINE => self.deadline(),
+            ms => self.epoch + Duration::from_millis(ms) + PARK_AFTER,
+        }
+    }
+
+    /// Whether the connection has been idle for [`PARK_AFTER`], with no
+    /// request's bytes arrived since.
+    fn parkable(&self) -> bool {
+        let since = self.idle_since_ms.load(Ordering::Acquire);
+        self.in_flight.load(Ordering::Acquire) == 0
+            && !self.reading_head.load(Ordering::Acquire)
+            && since != NO_DEADLINE
+            && self.now_ms() >= since.saturating_add(millis(PARK_AFTER))
+    }
+
+    /// Resolves once the current deadline has passed with nothing in flight.
+    async fn expiry(&self) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(self.deadline()) => {
+                    if !matches!(self.expired(), Expired::No) {
+                        return;
+                    }
+                }
+                () = self.changed.notified() => {}
+            }
+        }
+    }
+
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.idle_since_ms.store(NO_DEADLINE, Ordering::Release);
         self.reading_head.store(false, Ordering::Release);
         self.deadline_ms.store(NO_DEADLINE, Ordering::Release);
     }
 
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let idle_by = self
-                .now_ms()
-                .saturating_add(millis(self.limits.idle_timeout));
+            let now = self.now_ms();
+            self.idle_since_ms.store(now, Ordering::Release);
+            let idle_by = now.saturating_add(millis(self.limits.idle_timeout));
             self.set_deadline(idle_by, false);
         }
     }
@@ -320,6 +547,59 @@ impl Activity {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(NO_DEADLINE - 1)
+}
+
+/// A connection's socket with bytes already read from it put back in front:
+/// those that told its protocol, or those hyper had read when it parked.
+struct Rewind {
+    prefix: Bytes,
+    inner: Watched,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let front = self.prefix.split_to(n);
+            buf.put_slice(&front);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A connection's socket, reporting the bytes it reads.
@@ -337,7 +617,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_arrived(&buf.filled()[before..]);
+            self.activity.bytes_arrived();
         }
         polled
     }

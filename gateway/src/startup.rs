@@ -37,7 +37,7 @@ use crate::forward::Forwarder;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::routing::{HealthService, Upstreams};
-use crate::server::{self, ConnectionLimits};
+use crate::server::{self, ConnectionGauges, ConnectionLimits};
 use crate::service::MakeGatewayService;
 use crate::static_files;
 use crate::upstream::Upstream;
@@ -158,6 +158,7 @@ impl Application {
             self.metrics_listener,
             move |_| metrics.clone(),
             limits,
+            ConnectionGauges::default(),
             std::future::pending(),
         ));
 
@@ -177,6 +178,7 @@ impl Application {
             self.listener,
             move |peer| make_service.for_connection(peer),
             limits,
+            self.metrics.connections(),
             signal,
         );
         let mut server = std::pin::pin!(server);

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::helpers::{KeepAlive, SOON, call, grpc_status, spawn_gateway};
+use crate::helpers::{KeepAlive, SOON, call, grpc_status, spawn_gateway, wait_for_metric};
 use crate::stack::spawn_stack;
 
 const CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -73,6 +73,43 @@ async fn a_kept_alive_connection_outlives_the_header_deadline_and_closes_when_id
         browser.closed_within(SOON).await,
         "an idle connection is closed"
     );
+}
+
+const PARKED: &str = "presence_gateway_connections_parked";
+const OPEN: &str = "presence_gateway_connections_open";
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn an_idle_connection_is_parked_and_serves_its_next_requests_within_the_same_deadlines(
+    pool: sqlx::PgPool,
+) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &["--header-read-timeout-ms=1000"]).await;
+    let mut browser = KeepAlive::open(gateway.address).await;
+
+    let first = browser.call(CHECK, &check()).await.expect("answered");
+    assert_eq!(grpc_status(&first), 0);
+    // Idle, it lets go of hyper's state and keeps the socket.
+    wait_for_metric(&gateway, PARKED, |parked| parked == 1.0).await;
+    assert_eq!(wait_for_metric(&gateway, OPEN, |_| true).await, 1.0);
+
+    // Woken by two requests in one write: both answered, in order.
+    let both = browser.pipelined(CHECK, &check(), 2).await;
+    assert!(
+        both.iter()
+            .all(|response| response.as_ref().is_some_and(|r| grpc_status(r) == 0)),
+        "both pipelined calls answered on the parked connection: {both:?}"
+    );
+
+    // Parked again, a request that starts and stalls still meets the header deadline.
+    wait_for_metric(&gateway, PARKED, |parked| parked == 1.0).await;
+    let request = browser.request(CHECK, &check());
+    browser.send(&request[..20]).await.unwrap();
+    assert!(
+        browser.closed_within(SOON).await,
+        "a stalled request on a parked connection is dropped"
+    );
+    wait_for_metric(&gateway, OPEN, |open| open == 0.0).await;
+    assert_eq!(wait_for_metric(&gateway, PARKED, |_| true).await, 0.0);
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]

@@ -306,6 +306,31 @@ pub async fn check_health(gateway: &Gateway) -> HttpResponse {
     call(gateway, "/grpc.health.v1.Health/Check", None, &request).await
 }
 
+/// The value of the gauge (or unlabelled counter) `name` on the gateway's
+/// `/metrics` page, once `expected` holds of it, or a panic after `SOON`.
+pub async fn wait_for_metric(gateway: &Gateway, name: &str, expected: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let text = metrics_text(gateway).await;
+        let value = text.lines().find_map(|line| {
+            let (series, value) = line.split_once(' ')?;
+            (series == name)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        });
+        if let Some(value) = value
+            && expected(value)
+        {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {value:?} after {SOON:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The gateway's `/metrics` page, as text.
 pub async fn metrics_text(gateway: &Gateway) -> String {
     let metrics = http(gateway.metrics, "GET", "/metrics", &[], b"", SOON).await;
@@ -353,6 +378,33 @@ impl KeepAlive {
     /// POSTs one binary gRPC-Web call and reads its response; `None` when the
     /// gateway closed the connection instead of answering.
     pub async fn call(&mut self, path: &str, message: &impl Message) -> Option<HttpResponse> {
+        self.pipelined(path, message, 1).await.pop().flatten()
+    }
+
+    /// Sends `count` calls in one write, then reads their responses in
+    /// order (`None` from the first the gateway closed instead of answering).
+    pub async fn pipelined(
+        &mut self,
+        path: &str,
+        message: &impl Message,
+        count: usize,
+    ) -> Vec<Option<HttpResponse>> {
+        let request = self.request(path, message);
+        if self.send(&request.repeat(count)).await.is_err() {
+            return (0..count).map(|_| None).collect();
+        }
+        let mut responses = Vec::new();
+        for _ in 0..count {
+            let response = tokio::time::timeout(SOON, self.read_response())
+                .await
+                .expect("the gateway answered or closed in time");
+            responses.push(response);
+        }
+        responses
+    }
+
+    /// The bytes of one binary gRPC-Web call.
+    pub fn request(&self, path: &str, message: &impl Message) -> Vec<u8> {
         let body = frame(message);
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {BINARY}\r\nX-Grpc-Web: 1\r\n\
@@ -362,12 +414,12 @@ impl KeepAlive {
         );
         let mut request = head.into_bytes();
         request.extend_from_slice(&body);
-        if self.stream.write_all(&request).await.is_err() {
-            return None;
-        }
-        tokio::time::timeout(SOON, self.read_response())
-            .await
-            .expect("the gateway answered or closed in time")
+        request
+    }
+
+    /// Writes raw bytes on the connection.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     async fn read_response(&mut self) -> Option<HttpResponse> {
