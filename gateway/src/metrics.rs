@@ -78,12 +78,12 @@ impl Default for Metrics {
         let connections = ConnectionGauges::default();
         registry.register(
             "presence_gateway_connections_open",
-            "Client connections open on the gRPC-Web listener (at most PRESENCE_MAX_CONNECTIONS).",
+            "Client connections open on the gRPC-Web listener (at most PRESENCE_MAX_CONNECTIONS)",
             connections.open.clone(),
         );
         registry.register(
             "presence_gateway_connections_parked",
-            "Of those, HTTP/1.1 connections parked between two requests (holding no buffers).",
+            "Of those, HTTP/1.1 connections parked between two requests (holding no buffers)",
             connections.parked.clone(),
         );
         Self {

@@ -256,7 +256,8 @@ async fn serve_connection<S>(
         // Parked: hyper's state is dropped, the socket and the service kept.
         let parts = connection.into_parts();
         io = parts.io.into_inner();
-        io.prefix = parts.read_buf;
+        // Copied: the bytes hyper returns share its whole read buffer.
+        io.prefix = Bytes::copy_from_slice(&parts.read_buf);
         service = parts.service;
         if io.prefix.is_empty() {
             let _parked = Counted::new(&parked);
