@@ -196,6 +196,12 @@ impl Endpoint {
         &self.connections[turn % self.connections.len()]
     }
 
+    /// Passes the endpoint over for `CONNECT_BACKOFF`, while others exist.
+    fn back_off(&self, epoch: Instant) {
+        let until = millis_since(epoch).saturating_add(CONNECT_BACKOFF.as_millis() as u64);
+        self.down_until.store(until.max(1), Ordering::Relaxed);
+    }
+
     /// Whether a connect failed lately (the clock is read only then).
     fn backing_off(&self, epoch: Instant) -> bool {
         let until = self.down_until.load(Ordering::Relaxed);
@@ -334,13 +340,7 @@ impl Upstream {
             tried[attempt] = Some(endpoint.address);
             let last = attempt + 1 == MAX_ATTEMPTS;
             let next = match failure.sent {
-                Sent::Never if !last => {
-                    endpoint.down_until.store(
-                        millis_since(self.inner.epoch) + CONNECT_BACKOFF.as_millis() as u64,
-                        Ordering::Relaxed,
-                    );
-                    self.pick(&tried)
-                }
+                Sent::Never if !last => self.pick(&tried),
                 // To another endpoint if there is one; on this one's new
                 // connection otherwise.
                 Sent::NotProcessed if !last && !sent_again => {
@@ -515,11 +515,11 @@ impl Upstream {
         let mut sender = match open {
             Some(sender) => match sender.ready().await {
                 Ok(sender) => sender,
-                Err(_) => Box::pin(self.reopen(endpoint.address, connection))
+                Err(_) => Box::pin(self.reopen(endpoint, connection))
                     .await
                     .map_err(Failure::never_sent)?,
             },
-            None => Box::pin(self.reopen(endpoint.address, connection))
+            None => Box::pin(self.reopen(endpoint, connection))
                 .await
                 .map_err(Failure::never_sent)?,
         };
@@ -569,9 +569,11 @@ impl Upstream {
     /// box this rare, large future so that every call's own stays small.)
     async fn reopen(
         &self,
-        address: SocketAddr,
+        endpoint: &Endpoint,
         connection: &Connection,
     ) -> Result<SendRequest<Bytes>, GatewayError> {
+        let address = endpoint.address;
+        let failed_before = endpoint.down_until.load(Ordering::Relaxed);
         let _opening = connection.opening.lock().await;
         let current = connection.sender.lock().clone();
         if let Some(sender) = current
@@ -579,13 +581,29 @@ impl Upstream {
         {
             return Ok(sender);
         }
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.open(address))
+        // A connect failed while this call waited: it goes elsewhere now
+        // rather than wait out another connect timeout here.
+        let failed_now = endpoint.down_until.load(Ordering::Relaxed);
+        if failed_now != 0 && failed_now != failed_before {
+            return Err(GatewayError::Unreachable {
+                address: format!("{} ({address})", self.inner.name),
+                reason: "a connection failed to open just now".to_owned(),
+            });
+        }
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open(address))
             .await
             .map_err(|_| GatewayError::Unreachable {
                 address: format!("{} ({address})", self.inner.name),
                 reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
-            })??;
+            })
+            .and_then(|opened| opened);
+        // Marked before the lock is let go, so the calls waiting on it see it.
+        let sender = opened.inspect_err(|_| endpoint.back_off(self.inner.epoch))?;
         *connection.sender.lock() = Some(sender.clone());
+        // Connected again: no clock read on its turns any more.
+        if endpoint.down_until.load(Ordering::Relaxed) != 0 {
+            endpoint.down_until.store(0, Ordering::Relaxed);
+        }
         Ok(sender.ready().await?)
     }
 
