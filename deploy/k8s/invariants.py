@@ -3,8 +3,9 @@
 checkov checks generic hygiene; this checks what docs/operations.md tells operators they get,
 so a later edit cannot quietly drop it: app.kubernetes.io labels everywhere, native gRPC probes,
 a termination grace period longer than preStop + drain, a restricted security context, requests
-and limits, a Service / PodDisruptionBudget / autoscaler per service, default-deny networking,
-and no real-looking secret in the repository.
+and limits, a Service / PodDisruptionBudget / autoscaler per service, a headless Service the
+gateway balances over for each upstream, default-deny networking, and no real-looking secret
+in the repository.
 
     python invariants.py OVERLAY RENDERED.yaml     (OVERLAY: base, dev or production)
 
@@ -17,6 +18,8 @@ import sys
 import yaml
 
 SERVICES = {"activity-service": 50051, "admin-service": 50052, "gateway": 8080}
+# The gateway's setting naming each upstream service.
+UPSTREAM_URLS = {"activity-service": "PRESENCE_ACTIVITY_URL", "admin-service": "PRESENCE_ADMIN_URL"}
 # What the services do on SIGTERM: stop accepting, then drain in-flight calls and streams.
 DRAIN_SECONDS = 20
 COMMON_LABELS = ("name", "instance", "part-of", "managed-by")
@@ -116,6 +119,11 @@ def main(overlay: str, path: str) -> int:
                           .get("PRESENCE_TRUSTED_PROXIES")),
                      f"Deployment/{name}: PRESENCE_TRUSTED_PROXIES is empty")
 
+    gateway = deployments.get("gateway")
+    if gateway is not None:
+        errors.extend(upstream_problems(gateway, deployments, by_kind.get("Service", {}),
+                                        by_kind.get("ConfigMap", {})))
+
     job = by_kind.get("Job", {}).get("presence-migrate")
     need(job is not None and job["spec"]["template"]["spec"]["containers"][0].get("args")
          == ["migrate"], "Job/presence-migrate missing or not running `migrate`")
@@ -155,6 +163,32 @@ def settings_of(deployment: dict, config_maps: dict) -> dict[str, str]:
         settings.update(config_maps.get(ref, {}).get("data", {}))
     settings.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
     return settings
+
+
+def upstream_problems(gateway: dict, deployments: dict, services: dict,
+                      config_maps: dict) -> list[str]:
+    """The gateway balances over the addresses an upstream's host name resolves to: the name
+    must be a headless Service (no virtual IP, one address per ready pod) selecting that
+    upstream's pods on its port, or every connection stays on the pods that answered first."""
+    settings = settings_of(gateway, config_maps)
+    problems = []
+    for name, variable in UPSTREAM_URLS.items():
+        url = settings.get(variable, "")
+        host, _, port = url.removeprefix("http://").partition(":")
+        service = services.get(host)
+        where = f"Deployment/gateway: {variable}={url}"
+        if service is None:
+            problems.append(f"{where} names no Service of the manifests")
+            continue
+        if service["spec"].get("clusterIP") != "None":
+            problems.append(f"{where}: Service/{host} is not headless (clusterIP: None)")
+        d = deployments.get(name)
+        if d is not None and service["spec"].get("selector") != d["spec"]["selector"]["matchLabels"]:
+            problems.append(f"{where}: Service/{host} does not select the pods of {name}")
+        if port != str(SERVICES[name]) or SERVICES[name] not in [
+                p["port"] for p in service["spec"].get("ports", [])]:
+            problems.append(f"{where}: not port {SERVICES[name]} of Service/{host}")
+    return problems
 
 
 def token_key_problems(name: str, deployment: dict, config_maps: dict) -> list[str]:

@@ -31,12 +31,20 @@ pub struct GatewayConfig {
         default_value = "http://127.0.0.1:50052"
     )]
     pub admin_url: String,
-    /// HTTP/2 connections kept to each upstream service, used in turn
-    /// (default: one per CPU core of the gateway); a connection that died is
-    /// re-opened by the next call.
+    /// HTTP/2 connections kept to each address (pod) of an upstream
+    /// service, used in turn (default: one per CPU core of the gateway); a
+    /// connection that died is re-opened by the next call.
     #[arg(long, env = "PRESENCE_UPSTREAM_CONNECTIONS", default_value_t = one_per_core(),
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub upstream_connections: u16,
+    /// Seconds between look-ups of each upstream URL's host name (1 to 300).
+    /// Calls are spread over every address it resolves to (at most 256):
+    /// name a headless Service so that each ready pod is one, and new pods
+    /// get calls within this time. A failed or empty answer keeps the
+    /// addresses known.
+    #[arg(long, env = "PRESENCE_UPSTREAM_RESOLVE_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub upstream_resolve_seconds: u64,
     /// Threads serving requests. 1 runs the gateway on a single thread, which
     /// costs the least CPU per request (no hand-offs between threads; see
     /// docs/benchmarks.md); scale out with replicas of one CPU each, or raise
@@ -120,6 +128,10 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    pub fn upstream_resolve_every(&self) -> Duration {
+        Duration::from_secs(self.upstream_resolve_seconds)
     }
 
     pub fn header_read_timeout(&self) -> Duration {

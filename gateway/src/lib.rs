@@ -15,7 +15,7 @@
 //! - `routing`: which service a call goes to, by its service name.
 //! - `forward`: the slow path's tower service, and forwarding within the deadline.
 //! - `deadline`: a response stream ended at its deadline or the drain's end.
-//! - `upstream`: the HTTP/2 client to the services.
+//! - `upstream`: the HTTP/2 client to the services, balancing over every address of their names.
 //! - `rate_limit`: allowances per user and per address (governor), and verified tokens.
 //! - `metrics`: Prometheus metrics and access logs, recorded when a call ends.
 //! - `static_files`: the web app with SPA fallback, compression and caching.

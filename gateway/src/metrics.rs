@@ -3,7 +3,8 @@
 //! of an immediate error). Exposed at /metrics by `prometheus-client`, which
 //! escapes what it writes. Every series is labelled by a method the contract
 //! knows (`contract`) or `unknown`, and by a status code: their number is
-//! bounded, whatever paths clients make up.
+//! bounded, whatever paths clients make up. The endpoints of each upstream
+//! are one gauge per upstream (`activity`, `admin`), never per address.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -44,6 +46,11 @@ struct MethodLabels {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: &'static str,
+}
+
 type Durations = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Debug, Clone)]
@@ -57,6 +64,7 @@ struct Inner {
     requests: Family<CallLabels, Counter>,
     durations: Durations,
     connections: ConnectionGauges,
+    endpoints: Family<UpstreamLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -86,12 +94,20 @@ impl Default for Metrics {
             "Of those, HTTP/1.1 connections parked between two requests (holding no buffers)",
             connections.parked.clone(),
         );
+        let endpoints = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "presence_gateway_upstream_endpoints",
+            "Addresses each upstream's host name resolves to, each with its own connections \
+             (at most 256 per upstream)",
+            endpoints.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 requests,
                 durations,
                 connections,
+                endpoints,
             }),
         }
     }
@@ -117,6 +133,14 @@ impl Metrics {
     /// The gauges the gRPC-Web listener reports its connections to.
     pub fn connections(&self) -> ConnectionGauges {
         self.inner.connections.clone()
+    }
+
+    /// The gauge of `upstream`'s endpoints (`activity` or `admin`).
+    pub fn upstream_endpoints(&self, upstream: &'static str) -> Gauge {
+        self.inner
+            .endpoints
+            .get_or_create(&UpstreamLabels { upstream })
+            .clone()
     }
 
     /// The OpenMetrics text exposition.

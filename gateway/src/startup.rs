@@ -40,7 +40,7 @@ use crate::routing::{HealthService, Upstreams};
 use crate::server::{self, ConnectionGauges, ConnectionLimits};
 use crate::service::MakeGatewayService;
 use crate::static_files;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamSettings};
 
 /// The health service name whose status says whether both upstreams answer
 /// (the Kubernetes readiness probe asks for it; the empty name is liveness).
@@ -96,9 +96,9 @@ impl Application {
         config.jwt.check_key_files(false)?;
         let verifier = config.jwt.verifier(config.common.environment)?;
         check_trusted_proxies(&config)?;
-        let upstreams = upstreams(&config)?;
-        let (health, health_service) = health_following(&upstreams).await;
         let metrics = Metrics::default();
+        let upstreams = upstreams(&config, &metrics)?;
+        let (health, health_service) = health_following(&upstreams).await;
         let (drain_over, drain_over_seen) = watch::channel(false);
         let forwarder = Forwarder::new(
             upstreams,
@@ -232,18 +232,19 @@ fn check_trusted_proxies(config: &GatewayConfig) -> Result<(), StartupError> {
 }
 
 /// The clients to the activity and admin services.
-fn upstreams(config: &GatewayConfig) -> Result<Upstreams, StartupError> {
-    let upstream = |url: &str, variable: &'static str| {
-        Upstream::new(
-            url,
-            usize::from(config.upstream_connections),
-            config.max_request_bytes,
-        )
-        .map_err(|reason| StartupError::Setting { variable, reason })
+fn upstreams(config: &GatewayConfig, metrics: &Metrics) -> Result<Upstreams, StartupError> {
+    let upstream = |url: &str, variable: &'static str, name: &'static str| {
+        let settings = UpstreamSettings {
+            connections: usize::from(config.upstream_connections),
+            max_request_bytes: config.max_request_bytes,
+            resolve_every: config.upstream_resolve_every(),
+            endpoints_gauge: metrics.upstream_endpoints(name),
+        };
+        Upstream::new(url, settings).map_err(|reason| StartupError::Setting { variable, reason })
     };
     Ok(Upstreams {
-        activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL")?,
-        admin: upstream(&config.admin_url, "PRESENCE_ADMIN_URL")?,
+        activity: upstream(&config.activity_url, "PRESENCE_ACTIVITY_URL", "activity")?,
+        admin: upstream(&config.admin_url, "PRESENCE_ADMIN_URL", "admin")?,
     })
 }
 

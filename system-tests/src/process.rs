@@ -42,6 +42,24 @@ impl Process {
         env: &[(String, String)],
         log_dir: &Path,
     ) -> Self {
+        Self::spawn_command(
+            name,
+            Command::new(binaries::path(binary)),
+            address,
+            env,
+            log_dir,
+        )
+    }
+
+    /// Starts `command` as `spawn` starts a binary (a wrapper that ends by
+    /// exec'ing it, so the process is the service's own).
+    pub fn spawn_command(
+        name: &str,
+        mut command: Command,
+        address: SocketAddr,
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> Self {
         let log = log_dir.join(format!("{name}.log"));
         let output = File::options()
             .create(true)
@@ -49,7 +67,8 @@ impl Process {
             .open(&log)
             .expect("a log file in the test's directory");
         let errors = output.try_clone().expect("the log file, twice");
-        let child = Command::new(binaries::path(binary))
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             // Plain text in the log files.
@@ -59,7 +78,7 @@ impl Process {
             .stdout(output)
             .stderr(errors)
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
+            .unwrap_or_else(|error| panic!("cannot start {program}: {error}"));
         Self {
             name: name.to_owned(),
             address,
@@ -137,6 +156,15 @@ impl Process {
             },
         )
         .await;
+    }
+
+    /// How many lines of its log contain `text`.
+    pub fn log_lines_with(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
     }
 
     /// The last `lines` lines of its log.

@@ -8,13 +8,20 @@
 //! (a Login costs an argon2id check: hundreds of them would cost a test more
 //! than its faults); the tests' own sign-ins go through the gateway.
 //!
+//! The activity replicas may instead be found by name, as pods behind a
+//! headless Service are (`Options::activity_by_name`): each listens on a
+//! loopback address of its own, and the gateway, run in a private mount
+//! namespace whose /etc/hosts is the stack's file, resolves `ACTIVITY_PODS`
+//! to those the test lists there.
+//!
 //! Dropping a stack kills its processes and removes its database and
 //! directory; if the test is failing, it prints the tail of every log first
 //! and keeps the directory.
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -52,6 +59,11 @@ const LOGOUT: &str = "/presence.activity.v1.ActivityService/Logout";
 const LIST: &str = "/presence.admin.v1.AdminService/ListUserStatuses";
 const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
 
+/// The name the gateway resolves to the activity replicas, with `activity_by_name`.
+pub const ACTIVITY_PODS: &str = "activity-pods.presence.test";
+/// The size of every version of the stack's hosts file (padded with a comment).
+const HOSTS_BYTES: usize = 1024;
+
 /// Environment variables for one service.
 pub type Env = Vec<(String, String)>;
 
@@ -71,6 +83,12 @@ pub struct Options {
     pub activity_env: Env,
     pub admin_env: Env,
     pub gateway_env: Env,
+    /// The activity replicas listen on 127.0.0.2, 127.0.0.3, ... at one
+    /// port, and the gateway resolves `ACTIVITY_PODS` to them through the
+    /// stack's hosts file (`Stack::resolve_activity_to`) instead of going
+    /// through `activity_service`. Needs root: the gateway runs in a private
+    /// mount namespace (`unshare --mount`) with that file on its /etc/hosts.
+    pub activity_by_name: bool,
 }
 
 impl Default for Options {
@@ -84,6 +102,7 @@ impl Default for Options {
             activity_env: Env::new(),
             admin_env: Env::new(),
             gateway_env: Env::new(),
+            activity_by_name: false,
         }
     }
 }
@@ -107,7 +126,8 @@ pub struct Stack {
     pub redis_proxy: Option<Proxy>,
     pub keys: RedisKeys,
     pub activity: Vec<Process>,
-    /// The activity service's Service address, as the gateway knows it.
+    /// The activity service's Service address, as the gateway knows it
+    /// (unless it resolves the replicas by name).
     pub activity_service: Proxy,
     pub admin: Vec<Process>,
     pub admin_service: Proxy,
@@ -138,6 +158,12 @@ struct Setup {
     options: Options,
     /// How many replicas were started, for their names (`activity-3`).
     started: usize,
+    /// The port every activity replica found by name listens on.
+    activity_port: u16,
+    /// Activity replicas started on their own address so far.
+    activity_hosts: u8,
+    /// The gateway's /etc/hosts, with `activity_by_name`.
+    hosts: PathBuf,
 }
 
 impl Stack {
@@ -190,12 +216,16 @@ impl Stack {
             .expect("the test's database");
         let prefix = format!("system:{}:", Uuid::new_v4().simple());
         let keys = RedisKeys::new(prefix.clone()).expect("a prefix without braces");
+        let hosts = dir.join("hosts");
         let mut setup = Setup {
             dir,
             server_url,
             database,
             redis_url,
             prefix,
+            activity_port: free_port(),
+            activity_hosts: 0,
+            hosts,
             options,
             started: 0,
         };
@@ -207,7 +237,13 @@ impl Stack {
         for _ in 0..setup.options.admin_replicas {
             admin.push(setup.spawn_admin().await);
         }
-        let addresses = |replicas: &[Process]| replicas.iter().map(|r| r.address).collect();
+        let addresses = |replicas: &[Process]| -> Vec<SocketAddr> {
+            replicas.iter().map(|r| r.address).collect()
+        };
+        if setup.options.activity_by_name {
+            write_hosts(&setup.hosts, &addresses(&activity));
+            assert_private_hosts_file(&setup.hosts);
+        }
         let activity_service = Proxy::start(addresses(&activity)).await;
         let admin_service = Proxy::start(addresses(&admin)).await;
         let gateway = setup
@@ -287,6 +323,28 @@ impl Stack {
         let (replicas, service) = self.tier(tier);
         service.add_backend(replica.address);
         replicas[index] = replica;
+    }
+
+    /// Starts one more activity replica, serving but in no Service yet;
+    /// returns its index.
+    pub async fn add_activity(&mut self) -> usize {
+        let replica = self.setup.spawn_activity().await;
+        self.activity.push(replica);
+        self.activity.len() - 1
+    }
+
+    /// Makes `ACTIVITY_PODS` resolve to activity `replicas` (indexes), as
+    /// the DNS answer of a headless Service lists its ready pods.
+    pub fn resolve_activity_to(&self, replicas: &[usize]) {
+        assert!(
+            self.setup.options.activity_by_name,
+            "only replicas found by name are in the hosts file"
+        );
+        let addresses: Vec<SocketAddr> = replicas
+            .iter()
+            .map(|index| self.activity[*index].address)
+            .collect();
+        write_hosts(&self.setup.hosts, &addresses);
     }
 
     /// Adds the load users: accounts with the seeded password, straight into
@@ -482,7 +540,13 @@ impl Setup {
     }
 
     async fn spawn_activity(&mut self) -> Process {
-        let address = loopback(free_port());
+        let address = if self.options.activity_by_name {
+            self.activity_hosts += 1;
+            let host = Ipv4Addr::new(127, 0, 0, 1 + self.activity_hosts);
+            SocketAddr::from((host, self.activity_port))
+        } else {
+            loopback(free_port())
+        };
         let mut environment = self.common_env();
         environment.extend(env(&[
             ("PRESENCE_ACTIVITY_ADDR", &address.to_string()),
@@ -514,6 +578,11 @@ impl Setup {
 
     async fn spawn_gateway(&mut self, activity: SocketAddr, admin: SocketAddr) -> Process {
         let address = loopback(free_port());
+        let activity_url = if self.options.activity_by_name {
+            format!("http://{ACTIVITY_PODS}:{}", self.activity_port)
+        } else {
+            format!("http://{activity}")
+        };
         let mut environment = env(&[
             // Every call is in the access log at info: too much under load;
             // a call sent again (`upstream`, at debug) is worth seeing.
@@ -523,7 +592,7 @@ impl Setup {
             ),
             ("PRESENCE_GATEWAY_ADDR", &address.to_string()),
             ("PRESENCE_METRICS_ADDR", &loopback(free_port()).to_string()),
-            ("PRESENCE_ACTIVITY_URL", &format!("http://{activity}")),
+            ("PRESENCE_ACTIVITY_URL", &activity_url),
             ("PRESENCE_ADMIN_URL", &format!("http://{admin}")),
             (
                 "PRESENCE_WEB_DIR",
@@ -540,7 +609,17 @@ impl Setup {
             ("PRESENCE_DRAIN_SECONDS", "1"),
         ]);
         environment.extend(self.options.gateway_env.iter().cloned());
-        let mut gateway = Process::spawn("gateway", "gateway", address, &environment, &self.dir);
+        let mut gateway = if self.options.activity_by_name {
+            Process::spawn_command(
+                "gateway",
+                with_hosts_file(&self.hosts, &crate::binaries::path("gateway")),
+                address,
+                &environment,
+                &self.dir,
+            )
+        } else {
+            Process::spawn("gateway", "gateway", address, &environment, &self.dir)
+        };
         gateway.wait_until_serving("").await;
         // Both upstreams answer through their Service proxies.
         gateway.wait_until_serving("readiness").await;
@@ -593,6 +672,65 @@ impl Drop for Stack {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// `program` run in a private mount namespace whose /etc/hosts is `hosts`
+/// (the mount goes with the namespace; `exec` leaves the program its pid).
+fn with_hosts_file(hosts: &Path, program: &Path) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+        ])
+        .arg(hosts)
+        .arg(program);
+    command
+}
+
+/// Panics, saying why, unless a process can get `hosts` as its /etc/hosts
+/// (root may `unshare --mount`) and resolve `ACTIVITY_PODS` through it.
+fn assert_private_hosts_file(hosts: &Path) {
+    let mut command = with_hosts_file(hosts, Path::new("getent"));
+    let resolved = command
+        .args(["ahostsv4", ACTIVITY_PODS])
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run unshare (util-linux): {error}"));
+    assert!(
+        resolved.status.success(),
+        "the gateway must run in a private mount namespace with the test's hosts file on \
+         /etc/hosts (`unshare --mount`, as root), and that failed ({}): {}{}",
+        resolved.status,
+        String::from_utf8_lossy(&resolved.stdout),
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+}
+
+/// Writes the hosts file naming `ACTIVITY_PODS` at `addresses`: over the
+/// old one in place (it is bind-mounted, so a new file would not be seen)
+/// and at one size, so a reader never finds it cut short.
+fn write_hosts(path: &Path, addresses: &[SocketAddr]) {
+    let mut text = String::from("127.0.0.1 localhost\n");
+    for address in addresses {
+        let ip: IpAddr = address.ip();
+        text.push_str(&format!("{ip} {ACTIVITY_PODS}\n"));
+    }
+    assert!(
+        text.len() < HOSTS_BYTES,
+        "too many replicas for the hosts file"
+    );
+    let padding = HOSTS_BYTES - text.len() - 1;
+    text.push_str(&format!("{:<padding$}\n", "#"));
+    let file = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("the stack's hosts file");
+    file.write_all_at(text.as_bytes(), 0)
+        .expect("the hosts file written");
 }
 
 /// The shared PostgreSQL server (no database), as `deploy/local/services.sh`

@@ -9,6 +9,7 @@ mod admin_killed;
 mod history_writer_hung;
 mod postgres_stopped;
 mod redis_killed;
+mod replicas_by_name;
 mod rolling_restart;
 mod slow_redis;
 
