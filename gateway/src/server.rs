@@ -242,8 +242,9 @@ async fn serve_connection<S>(
     };
     if http2 {
         activity.http2.store(true, Ordering::Release);
-        let connection = builders.http2.serve_connection(TokioIo::new(io), service);
-        drive(std::pin::pin!(connection), &activity, &mut stopping, false).await;
+        // Boxed, so that every connection's task is sized for HTTP/1.1's state only.
+        let mut connection = Box::pin(builders.http2.serve_connection(TokioIo::new(io), service));
+        drive(connection.as_mut(), &activity, &mut stopping, false).await;
         return;
     }
     loop {
