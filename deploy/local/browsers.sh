@@ -10,6 +10,7 @@
 #   deploy/local/browsers.sh --h2c-share 1.0                  # every browser over h2c
 #   deploy/local/browsers.sh --churn-per-minute 0.05 --json target/browsers.json
 #   deploy/local/browsers.sh --ping-interval-seconds 10       # more pings in a short run
+#   deploy/local/browsers.sh --same-user                      # one token for all: what distinct users cost
 #   BROWSERS_PROFILE=debug deploy/local/browsers.sh --browsers 200   # the binaries `make test` built
 #
 # Every flag has an environment fallback (`--help`). The open-file limit is

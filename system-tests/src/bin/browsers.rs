@@ -89,6 +89,12 @@ struct Args {
     #[arg(long, env = "PRESENCE_PING_INTERVAL_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     ping_interval_seconds: u32,
+    /// Every browser signed in as the same user (one token), as the
+    /// saturation benchmark pings: the per-user work (token cache, rate
+    /// limiter, Redis keys) then stays in cache, and the difference from a
+    /// run with a user per browser is what distinct users cost.
+    #[arg(long, env = "BROWSERS_SAME_USER")]
+    same_user: bool,
     /// Also write the report as JSON to this file.
     #[arg(long, env = "BROWSERS_JSON")]
     json: Option<PathBuf>,
@@ -251,7 +257,11 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
     for (index, user) in stack.users.iter().enumerate() {
         let browser = Browser {
             index,
-            token: user.token.clone(),
+            token: if args.same_user {
+                stack.users[0].token.clone()
+            } else {
+                user.token.clone()
+            },
             gateway,
             protocol: if evenly_chosen(index, args.h2c_share) {
                 Protocol::H2c
@@ -348,9 +358,15 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
     let _ = writeln!(
         report,
         "{browsers} browsers ({} HTTP/1.1, {h2c} h2c), ping interval {told} s (+-10 %), churn {} \
-         per minute; {connected_at_start} connected before the window, {open_at_end} open at its end",
+         per minute, {}; {connected_at_start} connected before the window, {open_at_end} open at \
+         its end",
         browsers - h2c,
-        args.churn_per_minute
+        args.churn_per_minute,
+        if args.same_user {
+            "all as one user"
+        } else {
+            "a user each"
+        }
     );
     let _ = writeln!(
         report,
@@ -444,6 +460,7 @@ async fn run(args: Args, open_files_limit: u64) -> ExitCode {
             "h2c": h2c,
             "ping_interval_seconds": told,
             "churn_per_minute": args.churn_per_minute,
+            "same_user": args.same_user,
             "window_seconds": measured,
             "connected_before_window": connected_at_start,
             "open_at_end": open_at_end,
