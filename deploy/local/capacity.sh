@@ -4,7 +4,7 @@
 # run with a shorter ping interval — then one PNG of p99 latency and of each
 # process's CPU per ping against the pings per second offered.
 #
-#   deploy/local/capacity.sh                    # 10,000 browsers; intervals 60 20 10 5 3 2 s
+#   deploy/local/capacity.sh                    # 10,000 browsers; intervals 60 20 10 5 3 2 1 s
 #   CAPACITY_INTERVALS="60 10" CAPACITY_SECONDS=30 deploy/local/capacity.sh   # a quick look
 #
 # Writes target/capacity/interval-<s>.json (one report per run, as
@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 browsers=${CAPACITY_BROWSERS:-10000}
-intervals=${CAPACITY_INTERVALS:-60 20 10 5 3 2}
+intervals=${CAPACITY_INTERVALS:-60 20 10 5 3 2 1}
 seconds=${CAPACITY_SECONDS:-60}
 out=target/capacity
 plot=${CAPACITY_PLOT:-docs/capacity-load.png}
