@@ -219,12 +219,10 @@ async fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let activity = Arc::new(Activity::new(limits));
-    let mut io = Rewind {
+    let mut io = Watched {
+        inner: stream,
+        activity: activity.clone(),
         prefix: Bytes::new(),
-        inner: Watched {
-            inner: stream,
-            activity: activity.clone(),
-        },
     };
     let mut service = Tracked {
         inner: service,
@@ -263,7 +261,7 @@ async fn serve_connection<S>(
         if io.prefix.is_empty() {
             let _parked = Counted::new(&parked);
             tokio::select! {
-                readable = io.inner.inner.readable() => if readable.is_err() {
+                readable = io.inner.readable() => if readable.is_err() {
                     return;
                 },
                 () = activity.expiry() => return,
@@ -276,10 +274,10 @@ async fn serve_connection<S>(
 /// Reads a connection's first bytes until they tell HTTP/2's preface from
 /// anything else: whether it is HTTP/2, or `None` if the client closed
 /// first. What was read is kept in `io`'s prefix for the protocol to read.
-async fn read_version(io: &mut Rewind) -> io::Result<Option<bool>> {
+async fn read_version(io: &mut Watched) -> io::Result<Option<bool>> {
     let mut first = BytesMut::with_capacity(HTTP2_PREFACE.len());
     let http2 = loop {
-        if io.inner.read_buf(&mut first).await? == 0 {
+        if io.read_buf(&mut first).await? == 0 {
             return Ok(None);
         }
         if !HTTP2_PREFACE.starts_with(&first) {
@@ -309,7 +307,7 @@ trait Served {
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-type ServedIo = TokioIo<Rewind>;
+type ServedIo = TokioIo<Watched>;
 
 impl<S> Served for http1::Connection<ServedIo, Tracked<S>>
 where
@@ -551,14 +549,16 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(NO_DEADLINE - 1)
 }
 
-/// A connection's socket with bytes already read from it put back in front:
-/// those that told its protocol, or those hyper had read when it parked.
-struct Rewind {
+/// A connection's socket, reporting the bytes it reads, with bytes already
+/// read from it put back in front (`prefix`): those that told its protocol,
+/// or those hyper had read when the connection parked.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
     prefix: Bytes,
-    inner: Watched,
 }
 
-impl AsyncRead for Rewind {
+impl AsyncRead for Watched {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -570,52 +570,6 @@ impl AsyncRead for Rewind {
             buf.put_slice(&front);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A connection's socket, reporting the bytes it reads.
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {

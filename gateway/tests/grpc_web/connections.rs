@@ -75,6 +75,30 @@ async fn a_kept_alive_connection_outlives_the_header_deadline_and_closes_when_id
     );
 }
 
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_connection_that_never_finishes_its_first_bytes_is_dropped_at_the_header_deadline(
+    pool: sqlx::PgPool,
+) {
+    let stack = spawn_stack(pool).await;
+    let gateway = spawn_gateway(&stack, &["--header-read-timeout-ms=1000"]).await;
+    // Silent, and the start of HTTP/2's preface, which leaves the protocol undecided.
+    let mut silent = KeepAlive::open(gateway.address).await;
+    let mut undecided = KeepAlive::open(gateway.address).await;
+    undecided.send(b"PRI * HTTP/2").await.unwrap();
+
+    let meanwhile = call(&gateway, CHECK, None, &check()).await;
+
+    assert_eq!(grpc_status(&meanwhile), 0, "other clients are served");
+    assert!(
+        silent.closed_within(SOON).await,
+        "a silent connection is dropped"
+    );
+    assert!(
+        undecided.closed_within(SOON).await,
+        "a connection stalled in the preface is dropped"
+    );
+}
+
 const PARKED: &str = "presence_gateway_connections_parked";
 const OPEN: &str = "presence_gateway_connections_open";
 
