@@ -123,12 +123,7 @@ pub async fn serve<S>(
     gauges: ConnectionGauges,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Unpin
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     let builders = Arc::new(builders());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -183,6 +178,25 @@ pub async fn serve<S>(
     let _ = permits.acquire_many(all).await;
 }
 
+/// What serves the requests of a listener's connections.
+pub trait ConnectionService:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<S> ConnectionService for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
 /// How a listener's connections speak each protocol.
 struct Builders {
     http1: http1::Builder,
@@ -211,12 +225,7 @@ async fn serve_connection<S>(
     _open: (OwnedSemaphorePermit, Counted),
     parked: Gauge,
 ) where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Unpin
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     let activity = Arc::new(Activity::new(limits));
     let mut io = Watched {
@@ -311,12 +320,7 @@ type ServedIo = TokioIo<Watched>;
 
 impl<S> Served for http1::Connection<ServedIo, Tracked<S>>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Unpin
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
         // Without shutdown: a parked connection's socket stays open.
@@ -330,12 +334,7 @@ where
 
 impl<S> Served for http2::Connection<ServedIo, Tracked<S>, TokioExecutor>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Unpin
-        + 'static,
-    S::Future: Send + 'static,
+    S: ConnectionService,
 {
     fn poll_served(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
         self.poll(cx)
