@@ -262,11 +262,18 @@ async fn serve_connection<S>(
             return;
         }
         // Parked: hyper's state is dropped, the socket and the service kept.
-        let parts = connection.into_parts();
-        io = parts.io.into_inner();
-        // Copied: the bytes hyper returns share its whole read buffer.
-        io.prefix = Bytes::copy_from_slice(&parts.read_buf);
-        service = parts.service;
+        let http1::Parts {
+            io: socket,
+            read_buf,
+            service: served,
+            ..
+        } = connection.into_parts();
+        io = socket.into_inner();
+        // Copied, and the original dropped before the wait: the bytes hyper
+        // returns share its whole read buffer.
+        io.prefix = Bytes::copy_from_slice(&read_buf);
+        drop(read_buf);
+        service = served;
         if io.prefix.is_empty() {
             let _parked = Counted::new(&parked);
             tokio::select! {
