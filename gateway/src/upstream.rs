@@ -321,9 +321,9 @@ impl Upstream {
         };
         // Copied before the first attempt, which consumes the request: a
         // call that was never sent, or provably never processed, is sent
-        // again (copied once more only then).
-        let mut spare = copy_head(&head);
+        // again as a copy of this one.
         let mut request = Request::from_parts(head, ());
+        let spare = copy_request(&request);
         let mut tried = [None; MAX_ATTEMPTS];
         let mut sent_again = false;
         for attempt in 0.. {
@@ -355,7 +355,6 @@ impl Upstream {
             tracing::debug!(upstream = %self.inner.name, from = %endpoint.address, to = %next.address, error = %failure.error, "the call did not reach the upstream; sending it again");
             endpoint = next;
             request = copy_request(&spare);
-            std::mem::swap(&mut request, &mut spare);
         }
         unreachable!("the attempts end by returning")
     }
@@ -676,17 +675,7 @@ fn never_processed(error: &h2::Error) -> bool {
             || (error.is_reset() && error.reason() == Some(h2::Reason::REFUSED_STREAM)))
 }
 
-/// The request line and headers of `head`, for sending the call again.
-fn copy_head(head: &http::request::Parts) -> Request<()> {
-    let mut request = Request::new(());
-    *request.method_mut() = head.method.clone();
-    *request.uri_mut() = head.uri.clone();
-    *request.version_mut() = head.version;
-    *request.headers_mut() = head.headers.clone();
-    request
-}
-
-/// A copy of a request without a body.
+/// The request line and headers of `request`, for sending the call again.
 fn copy_request(request: &Request<()>) -> Request<()> {
     let mut copy = Request::new(());
     *copy.method_mut() = request.method().clone();
@@ -695,6 +684,7 @@ fn copy_request(request: &Request<()>) -> Request<()> {
     *copy.headers_mut() = request.headers().clone();
     copy
 }
+
 /// A request body, read whole; refused beyond `limit` bytes.
 async fn read_whole<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
 where
