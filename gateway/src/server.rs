@@ -20,8 +20,8 @@
 //! told to stop (it ends at once, sending nothing, as nothing is in flight)
 //! and hands the socket back, the task waits for the socket to be readable,
 //! then serves the next request with a new hyper connection. Between a
-//! browser's pings its connection holds a socket and a few hundred bytes
-//! instead of hyper's buffers.
+//! browser's pings its connection holds a socket and about 2 KB instead of
+//! hyper's buffers (docs/benchmarks.md).
 //!
 //! Ownership: each connection task holds a permit of the connection
 //! semaphore and the connection's [`Activity`]; its service and its socket
@@ -364,10 +364,8 @@ async fn drive<C: Served + ?Sized>(
     let mut closing = false;
     let mut parking = false;
     loop {
-        let mut wake = activity.deadline();
-        if park && !closing && !parking {
-            wake = wake.min(activity.park_at());
-        }
+        let park_at = activity.park_at().filter(|_| park && !closing && !parking);
+        let wake = park_at.map_or(activity.deadline(), |at| at.min(activity.deadline()));
         tokio::select! {
             served = std::future::poll_fn(|cx| connection.as_mut().poll_served(cx)) => {
                 if let Err(error) = served {
@@ -378,7 +376,9 @@ async fn drive<C: Served + ?Sized>(
             }
             () = tokio::time::sleep_until(wake) => match activity.expired() {
                 Expired::No => {
-                    if park && !closing && !parking && activity.parkable() {
+                    // Read again: bytes may have arrived as the timer fired.
+                    let due = activity.park_at().is_some_and(|at| Instant::now() >= at);
+                    if park_at.is_some() && due {
                         // Idle, so hyper ends at once without a byte sent.
                         connection.as_mut().graceful_shutdown();
                         parking = true;
@@ -502,22 +502,18 @@ impl Activity {
         self.set_deadline(deadline, true);
     }
 
-    /// When an idle HTTP/1.1 connection is to be parked.
-    fn park_at(&self) -> Instant {
-        match self.idle_since_ms.load(Ordering::Acquire) {
-            NO_DEADLINE => self.deadline(),
-            ms => self.epoch + Duration::from_millis(ms) + PARK_AFTER,
-        }
-    }
-
-    /// Whether the connection has been idle for [`PARK_AFTER`], with no
-    /// request's bytes arrived since.
-    fn parkable(&self) -> bool {
+    /// When an idle HTTP/1.1 connection is to be parked: [`PARK_AFTER`]
+    /// after its last request ended. `None` while a request is in flight
+    /// or its bytes are arriving, and before the first one ended.
+    fn park_at(&self) -> Option<Instant> {
         let since = self.idle_since_ms.load(Ordering::Acquire);
-        self.in_flight.load(Ordering::Acquire) == 0
-            && !self.reading_head.load(Ordering::Acquire)
-            && since != NO_DEADLINE
-            && self.now_ms() >= since.saturating_add(millis(PARK_AFTER))
+        if since == NO_DEADLINE
+            || self.in_flight.load(Ordering::Acquire) > 0
+            || self.reading_head.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(since) + PARK_AFTER)
     }
 
     /// Resolves once the current deadline has passed with nothing in flight.
