@@ -1,8 +1,9 @@
 //! The Redis key schema, the only place a key is spelled.
 //!
 //! The per-user keys are exactly `last_activity:<user id>` and
-//! `last_logout:<user id>` (an operator checks them with `redis-cli GET`), behind
-//! an optional prefix. A prefix may not contain braces: in Redis Cluster they
+//! `last_logout:<user id>` (an operator checks them with `redis-cli GET`), and
+//! `browsers:<user id>` (`redis-cli ZRANGE … 0 -1 WITHSCORES`), behind an
+//! optional prefix. A prefix may not contain braces: in Redis Cluster they
 //! would become a hash tag and pin every key to one slot.
 //!
 //! The presence index is the one key every ping writes: user ids scored by the
@@ -24,6 +25,10 @@ use uuid::Uuid;
 /// it), hence a constant rather than a setting; 16 spreads the index writes
 /// over every master of clusters up to 16 masters.
 pub const CLUSTER_INDEX_SHARDS: u16 = 16;
+
+/// The most browsers kept per user: beyond, the one that pinged longest ago
+/// is dropped, so a client inventing ids cannot grow a user's set.
+pub const MAX_BROWSERS_PER_USER: usize = 32;
 
 /// Why a key prefix was refused.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,14 @@ impl RedisKeys {
     /// Unix seconds of the user's last logout; expires after 2 × threshold.
     pub fn last_logout(&self, user_id: Uuid) -> String {
         format!("{}last_logout:{user_id}", self.prefix)
+    }
+
+    /// The user's browsers seen lately: a sorted set of browser ids (random,
+    /// chosen by each browser) scored by their last ping (Unix seconds). It
+    /// holds at most `MAX_BROWSERS_PER_USER` entries, drops those older than
+    /// the threshold at every ping, and expires with `last_activity`.
+    pub fn browsers(&self, user_id: Uuid) -> String {
+        format!("{}browsers:{user_id}", self.prefix)
     }
 
     /// Present while the token `jti` is revoked (until the token's expiry).
@@ -217,6 +230,7 @@ mod tests {
         for key in [
             keys.last_activity(id),
             keys.last_logout(id),
+            keys.browsers(id),
             keys.revoked_token("j"),
             keys.revoked_before(id),
             keys.revocations_complete(),
