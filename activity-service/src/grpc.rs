@@ -20,9 +20,10 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::browser::BrowserId;
 use crate::error::ActivityError;
 use crate::password::{Admission, PasswordChecks};
-use crate::store::{Account, Accounts, ActivityStore, ClientInfo};
+use crate::store::{Account, Accounts, ActivityStore, ClientInfo, Input, Ping, SignOut};
 use crate::throttle::{LoginThrottle, Reservation, Reserved};
 
 const MAX_USERNAME_CHARS: usize = 64;
@@ -63,6 +64,12 @@ enum Verdict {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// How long a ping that reported input vouches for its browser: two ping
+/// intervals and some slack, so one lost or late ping changes nothing.
+fn input_counts_for(ping_interval_seconds: u32) -> i64 {
+    2 * i64::from(ping_interval_seconds) + 10
 }
 
 /// Refuses a password that could never be valid before any work is done.
@@ -214,15 +221,36 @@ impl ActivityHandler {
                 "service tokens record activity with RecordActivity",
             ));
         }
-        let threshold = self.threshold.current();
+        let PingRequest { browser_id, idle } = request.into_inner();
+        let browser = BrowserId::parse(browser_id)?;
+        let settings = self.threshold.settings();
+        let idle_delay = settings.idle.delay();
+        let input = match (idle_delay, idle) {
+            (None, _) => Input::Off,
+            (Some(_), None) => Input::Unknown,
+            (Some(_), Some(true)) => Input::Idle,
+            (Some(_), Some(false)) => Input::Recent,
+        };
         let now = now();
+        let ping_interval = settings
+            .threshold
+            .ping_interval_seconds(self.ping_interval_seconds);
         self.store
-            .record_activity(caller.user_id, &caller, now, threshold.key_ttl())
+            .record_activity(Ping {
+                user_id: caller.user_id,
+                caller: &caller,
+                browser: browser.as_ref(),
+                input,
+                input_counts_for: input_counts_for(ping_interval),
+                now,
+                threshold: settings.threshold,
+            })
             .await?;
         Ok(PingResponse {
             server_time: Some(timestamp(now)),
-            ping_interval_seconds: threshold.ping_interval_seconds(self.ping_interval_seconds),
-            threshold_minutes: u32::from(threshold.minutes()),
+            ping_interval_seconds: ping_interval,
+            threshold_minutes: u32::from(settings.threshold.minutes()),
+            idle_after_minutes: idle_delay.map_or(0, |delay| u32::from(delay.minutes())),
         })
     }
 
@@ -232,15 +260,17 @@ impl ActivityHandler {
     ) -> Result<LogoutResponse, ActivityError> {
         let caller = self.caller(request.metadata())?;
         let client = self.client_info(&request);
+        let browser = BrowserId::parse(request.into_inner().browser_id)?;
         let now = now();
         let signed_out = self
             .store
-            .sign_out(&caller, now, self.threshold.current().key_ttl())
+            .sign_out(&caller, browser.as_ref(), now, self.threshold.current())
             .await;
-        match signed_out {
+        let still_online = match signed_out {
             // Already signed out with this token: nothing more to record.
-            Ok(false) => return Ok(LogoutResponse {}),
-            Ok(true) => {}
+            Ok(SignOut::AlreadySignedOut) => return Ok(LogoutResponse {}),
+            Ok(SignOut::Offline) => false,
+            Ok(SignOut::StillOnline) => true,
             // Redis is down: still record the logout, and with it the
             // revocation, so the login_history fallback shows the user
             // offline, admin calls refuse the token at once and Redis gets
@@ -249,10 +279,10 @@ impl ActivityHandler {
                 self.record_logout_row(caller, now, client).await;
                 return Err(error);
             }
-        }
+        };
         let user_id = caller.user_id;
         self.record_logout_row(caller, now, client).await;
-        tracing::info!(%user_id, "signed out");
+        tracing::info!(%user_id, still_online, "signed out");
         Ok(LogoutResponse {})
     }
 
@@ -310,8 +340,25 @@ impl ActivityHandler {
             )));
         }
         let now = now();
+        let settings = self.threshold.settings();
+        let ping_interval = settings
+            .threshold
+            .ping_interval_seconds(self.ping_interval_seconds);
         self.store
-            .record_activity(user_id, &caller, now, self.threshold.current().key_ttl())
+            .record_activity(Ping {
+                user_id,
+                caller: &caller,
+                browser: None,
+                // A service saw the user act: present, not away.
+                input: if settings.idle.enabled {
+                    Input::Unknown
+                } else {
+                    Input::Off
+                },
+                input_counts_for: input_counts_for(ping_interval),
+                now,
+                threshold: settings.threshold,
+            })
             .await?;
         Ok(RecordActivityResponse {
             server_time: Some(timestamp(now)),

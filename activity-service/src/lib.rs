@@ -5,6 +5,7 @@
 //! - `cli`: the `serve`, `migrate`, `user` and `token` commands.
 //! - `startup`: builds the gRPC server from the configuration.
 //! - `grpc`: the handlers; each parses its request into domain values first.
+//! - `browser`: the browser id pings and logouts carry.
 //! - `store`: Redis (activity keys, revocations) and PostgreSQL (accounts, login_history).
 //! - `password`: argon2id hashing, off the async threads, a bounded number at once.
 //! - `throttle`: the sign-in throttle (per address, per username and address,
@@ -14,6 +15,7 @@
 //!   in step with PostgreSQL.
 //! - `error`: the one error type and its mapping to gRPC status.
 
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -268,6 +268,9 @@ impl RevocationKeeper {
                     Cmd::del(keys.last_activity(*user_id)),
                     Cmd::set_ex(keys.last_logout(*user_id), at, DISABLED_MARKER_SECONDS),
                     Cmd::zrem(keys.presence_index_for(*user_id), user_id.to_string()),
+                    Cmd::del(keys.browsers(*user_id)),
+                    Cmd::del(keys.browsers_with_input(*user_id)),
+                    Cmd::zrem(keys.away_index_for(*user_id), user_id.to_string()),
                 ]);
             }
             self.write_all(writes).await?;

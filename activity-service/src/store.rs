@@ -3,8 +3,11 @@
 //! `ActivityStore` is Redis: the hot path. On a single Redis a ping is one
 //! atomic script (one round trip) that refuses a revoked token (revoked by
 //! its logout, or by its user's disabling) and otherwise writes the activity
-//! key, clears the logout marker and updates the activity index together; a
-//! logout is another, which also revokes the token. When Redis lost its data
+//! key, clears the logout marker, updates the activity index and puts the
+//! browser in the user's bounded set of browsers together; a logout is
+//! another, which revokes the token, takes the browser out of the set and,
+//! if no other browser of the user pinged within the threshold, clears the
+//! activity (the user is offline at once). When Redis lost its data
 //! and the revocations are not back yet (no `revocations_complete` marker),
 //! a ping is refused as unavailable rather than risk a revoked token.
 //!
@@ -15,8 +18,9 @@
 //!   then the three writes in one batch, the activity key before the index
 //!   entry, so a reader sees an index entry ahead of its key for at most the
 //!   moment between them (or, if a master fails in between, until the next ping);
-//! - logout, three: is the token revoked? (if so nothing changes: idempotent);
-//!   then clear the activity, mark the logout and leave the index; then revoke
+//! - logout, three or four: is the token revoked? (if so nothing changes:
+//!   idempotent); then leave the user's browsers, counting those left; if
+//!   none, clear the activity, mark the logout and leave the index; then revoke
 //!   the token with `SET NX`, whose answer says which of two concurrent logouts
 //!   was first (that one alone writes the login_history row). Revoking last
 //!   means a logout that failed half-way is retried in full by the client,
@@ -31,22 +35,28 @@
 //! of old login_history rows in `retention`.)
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use presence_core::events::{StatusChange, StatusEvent};
+use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role};
+use presence_store::keys::MAX_BROWSERS_PER_USER;
 use presence_store::redis_client::Redis;
 use presence_store::revocation::{RedisVerdict, check_in_redis};
 use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::browser::BrowserId;
 use crate::error::ActivityError;
 use crate::password;
 
 /// KEYS: revoked token, the user's revoked_before, revocations_complete,
-/// last_activity, last_logout, presence index.
-/// ARGV: now (Unix s), key TTL (s), user id, the token's iat (Unix s).
+/// last_activity, last_logout, presence index, browsers, browsers with
+/// input, away index.
+/// ARGV: now (Unix s), key TTL (s), user id, the token's iat (Unix s),
+/// browser id ('' for none), the oldest ping still within the threshold,
+/// the most browsers kept, what the ping says of input (`Input::as_arg`),
+/// the oldest ping reporting input that still counts.
 /// Returns 0 if the token is revoked, 2 if Redis cannot vouch for it (its
 /// revocations are not restored yet), nothing written either way; 1 otherwise.
 const PING_SCRIPT: &str = r"
@@ -57,21 +67,97 @@ if redis.call('EXISTS', KEYS[3]) == 0 then return 2 end
 redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', KEYS[5])
 redis.call('ZADD', KEYS[6], 'GT', ARGV[1], ARGV[3])
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[7], ARGV[1], ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -tonumber(ARGV[7]) - 1)
+  redis.call('EXPIRE', KEYS[7], ARGV[2])
+end
+local input = ARGV[8]
+if input == 'unknown' then
+  redis.call('ZREM', KEYS[9], ARGV[3])
+elseif input ~= '' then
+  if input == 'input' then
+    redis.call('ZADD', KEYS[8], ARGV[1], ARGV[5])
+  else
+    redis.call('ZREM', KEYS[8], ARGV[5])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[9])
+  redis.call('ZREMRANGEBYRANK', KEYS[8], 0, -tonumber(ARGV[7]) - 1)
+  if redis.call('ZCARD', KEYS[8]) == 0 then
+    redis.call('ZADD', KEYS[9], ARGV[1], ARGV[3])
+  else
+    redis.call('EXPIRE', KEYS[8], ARGV[2])
+    redis.call('ZREM', KEYS[9], ARGV[3])
+  end
+end
 return 1
 ";
 
-/// KEYS: revoked token, last_activity, last_logout, presence index.
-/// ARGV: now, key TTL, user id, revocation TTL, status channel, event.
-/// Returns 0 if the token was already revoked (nothing written), 1 otherwise.
+/// KEYS: revoked token, last_activity, last_logout, presence index, browsers,
+/// browsers with input, away index.
+/// ARGV: now, key TTL, user id, revocation TTL, status channel, the logout
+/// event, browser id ('' for none), the oldest ping still within the
+/// threshold, the browser logout event.
+/// Returns 0 if the token was already revoked (nothing written); 2 if
+/// another browser of the user pinged within the threshold (only this
+/// browser and its token are signed out); 1 if the user is now offline.
 const LOGOUT_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[4])
+if ARGV[7] ~= '' then
+  redis.call('ZREM', KEYS[5], ARGV[7])
+  redis.call('ZREM', KEYS[6], ARGV[7])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[8])
+if redis.call('ZCARD', KEYS[5]) > 0 then
+  redis.call('PUBLISH', ARGV[5], ARGV[9])
+  return 2
+end
+redis.call('DEL', KEYS[2], KEYS[5], KEYS[6])
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[3])
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[4])
+redis.call('ZREM', KEYS[7], ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 ";
+
+/// What a ping says of its user's input, with idle detection on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Idle detection is off: nothing about input is read or stored.
+    Off,
+    /// On, but the ping does not say (no browser id or no `idle` field, or
+    /// a service recording activity): presence without a verdict, so the
+    /// user is not away.
+    Unknown,
+    /// The browser saw input within the idle delay.
+    Recent,
+    /// The browser saw none for the idle delay.
+    Idle,
+}
+
+impl Input {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Self::Off => "",
+            Self::Unknown => "unknown",
+            Self::Recent => "input",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// What a logout did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignOut {
+    /// The token was already revoked by an earlier logout: nothing changed.
+    AlreadySignedOut,
+    /// The user is offline: no other browser of theirs pinged within the threshold.
+    Offline,
+    /// This browser is signed out; another keeps the user online.
+    StillOnline,
+}
 
 #[derive(Debug, Clone)]
 pub struct ActivityStore {
@@ -92,19 +178,7 @@ impl ActivityStore {
     /// Records `user_id` as active at `now`, unless the caller's token has been
     /// revoked (`InvalidToken`) or Redis cannot tell (`RevocationUnknown`), in
     /// which cases nothing is written.
-    pub async fn record_activity(
-        &self,
-        user_id: Uuid,
-        caller: &Caller,
-        now: i64,
-        key_ttl: Duration,
-    ) -> Result<(), ActivityError> {
-        let ping = Ping {
-            user_id,
-            caller,
-            now,
-            key_ttl,
-        };
+    pub async fn record_activity(&self, ping: Ping<'_>) -> Result<(), ActivityError> {
         let verdict = if self.redis.is_cluster() {
             self.record_activity_in_steps(ping).await?
         } else {
@@ -134,10 +208,18 @@ impl ActivityStore {
             .key(keys.last_activity(ping.user_id))
             .key(keys.last_logout(ping.user_id))
             .key(keys.presence_index_for(ping.user_id))
+            .key(keys.browsers(ping.user_id))
             .arg(ping.now)
-            .arg(ping.key_ttl.as_secs())
+            .arg(ping.threshold.key_ttl().as_secs())
             .arg(ping.user_id.to_string())
-            .arg(ping.caller.issued_at);
+            .arg(ping.caller.issued_at)
+            .key(keys.browsers_with_input(ping.user_id))
+            .key(keys.away_index_for(ping.user_id))
+            .arg(ping.browser.map_or("", BrowserId::as_str))
+            .arg(ping.now - ping.threshold.seconds())
+            .arg(MAX_BROWSERS_PER_USER)
+            .arg(ping.input().as_arg())
+            .arg(ping.now - ping.input_counts_for);
         let outcome: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -159,17 +241,66 @@ impl ActivityStore {
             return Ok(verdict);
         }
         let keys = self.redis.keys();
-        self.redis
-            .batch_all(vec![
-                Cmd::set_ex(
-                    keys.last_activity(ping.user_id),
-                    ping.now,
-                    ping.key_ttl.as_secs(),
+        let key_ttl = ping.threshold.key_ttl().as_secs();
+        let mut writes = vec![
+            Cmd::set_ex(keys.last_activity(ping.user_id), ping.now, key_ttl),
+            Cmd::del(keys.last_logout(ping.user_id)),
+            keys.presence_index_entry(ping.user_id, ping.now),
+        ];
+        if let Some(browser) = ping.browser {
+            let browsers = keys.browsers(ping.user_id);
+            writes.extend([
+                Cmd::zadd(&browsers, browser.as_str(), ping.now),
+                Cmd::zrembyscore(
+                    &browsers,
+                    "-inf",
+                    format!("({}", ping.now - ping.threshold.seconds()),
                 ),
-                Cmd::del(keys.last_logout(ping.user_id)),
-                keys.presence_index_entry(ping.user_id, ping.now),
-            ])
-            .await?;
+                Cmd::zremrangebyrank(&browsers, 0, -(MAX_BROWSERS_PER_USER as isize) - 1),
+                Cmd::expire(&browsers, key_ttl as i64),
+            ]);
+        }
+        let away_index = keys.away_index_for(ping.user_id);
+        let member = ping.user_id.to_string();
+        let input = ping.input();
+        let with_input = keys.browsers_with_input(ping.user_id);
+        match (input, ping.browser) {
+            (Input::Off, _) => {}
+            (Input::Unknown, _) | (_, None) => writes.push(Cmd::zrem(&away_index, &member)),
+            (Input::Recent | Input::Idle, Some(browser)) => {
+                writes.push(if input == Input::Recent {
+                    Cmd::zadd(&with_input, browser.as_str(), ping.now)
+                } else {
+                    Cmd::zrem(&with_input, browser.as_str())
+                });
+                writes.extend([
+                    Cmd::zrembyscore(
+                        &with_input,
+                        "-inf",
+                        format!("({}", ping.now - ping.input_counts_for),
+                    ),
+                    Cmd::zremrangebyrank(&with_input, 0, -(MAX_BROWSERS_PER_USER as isize) - 1),
+                    Cmd::expire(&with_input, key_ttl as i64),
+                    Cmd::zcard(&with_input),
+                ]);
+            }
+        }
+        let with_input_left = self.redis.batch_all(writes).await?.pop();
+        // The away index is in another slot: one more round trip, for idle
+        // detection only, once the browsers with input are counted.
+        if matches!(input, Input::Recent | Input::Idle) && ping.browser.is_some() {
+            let left: u64 = with_input_left
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(presence_store::Error::from)?
+                .unwrap_or(0);
+            let away = if left == 0 {
+                Cmd::zadd(&away_index, &member, ping.now)
+            } else {
+                Cmd::zrem(&away_index, &member)
+            };
+            self.redis.batch_all(vec![away]).await?;
+        }
         Ok(RedisVerdict::NotRevoked)
     }
 
@@ -183,19 +314,23 @@ impl ActivityStore {
             .await?)
     }
 
-    /// Clears the caller's activity, marks the logout, revokes the token until
-    /// it expires and tells status watchers, atomically. Returns false when
-    /// the token was already revoked (an earlier logout): nothing changes then.
+    /// Signs the caller's browser out, revokes the token until it expires and
+    /// tells status watchers, atomically: if no other browser of the user
+    /// pinged within the threshold, also clears their activity and marks the
+    /// logout (they are offline at once). Nothing changes when the token was
+    /// already revoked (an earlier logout).
     pub async fn sign_out(
         &self,
         caller: &Caller,
+        browser: Option<&BrowserId>,
         now: i64,
-        key_ttl: Duration,
-    ) -> Result<bool, ActivityError> {
+        threshold: ThresholdMinutes,
+    ) -> Result<SignOut, ActivityError> {
         let logout = Logout {
             caller,
+            browser,
             now,
-            key_ttl,
+            threshold,
             // Keep the revocation a little past `exp`: verifiers allow clock leeway.
             revocation_ttl: (caller.expires_at - now).max(0) as u64 + 60,
             event: StatusEvent {
@@ -204,6 +339,7 @@ impl ActivityStore {
                 at: now,
             },
         };
+        
         if self.redis.is_cluster() {
             self.sign_out_in_steps(logout).await
         } else {
@@ -211,7 +347,7 @@ impl ActivityStore {
         }
     }
 
-    async fn sign_out_atomically(&self, logout: Logout<'_>) -> Result<bool, ActivityError> {
+    async fn sign_out_atomically(&self, logout: Logout<'_>) -> Result<SignOut, ActivityError> {
         let keys = self.redis.keys();
         let user_id = logout.caller.user_id;
         let mut invocation = self.logout_script.prepare_invoke();
@@ -220,39 +356,77 @@ impl ActivityStore {
             .key(keys.last_activity(user_id))
             .key(keys.last_logout(user_id))
             .key(keys.presence_index_for(user_id))
+            .key(keys.browsers(user_id))
+            .key(keys.browsers_with_input(user_id))
+            .key(keys.away_index_for(user_id))
             .arg(logout.now)
-            .arg(logout.key_ttl.as_secs())
+            .arg(logout.threshold.key_ttl().as_secs())
             .arg(user_id.to_string())
             .arg(logout.revocation_ttl)
             .arg(keys.status_channel())
-            .arg(logout.event.to_json()?);
-        let signed_out: i64 = self
+            .arg(logout.event.to_json()?)
+            .arg(logout.browser.map_or("", BrowserId::as_str))
+            .arg(logout.oldest_kept())
+            .arg(logout.browser_event().to_json()?);
+        let outcome: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        Ok(signed_out == 1)
+        Ok(match outcome {
+            0 => SignOut::AlreadySignedOut,
+            2 => SignOut::StillOnline,
+            _ => SignOut::Offline,
+        })
     }
 
-    /// The cluster logout (see the module comment): check, clear, then revoke.
-    async fn sign_out_in_steps(&self, logout: Logout<'_>) -> Result<bool, ActivityError> {
+    /// The cluster logout (see the module comment): check, leave the
+    /// browsers, clear (when no other browser is left), then revoke.
+    async fn sign_out_in_steps(&self, logout: Logout<'_>) -> Result<SignOut, ActivityError> {
         let keys = self.redis.keys();
         let user_id = logout.caller.user_id;
         // Encoded before anything is written, so a failure leaves nothing half done.
-        let announcement = logout.event.to_json()?;
+        let offline_event = logout.event.to_json()?;
+        let browser_event = logout.browser_event().to_json()?;
         if self.is_revoked(&logout.caller.token_id).await? {
-            return Ok(false);
+            return Ok(SignOut::AlreadySignedOut);
         }
-        self.redis
-            .batch_all(vec![
-                Cmd::del(keys.last_activity(user_id)),
-                Cmd::set_ex(
-                    keys.last_logout(user_id),
-                    logout.now,
-                    logout.key_ttl.as_secs(),
-                ),
-                Cmd::zrem(keys.presence_index_for(user_id), user_id.to_string()),
-            ])
-            .await?;
+        let browsers = keys.browsers(user_id);
+        let mut leave = vec![Cmd::zrembyscore(
+            &browsers,
+            "-inf",
+            format!("({}", logout.oldest_kept()),
+        )];
+        if let Some(browser) = logout.browser {
+            leave.push(Cmd::zrem(&browsers, browser.as_str()));
+            leave.push(Cmd::zrem(
+                keys.browsers_with_input(user_id),
+                browser.as_str(),
+            ));
+        }
+        leave.push(Cmd::zcard(&browsers));
+        let left: u64 = match self.redis.batch_all(leave).await?.pop() {
+            Some(value) => redis::from_redis_value(value).map_err(presence_store::Error::from)?,
+            None => 0,
+        };
+        let (outcome, announcement) = if left > 0 {
+            (SignOut::StillOnline, browser_event)
+        } else {
+            self.redis
+                .batch_all(vec![
+                    Cmd::del(keys.last_activity(user_id)),
+                    Cmd::del(&browsers),
+                    Cmd::del(keys.browsers_with_input(user_id)),
+                    Cmd::zrem(keys.away_index_for(user_id), user_id.to_string()),
+                    Cmd::set_ex(
+                        keys.last_logout(user_id),
+                        logout.now,
+                        logout.threshold.key_ttl().as_secs(),
+                    ),
+                    Cmd::zrem(keys.presence_index_for(user_id), user_id.to_string()),
+                ])
+                .await?;
+            (SignOut::Offline, offline_event)
+        };
         let revoke_once = SetOptions::default()
             .conditional_set(ExistenceCheck::NX)
             .with_expiration(SetExpiry::EX(logout.revocation_ttl));
@@ -273,7 +447,11 @@ impl ActivityStore {
             tracing::warn!(%error, "could not announce a logout to status watchers");
         }
         // `SET NX` answers nil when another logout with this token came first.
-        Ok(revoked != Value::Nil)
+        Ok(if revoked == Value::Nil {
+            SignOut::AlreadySignedOut
+        } else {
+            outcome
+        })
     }
 
     /// Puts a fresh login in the presence index (so the counts include the
@@ -300,21 +478,57 @@ impl ActivityStore {
 }
 
 /// What one ping writes, whichever way it is sent.
-struct Ping<'a> {
-    user_id: Uuid,
+#[derive(Debug)]
+pub struct Ping<'a> {
+    pub user_id: Uuid,
     /// The caller, whose token must not be revoked.
-    caller: &'a Caller,
-    now: i64,
-    key_ttl: Duration,
+    pub caller: &'a Caller,
+    /// The browser that pinged, counted among the user's browsers.
+    pub browser: Option<&'a BrowserId>,
+    /// What the ping says of input (`Input::Off` while idle detection is off).
+    pub input: Input,
+    /// How long a ping that reported input keeps its browser "with input"
+    /// (seconds): a little over two ping intervals, so one lost ping does not
+    /// make its user away, and a tab closed without a word stops counting.
+    pub input_counts_for: i64,
+    pub now: i64,
+    pub threshold: ThresholdMinutes,
+}
+
+impl Ping<'_> {
+    /// Input can only be told of a browser: without its id, presence alone.
+    fn input(&self) -> Input {
+        match (self.input, self.browser) {
+            (Input::Recent | Input::Idle, None) => Input::Unknown,
+            (input, _) => input,
+        }
+    }
 }
 
 /// What one logout writes, whichever way it is sent.
 struct Logout<'a> {
     caller: &'a Caller,
+    browser: Option<&'a BrowserId>,
     now: i64,
-    key_ttl: Duration,
+    threshold: ThresholdMinutes,
     revocation_ttl: u64,
+    /// Announced when the user goes offline.
     event: StatusEvent,
+}
+
+impl Logout<'_> {
+    /// The oldest ping that still makes a browser count as the user's.
+    fn oldest_kept(&self) -> i64 {
+        self.now - self.threshold.seconds()
+    }
+
+    /// Announced when another browser keeps the user online.
+    fn browser_event(&self) -> StatusEvent {
+        StatusEvent {
+            change: StatusChange::BrowserLogout,
+            ..self.event.clone()
+        }
+    }
 }
 
 /// An account as the sign-in check needs it.

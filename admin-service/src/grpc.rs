@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::Stream;
 use presence_core::auth::authenticate;
 use presence_core::config::PingArgs;
-use presence_core::threshold::ThresholdMinutes;
+use presence_core::threshold::{IdleMinutes, ThresholdMinutes};
 use presence_core::token::{Caller, Role, TokenVerifier};
 use presence_proto::admin::admin_service_server::AdminService;
 use presence_proto::admin::{
@@ -39,7 +39,7 @@ use crate::page_token::PageTokens;
 use crate::presence::EventRow;
 use crate::search::SearchQuery;
 use crate::status::to_proto;
-use crate::store::ListFilter;
+use crate::store::{ListFilter, SettingsChange};
 use crate::watch::{StatusHub, WatcherSlot, WatcherSlots};
 
 #[derive(Debug, Clone)]
@@ -119,7 +119,8 @@ impl AdminHandler {
                 .collect(),
             next_page_token,
             total_count: listing.total,
-            online_count: listing.online,
+            online_count: listing.online - listing.away,
+            away_count: listing.away,
             offline_count: listing.total - listing.online,
             threshold_minutes: u32::from(listing.threshold.minutes()),
             generated_at: Some(timestamp(listing.generated_at)),
@@ -221,6 +222,8 @@ impl AdminHandler {
             ping_interval_seconds: settings
                 .threshold
                 .ping_interval_seconds(self.ping.ping_interval_seconds),
+            idle_detection_enabled: settings.idle.enabled,
+            idle_after_minutes: u32::from(settings.idle.after.minutes()),
         }
     }
 
@@ -237,18 +240,20 @@ impl AdminHandler {
         request: Request<UpdateActivitySettingsRequest>,
     ) -> Result<ActivitySettingsMessage, AdminError> {
         let caller = self.authorize(request.metadata(), &[Role::Admin]).await?;
-        let minutes = request.get_ref().threshold_minutes.ok_or_else(|| {
-            AdminError::InvalidArgument(
-                "threshold_minutes is required: a whole number of minutes from 1 to 1440".into(),
-            )
-        })?;
-        let threshold = ThresholdMinutes::new(i64::from(minutes))
-            .map_err(|error| AdminError::InvalidArgument(error.to_string()))?;
+        let change = settings_change(request.get_ref())?;
         let settings = self
             .reader
             .directory
-            .update_threshold(threshold, caller.user_id)
+            .update_settings(change, caller.user_id)
             .await?;
+        if !settings.idle.enabled {
+            // Nothing is kept of who was away once detection is off (best
+            // effort: without Redis, the entries expire with the threshold
+            // and are never read while detection is off).
+            if let Err(error) = self.reader.activity.clear_away().await {
+                tracing::warn!(%error, "could not clear the away index");
+            }
+        }
         Ok(self.settings_message(settings))
     }
 
@@ -401,6 +406,30 @@ impl Feed {
             _ = self.stopping.wait_for(|stopping| *stopping) => Err(STOPPING.into()),
         }
     }
+}
+
+/// The fields of an update, each parsed; at least one is required.
+fn settings_change(request: &UpdateActivitySettingsRequest) -> Result<SettingsChange, AdminError> {
+    let invalid = |message: String| AdminError::InvalidArgument(message);
+    let change = SettingsChange {
+        threshold: request
+            .threshold_minutes
+            .map(|minutes| ThresholdMinutes::new(i64::from(minutes)))
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?,
+        idle_enabled: request.idle_detection_enabled,
+        idle_after: request
+            .idle_after_minutes
+            .map(|minutes| IdleMinutes::new(i64::from(minutes)))
+            .transpose()
+            .map_err(|error| invalid(error.to_string()))?,
+    };
+    if change == SettingsChange::default() {
+        return Err(invalid(
+            "give at least one of threshold_minutes (1 to 1440), idle_detection_enabled, idle_after_minutes (1 to 240)".into(),
+        ));
+    }
+    Ok(change)
 }
 
 fn now_timestamp() -> Option<prost_types::Timestamp> {

@@ -38,7 +38,10 @@ pub struct Listing {
     /// The username to continue after, when there is a next page.
     pub continue_after: Option<String>,
     pub total: u64,
+    /// Online or away.
     pub online: u64,
+    /// Of them, away.
+    pub away: u64,
     pub threshold: ThresholdMinutes,
     pub generated_at: i64,
     pub degraded: bool,
@@ -96,7 +99,9 @@ struct Reading {
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     total: u64,
+    /// Online or away.
     online: u64,
+    away: u64,
 }
 
 /// The facts of one user's status: login_history's (from their row) and
@@ -112,13 +117,16 @@ pub(crate) fn observe(
         last_login: row_login,
         last_logout_row: row_logout,
         logout_marker: seen.logout_markers.get(&id).copied(),
+        browsers: seen.browsers.get(&id).copied().unwrap_or(0),
+        away_at: seen.away.get(&id).copied(),
     }
 }
 
 impl StatusReader {
     /// Redis's view of `users`, or `None` (degraded) when it cannot answer.
     pub(crate) async fn activity_of(&self, users: &[Uuid], since: i64) -> Option<ActivitySnapshot> {
-        match self.activity.snapshot(users, since).await {
+        let away = self.threshold.settings().idle.enabled;
+        match self.activity.snapshot(users, since, away).await {
             Ok(snapshot) => Some(snapshot),
             Err(error) => {
                 tracing::warn!(%error, "Redis unavailable: answering from login_history alone");
@@ -169,7 +177,11 @@ impl StatusReader {
             },
             Some(false) => self.scan(&mut reading, &after, false).await?,
         }
-        let Counts { total, online } = reading.counts.unwrap_or_default();
+        let Counts {
+            total,
+            online,
+            away,
+        } = reading.counts.unwrap_or_default();
         if total > 0 {
             let share = (online as f64 / total as f64 * 1000.0) as u32;
             self.online_per_mille.store(share, Ordering::Relaxed);
@@ -185,6 +197,7 @@ impl StatusReader {
             total,
             // Activity of a user missing from the directory could tip the sum over.
             online: online.min(total),
+            away: away.min(online.min(total)),
             threshold,
             generated_at: now,
             degraded: reading.degraded,
@@ -259,16 +272,18 @@ impl StatusReader {
         };
         reading.degraded = seen.is_none();
         if reading.counts.is_none() {
-            let online = match &seen {
-                Some(seen) => seen.online,
+            let (online, away) = match &seen {
+                Some(seen) => (seen.online, seen.away_online),
                 None => {
                     let recent = self.directory.recent_logins(reading.since).await?;
-                    count_online_by_login(&recent, reading.now, reading.threshold)
+                    let online = count_online_by_login(&recent, reading.now, reading.threshold);
+                    (online, 0)
                 }
             };
             reading.counts = Some(Counts {
                 total: u64::try_from(page.total_users).unwrap_or_default(),
                 online,
+                away,
             });
         }
         let seen = seen.unwrap_or_default();
@@ -415,6 +430,12 @@ mod tests {
                     last_activity: None,
                     last_login: None,
                     last_seen: None,
+                    active_browsers: 0,
+                    state: if *online {
+                        presence_proto::admin::PresenceState::Online
+                    } else {
+                        presence_proto::admin::PresenceState::Offline
+                    },
                 };
                 (row, status)
             })

@@ -7,7 +7,7 @@
 //! login" mean the same thing wherever the logout was recorded.
 
 use presence_core::threshold::ThresholdMinutes;
-use presence_proto::admin::{StatusSource, UserStatus};
+use presence_proto::admin::{PresenceState, StatusSource, UserStatus};
 use presence_proto::timestamp;
 
 /// What the stores know about one user.
@@ -21,6 +21,12 @@ pub struct Observations {
     pub last_logout_row: Option<i64>,
     /// The `last_logout` marker in Redis.
     pub logout_marker: Option<i64>,
+    /// The user's browsers that pinged within the threshold (Redis; 0 when
+    /// unreachable).
+    pub browsers: u32,
+    /// With idle detection on, the user's entry in the away index: their
+    /// last ping found none of their browsers with recent input.
+    pub away_at: Option<i64>,
 }
 
 impl Observations {
@@ -38,6 +44,10 @@ pub struct Status {
     pub last_activity: Option<i64>,
     pub last_login: Option<i64>,
     pub last_seen: Option<i64>,
+    /// Browsers keeping the user online by activity; 0 otherwise.
+    pub active_browsers: u32,
+    /// Online, away or offline.
+    pub state: PresenceState,
 }
 
 pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> Status {
@@ -53,12 +63,30 @@ pub fn evaluate(seen: Observations, now: i64, threshold: ThresholdMinutes) -> St
         // Rule 3.
         _ => (false, StatusSource::None),
     };
+    // Away: online by a ping that found every browser idle, and no ping
+    // since (a ping that does not say clears the entry; this guards the order).
+    let away = source == StatusSource::Activity
+        && seen
+            .away_at
+            .zip(seen.last_activity)
+            .is_some_and(|(away, ping)| away >= ping && fresh(away));
+    let state = match (online, away) {
+        (false, _) => PresenceState::Offline,
+        (true, true) => PresenceState::Away,
+        (true, false) => PresenceState::Online,
+    };
     Status {
         online,
         source,
         last_activity: seen.last_activity,
         last_login: seen.last_login,
         last_seen: seen.last_activity.max(seen.last_login),
+        active_browsers: if source == StatusSource::Activity {
+            seen.browsers
+        } else {
+            0
+        },
+        state,
     }
 }
 
@@ -76,6 +104,8 @@ pub fn evaluate_account(
         Status {
             online: false,
             source: StatusSource::None,
+            active_browsers: 0,
+            state: PresenceState::Offline,
             ..status
         }
     } else {
@@ -94,6 +124,8 @@ pub fn to_proto(id: uuid::Uuid, username: &str, display_name: &str, status: &Sta
         last_activity_at: status.last_activity.map(timestamp),
         last_login_at: status.last_login.map(timestamp),
         last_seen_at: status.last_seen.map(timestamp),
+        active_browsers: status.active_browsers,
+        state: status.state as i32,
     }
 }
 
@@ -237,6 +269,70 @@ mod tests {
         assert_eq!(
             evaluate(Observations::default(), NOW, ThresholdMinutes::default()).last_seen,
             None
+        );
+    }
+
+    #[test]
+    fn browsers_are_counted_only_while_they_keep_the_user_online() {
+        let pinging = Observations {
+            last_activity: Some(NOW - 10),
+            browsers: 2,
+            ..Default::default()
+        };
+        let threshold = ThresholdMinutes::default();
+        assert_eq!(evaluate(pinging, NOW, threshold).active_browsers, 2);
+        let stale = Observations {
+            last_activity: Some(NOW - T - 1),
+            ..pinging
+        };
+        assert_eq!(evaluate(stale, NOW, threshold).active_browsers, 0);
+        let by_login = Observations {
+            last_activity: Some(NOW - T - 1),
+            last_login: Some(NOW - 60),
+            ..pinging
+        };
+        assert_eq!(evaluate(by_login, NOW, threshold).active_browsers, 0);
+        assert_eq!(
+            evaluate_account(pinging, NOW, threshold, true).active_browsers,
+            0
+        );
+    }
+
+    #[test]
+    fn away_is_online_by_a_ping_that_found_every_browser_idle() {
+        let threshold = ThresholdMinutes::default();
+        let idle_ping = Observations {
+            last_activity: Some(NOW - 30),
+            away_at: Some(NOW - 30),
+            browsers: 1,
+            ..Default::default()
+        };
+        let status = evaluate(idle_ping, NOW, threshold);
+        assert_eq!(status.state, PresenceState::Away);
+        assert!(status.online, "away users are still online");
+        // A later ping (with input, or from a client that does not say) is not away.
+        let later_ping = Observations {
+            last_activity: Some(NOW - 5),
+            ..idle_ping
+        };
+        assert_eq!(
+            evaluate(later_ping, NOW, threshold).state,
+            PresenceState::Online
+        );
+        let no_entry = Observations {
+            away_at: None,
+            ..idle_ping
+        };
+        assert_eq!(evaluate(no_entry, NOW, threshold).state, PresenceState::Online);
+        let expired = Observations {
+            last_activity: Some(NOW - T - 1),
+            away_at: Some(NOW - T - 1),
+            ..idle_ping
+        };
+        assert_eq!(evaluate(expired, NOW, threshold).state, PresenceState::Offline);
+        assert_eq!(
+            evaluate_account(idle_ping, NOW, threshold, true).state,
+            PresenceState::Offline
         );
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use presence_core::threshold::ThresholdMinutes;
+use presence_core::threshold::{IdleMinutes, ThresholdMinutes};
 use presence_store::redis_client::Redis;
 use presence_store::settings::{self, ActivitySettings};
 use redis::Cmd;
@@ -302,39 +302,73 @@ impl Directory {
         Ok(settings::load(&self.pool).await?)
     }
 
-    /// Changes the threshold and audits it, in one transaction; the settings
-    /// trigger notifies every process when it commits.
-    pub async fn update_threshold(
+    /// Applies the fields of `change` and audits each one that changed, in
+    /// one transaction; the settings trigger notifies every process when it
+    /// commits.
+    pub async fn update_settings(
         &self,
-        threshold: ThresholdMinutes,
+        change: SettingsChange,
         admin_id: Uuid,
     ) -> Result<ActivitySettings, AdminError> {
         let mut transaction = self.pool.begin().await?;
-        let old: i32 = sqlx::query_scalar("SELECT threshold_minutes FROM settings FOR UPDATE")
-            .fetch_one(&mut *transaction)
-            .await?;
+        let (threshold, idle_enabled, idle_after): (i32, bool, i32) = sqlx::query_as(
+            "SELECT threshold_minutes, idle_detection_enabled, idle_after_minutes
+             FROM settings FOR UPDATE",
+        )
+        .fetch_one(&mut *transaction)
+        .await?;
+        let new_threshold = change
+            .threshold
+            .map_or(threshold, |minutes| i32::from(minutes.minutes()));
+        let new_idle_enabled = change.idle_enabled.unwrap_or(idle_enabled);
+        let new_idle_after = change
+            .idle_after
+            .map_or(idle_after, |minutes| i32::from(minutes.minutes()));
         // The admin may come from an external issuer and have no users row.
         sqlx::query(
-            "UPDATE settings SET threshold_minutes = $1, updated_at = now(),
-                    updated_by = (SELECT id FROM users WHERE id = $2)",
+            "UPDATE settings SET threshold_minutes = $1, idle_detection_enabled = $2,
+                    idle_after_minutes = $3, updated_at = now(),
+                    updated_by = (SELECT id FROM users WHERE id = $4)",
         )
-        .bind(i32::from(threshold.minutes()))
+        .bind(new_threshold)
+        .bind(new_idle_enabled)
+        .bind(new_idle_after)
         .bind(admin_id)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query(
-            "INSERT INTO settings_audit (setting, old_value, new_value, changed_by)
-             VALUES ('threshold_minutes', $1, $2, (SELECT id FROM users WHERE id = $3))",
-        )
-        .bind(old.to_string())
-        .bind(threshold.minutes().to_string())
-        .bind(admin_id)
-        .execute(&mut *transaction)
-        .await?;
+        let audited = [
+            ("threshold_minutes", threshold.to_string(), new_threshold.to_string()),
+            (
+                "idle_detection_enabled",
+                idle_enabled.to_string(),
+                new_idle_enabled.to_string(),
+            ),
+            ("idle_after_minutes", idle_after.to_string(), new_idle_after.to_string()),
+        ];
+        for (setting, old, new) in audited.into_iter().filter(|(_, old, new)| old != new) {
+            sqlx::query(
+                "INSERT INTO settings_audit (setting, old_value, new_value, changed_by)
+                 VALUES ($1, $2, $3, (SELECT id FROM users WHERE id = $4))",
+            )
+            .bind(setting)
+            .bind(&old)
+            .bind(&new)
+            .bind(admin_id)
+            .execute(&mut *transaction)
+            .await?;
+            tracing::info!(%admin_id, setting, old, new, "activity setting changed");
+        }
         transaction.commit().await?;
-        tracing::info!(%admin_id, old, new = threshold.minutes(), "threshold changed");
         self.settings().await
     }
+}
+
+/// The settings an admin asked to change (`None`: left as it is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub threshold: Option<ThresholdMinutes>,
+    pub idle_enabled: Option<bool>,
+    pub idle_after: Option<IdleMinutes>,
 }
 
 /// What Redis knows about the users of one listing.
@@ -342,6 +376,12 @@ impl Directory {
 pub struct ActivitySnapshot {
     pub last_activity: HashMap<Uuid, i64>,
     pub logout_markers: HashMap<Uuid, i64>,
+    /// Browsers of each user that pinged since the cut-off (users with none left out).
+    pub browsers: HashMap<Uuid, u32>,
+    /// With idle detection on, the away index entry of each user in it.
+    pub away: HashMap<Uuid, i64>,
+    /// With idle detection on, the users away since the cut-off, all users counted.
+    pub away_online: u64,
     /// Users online at the cut-off by the presence index (a ping, or a login
     /// not followed by a logout), all users counted.
     pub online: u64,
@@ -404,9 +444,17 @@ impl ActivityReader {
     }
 
     /// Drops index entries older than `before` (Unix seconds) from every shard.
+    /// The away index is trimmed the same way.
     pub async fn trim_index(&self, before: i64) -> Result<(), AdminError> {
-        let trims = self
+        let mut trims = self
             .on_every_index_shard(|shard| Cmd::zrembyscore(shard, "-inf", format!("({before}")));
+        trims.extend(
+            self.redis
+                .keys()
+                .away_index_shards()
+                .into_iter()
+                .map(|shard| Cmd::zrembyscore(shard, "-inf", format!("({before}"))),
+        );
         self.redis.batch_all(trims).await?;
         Ok(())
     }
@@ -416,33 +464,129 @@ impl ActivityReader {
         shards.into_iter().map(command).collect()
     }
 
-    /// Activity timestamps and logout markers of `users`, and the count of
-    /// users online by activity since `since`: one batch (one round trip).
+    /// Activity timestamps, logout markers and browser counts of `users`, and
+    /// the count of users online by activity since `since`: one batch (one
+    /// round trip).
+    /// With `away` (idle detection on), also their away index entries and
+    /// the count of users away.
     pub async fn snapshot(
         &self,
         users: &[Uuid],
         since: i64,
+        away: bool,
     ) -> Result<ActivitySnapshot, AdminError> {
         let keys = self.redis.keys();
         let mut commands = self.on_every_index_shard(|shard| Cmd::zcount(shard, since, "+inf"));
         let shard_count = commands.len();
+        if away {
+            commands.extend(
+                keys.away_index_shards()
+                    .into_iter()
+                    .map(|shard| Cmd::zcount(shard, since, "+inf")),
+            );
+        }
         if !users.is_empty() {
             let activity_keys: Vec<String> =
                 users.iter().map(|id| keys.last_activity(*id)).collect();
             let logout_keys: Vec<String> = users.iter().map(|id| keys.last_logout(*id)).collect();
             commands.push(Cmd::mget(activity_keys));
             commands.push(Cmd::mget(logout_keys));
+            if away {
+                commands.extend(self.away_scores(users));
+            }
+            commands.extend(self.browser_counts(users, since));
         }
         let mut values = self.redis.batch_all(commands).await?.into_iter();
         let mut online = 0;
         for count in values.by_ref().take(shard_count) {
             online += from_value::<u64>(count)?;
         }
+        let mut away_online = 0;
+        if away {
+            for count in values.by_ref().take(shard_count) {
+                away_online += from_value::<u64>(count)?;
+            }
+        }
+        let last_activity = by_user(users, values.next())?;
+        let logout_markers = by_user(users, values.next())?;
+        let away_entries = if away && !users.is_empty() {
+            scores_by_user(users, values.by_ref().take(users.len()))?
+        } else {
+            HashMap::new()
+        };
         Ok(ActivitySnapshot {
-            last_activity: by_user(users, values.next())?,
-            logout_markers: by_user(users, values.next())?,
+            last_activity,
+            logout_markers,
+            browsers: counts_by_user(users, values)?,
+            away: away_entries,
+            away_online,
             online,
         })
+    }
+
+    /// One `ZSCORE` per user in the away index.
+    fn away_scores(&self, users: &[Uuid]) -> Vec<Cmd> {
+        let keys = self.redis.keys();
+        users
+            .iter()
+            .map(|id| Cmd::zscore(keys.away_index_for(*id), id.to_string()))
+            .collect()
+    }
+
+    /// One `ZCOUNT` per user of their browsers that pinged since `since`.
+    fn browser_counts(&self, users: &[Uuid], since: i64) -> Vec<Cmd> {
+        let keys = self.redis.keys();
+        users
+            .iter()
+            .map(|id| Cmd::zcount(keys.browsers(*id), since, "+inf"))
+            .collect()
+    }
+
+    /// The last ping, the browsers seen since `since` and (with `away`) the
+    /// away index entry of each of `users`, in one round trip (the status
+    /// stream's reading of those who pinged).
+    pub async fn activity_and_browsers(
+        &self,
+        users: &[Uuid],
+        since: i64,
+        away: bool,
+    ) -> Result<ActivitySnapshot, AdminError> {
+        if users.is_empty() {
+            return Ok(ActivitySnapshot::default());
+        }
+        let keys = self.redis.keys();
+        let activity_keys: Vec<String> = users.iter().map(|id| keys.last_activity(*id)).collect();
+        let mut commands = vec![Cmd::mget(activity_keys)];
+        if away {
+            commands.extend(self.away_scores(users));
+        }
+        commands.extend(self.browser_counts(users, since));
+        let mut values = self.redis.batch_all(commands).await?.into_iter();
+        let last_activity = by_user(users, values.next())?;
+        let away_entries = if away {
+            scores_by_user(users, values.by_ref().take(users.len()))?
+        } else {
+            HashMap::new()
+        };
+        Ok(ActivitySnapshot {
+            last_activity,
+            browsers: counts_by_user(users, values)?,
+            away: away_entries,
+            ..ActivitySnapshot::default()
+        })
+    }
+
+    /// Forgets who was away (idle detection was turned off).
+    pub async fn clear_away(&self) -> Result<(), AdminError> {
+        let clears = self
+            .redis
+            .keys()
+            .away_index_shards()
+            .into_iter()
+            .map(Cmd::del)
+            .collect();
+        self.redis.batch_all(clears).await?;
+        Ok(())
     }
 
     /// The last ping of each of `users` that has one.
@@ -577,6 +721,36 @@ fn by_user(users: &[Uuid], reply: Option<redis::Value>) -> Result<HashMap<Uuid, 
 }
 
 /// Parses one reply; a reply of the wrong shape counts as Redis misbehaving.
+/// The scores of `users` that have one, answered one per user in order.
+fn scores_by_user(
+    users: &[Uuid],
+    scores: impl Iterator<Item = redis::Value>,
+) -> Result<HashMap<Uuid, i64>, AdminError> {
+    let mut by_user = HashMap::new();
+    for (id, score) in users.iter().zip(scores) {
+        let score: Option<f64> = from_value(score)?;
+        if let Some(score) = score {
+            by_user.insert(*id, score as i64);
+        }
+    }
+    Ok(by_user)
+}
+
+/// The non-zero counts of `users`, answered one per user in order.
+fn counts_by_user(
+    users: &[Uuid],
+    counts: impl Iterator<Item = redis::Value>,
+) -> Result<HashMap<Uuid, u32>, AdminError> {
+    let mut by_user = HashMap::new();
+    for (id, count) in users.iter().zip(counts) {
+        let count: u32 = from_value(count)?;
+        if count > 0 {
+            by_user.insert(*id, count);
+        }
+    }
+    Ok(by_user)
+}
+
 fn from_value<T: redis::FromRedisValue>(value: redis::Value) -> Result<T, AdminError> {
     redis::from_redis_value(value).map_err(|error| presence_store::Error::from(error).into())
 }

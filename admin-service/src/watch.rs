@@ -24,14 +24,14 @@
 //!
 //! `WatcherSlots` caps the open streams, in all and per admin.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use presence_core::events::{StatusChange, StatusEvent};
-use presence_proto::admin::{StatusSource, UserStatus};
+use presence_proto::admin::{PresenceState, StatusSource, UserStatus};
 use presence_store::redis_client::Redis;
 use presence_store::settings::ThresholdWatch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
@@ -100,6 +100,8 @@ impl StatusHub {
             presence: HashMap::new(),
             cursor: None,
             known: HashMap::new(),
+            judge_again: HashSet::new(),
+            idle_detection: false,
         };
         tokio::spawn(follower.run(logouts_rx));
         hub
@@ -183,7 +185,7 @@ async fn forward_announcements(
                 let Some(event) = StatusEvent::from_json(&payload) else {
                     continue;
                 };
-                if event.change == StatusChange::Logout {
+                if event.change.is_sign_out() {
                     // No receiver is fine: nobody is watching.
                     let _ = sign_outs.send(event.user_id);
                 }
@@ -213,6 +215,11 @@ struct Follower {
     cursor: Option<i64>,
     /// Names and last login of users we have reported.
     known: HashMap<Uuid, Known>,
+    /// Users to judge at the next read even if their index score did not
+    /// move (one of their browsers signed out); at most the users online.
+    judge_again: HashSet<Uuid>,
+    /// Whether idle detection was on at the last refresh.
+    idle_detection: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -232,10 +239,17 @@ impl Follower {
             tokio::select! {
                 _ = tick.tick() => {}
                 Some(event) = announcements.recv() => {
-                    if event.change == StatusChange::Logout {
-                        self.presence.remove(&event.user_id);
+                    match event.change {
+                        StatusChange::Logout => {
+                            self.presence.remove(&event.user_id);
+                        }
+                        // Their score did not move, yet their browsers did.
+                        StatusChange::BrowserLogout => {
+                            self.judge_again.insert(event.user_id);
+                        }
+                        StatusChange::Login => {}
                     }
-                    // A login or logout: re-evaluate now, not at the next tick.
+                    // Re-evaluate now, not at the next tick.
                 }
             }
             if last_full.elapsed() >= FULL_RESYNC {
@@ -253,7 +267,14 @@ impl Follower {
     /// Recomputes who is online and tells watchers what changed.
     async fn refresh(&mut self) {
         let now = chrono::Utc::now().timestamp();
-        let threshold = self.threshold.current();
+        let settings = self.threshold.settings();
+        let threshold = settings.threshold;
+        // Turning idle detection on or off changes who is away without
+        // moving anyone's score: judge everyone online again.
+        if self.idle_detection != settings.idle.enabled {
+            self.idle_detection = settings.idle.enabled;
+            self.judge_again.extend(self.presence.keys().copied());
+        }
         let since = now - threshold.seconds();
         let verdicts = match self.read_index(now, since).await {
             Some(changed) => self.judge_changed(changed, now, threshold).await,
@@ -284,6 +305,8 @@ impl Follower {
         // Entries read again are judged again only if their score moved, or
         // if they are online by a login: a ping in the same second as the
         // login leaves the score as it was (`ZADD GT`), yet makes it rule 1.
+        // So are users one of whose browsers signed out.
+        let judge_again = std::mem::take(&mut self.judge_again);
         let changed: Vec<Uuid> = {
             let online = self.hub.online.read();
             let by_login = |id: &Uuid| {
@@ -293,7 +316,9 @@ impl Follower {
             };
             entries
                 .iter()
-                .filter(|(id, score)| self.presence.get(id) != Some(score) || by_login(id))
+                .filter(|(id, score)| {
+                    self.presence.get(id) != Some(score) || by_login(id) || judge_again.contains(id)
+                })
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -317,8 +342,10 @@ impl Follower {
         now: i64,
         threshold: ThresholdMinutes,
     ) -> Option<Verdicts> {
-        let activity = match self.index.last_activity(&ids).await {
-            Ok(activity) => activity,
+        let since = now - threshold.seconds();
+        let away = self.threshold.settings().idle.enabled;
+        let seen = match self.index.activity_and_browsers(&ids, since, away).await {
+            Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "cannot read last pings; trying again next tick");
                 self.cursor = None;
@@ -331,7 +358,7 @@ impl Follower {
             let Some(score) = self.presence.get(&id).copied() else {
                 continue;
             };
-            let last_activity = activity.get(&id).copied();
+            let last_activity = seen.last_activity.get(&id).copied();
             let known = self.known.get_mut(&id);
             // A score newer than the last ping is a login.
             let login_set_score = last_activity.is_none_or(|ping| score > ping);
@@ -343,12 +370,14 @@ impl Follower {
                 Some(known) => known.last_login,
                 None => login_set_score.then_some(score),
             };
-            let seen = Observations {
+            let facts = Observations {
                 last_activity,
                 last_login,
+                browsers: seen.browsers.get(&id).copied().unwrap_or(0),
+                away_at: seen.away.get(&id).copied(),
                 ..Default::default()
             };
-            online.insert(id, evaluate(seen, now, threshold));
+            online.insert(id, evaluate(facts, now, threshold));
         }
         Some(Verdicts {
             online,
@@ -490,18 +519,21 @@ impl Follower {
 
 /// What watchers are told when the users online go from `old` to `old`
 /// with `updates` applied and `gone` removed (`updates` holds none of
-/// `gone`): each user who came online or changed rule, and each user who
-/// went offline (as offline, with no source). A user online by the same rule
-/// before and after is not news, even if their last ping moved.
+/// `gone`): each user who came online, changed rule or whose count of
+/// browsers changed, and each user who went offline (as offline, with no
+/// source). A user online by the same rule with the same browsers before and
+/// after is not news, even if their last ping moved.
 fn status_changes(
     old: &HashMap<Uuid, OnlineUser>,
     updates: &HashMap<Uuid, OnlineUser>,
     gone: &[Uuid],
 ) -> Vec<UserStatus> {
     let arrived = updates.iter().filter_map(|(id, user)| {
-        let changed = old
-            .get(id)
-            .is_none_or(|before| before.status.source != user.status.source);
+        let changed = old.get(id).is_none_or(|before| {
+            before.status.source != user.status.source
+                || before.status.state != user.status.state
+                || before.status.active_browsers != user.status.active_browsers
+        });
         changed.then(|| user.status.clone())
     });
     let left = gone
@@ -510,6 +542,8 @@ fn status_changes(
         .map(|user| UserStatus {
             online: false,
             source: StatusSource::None as i32,
+            active_browsers: 0,
+            state: PresenceState::Offline as i32,
             ..user.status.clone()
         });
     arrived.chain(left).collect()

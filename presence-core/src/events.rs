@@ -10,7 +10,19 @@ use uuid::Uuid;
 #[serde(rename_all = "snake_case")]
 pub enum StatusChange {
     Login,
+    /// The user signed out and is offline: no other browser of theirs
+    /// pinged within the threshold.
     Logout,
+    /// One browser signed out (its token is revoked) while another of the
+    /// user's browsers keeps them online: their browser count changed.
+    BrowserLogout,
+}
+
+impl StatusChange {
+    /// Whether a token of the user was revoked by this change.
+    pub fn is_sign_out(self) -> bool {
+        matches!(self, Self::Logout | Self::BrowserLogout)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

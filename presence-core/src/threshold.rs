@@ -53,6 +53,54 @@ impl Default for ThresholdMinutes {
     }
 }
 
+/// Minutes without keyboard, pointer or touch input after which a browser
+/// reports itself idle, when idle detection is on: 1 to 240, default 5 (the
+/// usual default of chat systems).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdleMinutes(u16);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("idle_after_minutes must be a whole number of minutes from 1 to 240 (got {0})")]
+pub struct IdleOutOfRange(pub i64);
+
+impl IdleMinutes {
+    pub const MIN: u16 = 1;
+    pub const MAX: u16 = 240;
+    pub const DEFAULT: Self = Self(5);
+
+    pub fn new(minutes: i64) -> Result<Self, IdleOutOfRange> {
+        if (i64::from(Self::MIN)..=i64::from(Self::MAX)).contains(&minutes) {
+            Ok(Self(minutes as u16))
+        } else {
+            Err(IdleOutOfRange(minutes))
+        }
+    }
+
+    pub fn minutes(self) -> u16 {
+        self.0
+    }
+}
+
+impl Default for IdleMinutes {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Idle detection as set by admins: off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleDetection {
+    pub enabled: bool,
+    pub after: IdleMinutes,
+}
+
+impl IdleDetection {
+    /// The delay browsers are told, `None` while detection is off.
+    pub fn delay(self) -> Option<IdleMinutes> {
+        self.enabled.then_some(self.after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +126,17 @@ mod tests {
         assert_eq!(one_minute.ping_interval_seconds(60), 30);
         assert_eq!(ThresholdMinutes::default().ping_interval_seconds(60), 60);
         assert_eq!(ThresholdMinutes::default().ping_interval_seconds(5), 5);
+    }
+
+    #[test]
+    fn idle_detection_is_off_by_default_with_a_five_minute_delay() {
+        let default = IdleDetection::default();
+        assert!(!default.enabled);
+        assert_eq!(default.after.minutes(), 5);
+        assert_eq!(default.delay(), None);
+        assert!(IdleMinutes::new(0).is_err());
+        assert!(IdleMinutes::new(241).is_err());
+        assert_eq!(IdleMinutes::new(240).unwrap().minutes(), 240);
     }
 
     #[test]

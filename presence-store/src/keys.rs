@@ -99,6 +99,28 @@ impl RedisKeys {
         format!("{}browsers:{user_id}", self.prefix)
     }
 
+    /// With idle detection on: the user's browsers whose last ping reported
+    /// recent input, scored by that ping (Unix seconds). Bounded and expiring
+    /// as `browsers` is; it holds the present state, never a history.
+    pub fn browsers_with_input(&self, user_id: Uuid) -> String {
+        format!("{}browsers_with_input:{user_id}", self.prefix)
+    }
+
+    /// The sorted set holding `user_id` in the away index: with idle
+    /// detection on, the users whose last ping found none of their browsers
+    /// with recent input, scored by that ping. Sharded like the presence
+    /// index.
+    pub fn away_index_for(&self, user_id: Uuid) -> String {
+        self.sharded("away_index", index_shard(user_id, self.index_shards))
+    }
+
+    /// Every sorted set of the away index.
+    pub fn away_index_shards(&self) -> Vec<String> {
+        (0..self.index_shards)
+            .map(|shard| self.sharded("away_index", shard))
+            .collect()
+    }
+
     /// Present while the token `jti` is revoked (until the token's expiry).
     pub fn revoked_token(&self, jti: &str) -> String {
         format!("{}revoked_token:{jti}", self.prefix)
@@ -231,6 +253,8 @@ mod tests {
             keys.last_activity(id),
             keys.last_logout(id),
             keys.browsers(id),
+            keys.browsers_with_input(id),
+            keys.away_index_for(id),
             keys.revoked_token("j"),
             keys.revoked_before(id),
             keys.revocations_complete(),
@@ -266,6 +290,11 @@ mod tests {
         // A user's shard is one of them, and the per-user keys stay unbraced.
         let id = Uuid::new_v4();
         assert!(shards.contains(&keys.presence_index_for(id)));
+        // The away index is sharded the same way, so a user's two entries share a slot.
+        assert_eq!(
+            keys.away_index_for(id).replace("away_index", "presence_index"),
+            keys.presence_index_for(id)
+        );
         assert!(!keys.last_activity(id).contains('{'));
     }
 

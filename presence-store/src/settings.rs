@@ -1,4 +1,5 @@
-//! The activity settings (the "online" threshold): PostgreSQL is the source of
+//! The activity settings (the "online" threshold and idle detection):
+//! PostgreSQL is the source of
 //! truth, and every process follows changes live through LISTEN/NOTIFY, so a
 //! change reaches every replica of every service within a second without any
 //! cache that can stay stale.
@@ -20,7 +21,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::Error;
-use presence_core::threshold::ThresholdMinutes;
+use presence_core::threshold::{IdleDetection, IdleMinutes, ThresholdMinutes};
 
 /// The channel the `settings_changed` trigger notifies.
 pub const SETTINGS_CHANNEL: &str = "presence_settings_changed";
@@ -34,34 +35,63 @@ const QUERY_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivitySettings {
     pub threshold: ThresholdMinutes,
+    pub idle: IdleDetection,
     pub updated_at: Option<DateTime<Utc>>,
     /// Username of the admin who made the last change.
     pub updated_by: Option<String>,
 }
 
+impl ActivitySettings {
+    pub fn live(&self) -> LiveSettings {
+        LiveSettings {
+            threshold: self.threshold,
+            idle: self.idle,
+        }
+    }
+}
+
 /// Reads the settings row.
 pub async fn load(pool: &PgPool) -> Result<ActivitySettings, Error> {
-    let (minutes, updated_at, updated_by): (i32, Option<DateTime<Utc>>, Option<String>) =
-        sqlx::query_as(
-            "SELECT s.threshold_minutes, s.updated_at, u.username
-             FROM settings s LEFT JOIN users u ON u.id = s.updated_by",
-        )
-        .fetch_one(pool)
-        .await?;
-    // The column's CHECK constraint keeps it in range; a value outside would
+    #[allow(clippy::type_complexity)]
+    let (minutes, idle_enabled, idle_minutes, updated_at, updated_by): (
+        i32,
+        bool,
+        i32,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT s.threshold_minutes, s.idle_detection_enabled, s.idle_after_minutes,
+                s.updated_at, u.username
+         FROM settings s LEFT JOIN users u ON u.id = s.updated_by",
+    )
+    .fetch_one(pool)
+    .await?;
+    // The columns' CHECK constraints keep them in range; a value outside would
     // mean a hand-edited database, and the default is the safe reading.
     let threshold = ThresholdMinutes::new(i64::from(minutes)).unwrap_or_default();
+    let idle = IdleDetection {
+        enabled: idle_enabled,
+        after: IdleMinutes::new(i64::from(idle_minutes)).unwrap_or_default(),
+    };
     Ok(ActivitySettings {
         threshold,
+        idle,
         updated_at,
         updated_by,
     })
 }
 
-/// The threshold in force in this process, kept current by a background task.
+/// The settings every ping and status depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveSettings {
+    pub threshold: ThresholdMinutes,
+    pub idle: IdleDetection,
+}
+
+/// The settings in force in this process, kept current by a background task.
 #[derive(Debug, Clone)]
 pub struct ThresholdWatch {
-    current: watch::Receiver<ThresholdMinutes>,
+    current: watch::Receiver<LiveSettings>,
 }
 
 impl ThresholdWatch {
@@ -69,10 +99,10 @@ impl ThresholdWatch {
     /// unreachable) and follows every change from then on.
     pub async fn start(pool: PgPool) -> Self {
         let initial = match within(load(&pool)).await {
-            Ok(settings) => settings.threshold,
+            Ok(settings) => settings.live(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read the threshold yet; using the default until PostgreSQL answers");
-                ThresholdMinutes::default()
+                LiveSettings::default()
             }
         };
         let (sender, current) = watch::channel(initial);
@@ -81,12 +111,12 @@ impl ThresholdWatch {
     }
 
     pub fn current(&self) -> ThresholdMinutes {
-        *self.current.borrow()
+        self.current.borrow().threshold
     }
 
-    /// A receiver that wakes on every change (the status stream re-evaluates expiry with it).
-    pub fn subscribe(&self) -> watch::Receiver<ThresholdMinutes> {
-        self.current.clone()
+    /// The threshold and idle detection, read together.
+    pub fn settings(&self) -> LiveSettings {
+        *self.current.borrow()
     }
 }
 
@@ -102,7 +132,7 @@ async fn within<T>(query: impl Future<Output = Result<T, Error>>) -> Result<T, E
         })
 }
 
-async fn follow_changes(pool: PgPool, sender: watch::Sender<ThresholdMinutes>) {
+async fn follow_changes(pool: PgPool, sender: watch::Sender<LiveSettings>) {
     let retry = ExponentialBuilder::new()
         .with_min_delay(RECONNECT_DELAY)
         .with_max_delay(RECONNECT_AT_MOST_EVERY)
@@ -136,7 +166,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener, Error> {
 async fn follow_listener(
     pool: &PgPool,
     mut listener: PgListener,
-    sender: &watch::Sender<ThresholdMinutes>,
+    sender: &watch::Sender<LiveSettings>,
 ) {
     // Listening before reading: a change made in between is then both read
     // and notified, never missed.
@@ -167,18 +197,21 @@ async fn follow_listener(
     }
 }
 
-async fn reload(pool: &PgPool, sender: &watch::Sender<ThresholdMinutes>) {
+async fn reload(pool: &PgPool, sender: &watch::Sender<LiveSettings>) {
     match within(load(pool)).await {
         Ok(settings) => {
+            let live = settings.live();
             let changed = sender.send_if_modified(|current| {
-                let changed = *current != settings.threshold;
-                *current = settings.threshold;
+                let changed = *current != live;
+                *current = live;
                 changed
             });
             if changed {
                 tracing::info!(
-                    threshold_minutes = settings.threshold.minutes(),
-                    "activity threshold changed"
+                    threshold_minutes = live.threshold.minutes(),
+                    idle_detection = live.idle.enabled,
+                    idle_after_minutes = live.idle.after.minutes(),
+                    "activity settings changed"
                 );
             }
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use presence_core::token::Role;
 use presence_proto::activity::activity_service_client::ActivityServiceClient;
-use presence_proto::activity::{LoginResponse, PingRequest};
+use presence_proto::activity::{LoginResponse, LogoutRequest, PingRequest};
 use presence_proto::admin::admin_service_client::AdminServiceClient;
 use presence_proto::admin::{
     ListUserStatusesRequest, ListUserStatusesResponse, StatusFilter, UserStatus, UserStatusEvent,
@@ -230,9 +230,51 @@ impl Stack {
 
     pub async fn ping(&mut self, token: &str) {
         self.activity
-            .ping(authorized(PingRequest {}, token))
+            .ping(authorized(PingRequest::default(), token))
             .await
             .expect("ping succeeds");
+    }
+
+    /// A ping from the browser `browser_id` (see `PingRequest::browser_id`).
+    pub async fn ping_from(&mut self, browser_id: &str, token: &str) {
+        let request = PingRequest {
+            browser_id: browser_id.to_owned(),
+            idle: None,
+        };
+        self.activity
+            .ping(authorized(request, token))
+            .await
+            .expect("ping succeeds");
+    }
+
+    /// A ping from `browser_id` saying whether it saw no input for the idle
+    /// delay; returns the response (which tells the delay in force).
+    pub async fn ping_reporting(
+        &mut self,
+        browser_id: &str,
+        idle: bool,
+        token: &str,
+    ) -> presence_proto::activity::PingResponse {
+        let request = PingRequest {
+            browser_id: browser_id.to_owned(),
+            idle: Some(idle),
+        };
+        self.activity
+            .ping(authorized(request, token))
+            .await
+            .expect("ping succeeds")
+            .into_inner()
+    }
+
+    /// Signs the browser `browser_id` out.
+    pub async fn logout_from(&mut self, browser_id: &str, token: &str) {
+        let request = LogoutRequest {
+            browser_id: browser_id.to_owned(),
+        };
+        self.activity
+            .logout(authorized(request, token))
+            .await
+            .expect("logout succeeds");
     }
 
     /// Adds enabled users straight to PostgreSQL (no password to hash: fast

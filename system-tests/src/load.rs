@@ -176,7 +176,7 @@ async fn ping(
     }
     let client = client.as_mut().expect("connected just now");
     client
-        .unary(PING, Some(token), &PingRequest {}, PING_DEADLINE)
+        .unary(PING, Some(token), &PingRequest::default(), PING_DEADLINE)
         .await
 }
 

@@ -1,6 +1,6 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { formatDateTime, isoDateTime, onlineLabel, ruleLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
+import { browsersLabel, formatDateTime, isoDateTime, onlineLabel, ruleLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
 import { StatusSource } from './gen/presence/admin/v1/admin_pb';
 
 const moment = timestampFromMs(Date.UTC(2025, 10, 25, 14, 3, 7));
@@ -31,6 +31,11 @@ describe('labels', () => {
     expect(sourceLabel(StatusSource.LOGIN_HISTORY)).toBe('historique de connexion');
     expect(sourceLabel(StatusSource.NONE)).toBe(UNKNOWN);
     expect(sourceLabel(StatusSource.UNSPECIFIED)).toBe(UNKNOWN);
+  });
+
+  it('counts browsers in French', () => {
+    expect(browsersLabel(1)).toBe('1 navigateur');
+    expect(browsersLabel(2)).toBe('2 navigateurs');
   });
 });
 

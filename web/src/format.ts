@@ -28,6 +28,11 @@ export function onlineLabel(online: boolean): string {
   return online ? 'En ligne' : 'Hors ligne';
 }
 
+/** « 2 navigateurs »: how many of the user's browsers keep them online. */
+export function browsersLabel(count: number): string {
+  return count === 1 ? '1 navigateur' : `${count} navigateurs`;
+}
+
 export function sourceLabel(source: StatusSource): string {
   switch (source) {
     case StatusSource.ACTIVITY:

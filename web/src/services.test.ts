@@ -30,11 +30,11 @@ function servicesWithFakeServer() {
         expiresAt: timestampFromMs(Date.now() + 3_600_000),
       });
     }),
-    ping: vi.fn(() => {
+    ping: vi.fn<(request: { browserId: string }) => Promise<{ pingIntervalSeconds: number }>>(() => {
       calls.push('ping');
       return Promise.resolve({ pingIntervalSeconds: 10 });
     }),
-    logout: vi.fn(() => {
+    logout: vi.fn<(request: { browserId: string }) => Promise<object>>(() => {
       calls.push('logout');
       return Promise.resolve({});
     }),
@@ -44,6 +44,7 @@ function servicesWithFakeServer() {
     createApi: () => ({ activity }) as unknown as Api,
     visibility: () => new FakeVisibility(true),
     election: () => soloElection(),
+    browserId: () => 'browser-of-the-test-1',
   });
   return { services, activity, calls };
 }
@@ -66,6 +67,19 @@ describe('app services', () => {
 
     expect(calls).toEqual(['login', 'ping', 'ping', 'logout']);
     expect(services.store.getState()).toEqual({ session: null, ended: 'signed-out' });
+  });
+
+  it('send the browser id with every ping and with the Logout', async () => {
+    const { services, activity } = servicesWithFakeServer();
+    await services.signIn('usertest1', 'Test1234!');
+    await vi.advanceTimersByTimeAsync(15_000);
+    await services.signOut();
+
+    expect(activity.ping.mock.calls.map(([request]) => request)).toEqual([
+      { browserId: 'browser-of-the-test-1' },
+      { browserId: 'browser-of-the-test-1' },
+    ]);
+    expect(activity.logout.mock.calls[0][0]).toEqual({ browserId: 'browser-of-the-test-1' });
   });
 
   it('retry a Logout that met an outage, and end the session even if it never succeeds', async () => {

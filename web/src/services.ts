@@ -6,6 +6,7 @@
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { createApi, type Api } from './api';
 import { backoffDelay } from './backoff';
+import { browserId } from './browser-id';
 import { isTransientFailure } from './errors';
 import { browserLeaderElection, type LeaderElection } from './leader-election';
 import { createPinger, type Pinger } from './pinger';
@@ -26,6 +27,8 @@ export interface ServiceDeps {
   createApi: (store: SessionStore) => Api;
   visibility: () => VisibilitySource;
   election: (name: string) => LeaderElection;
+  /** This browser's id (see browser-id.ts), sent with every ping and the logout. */
+  browserId: () => string;
 }
 
 export function browserServiceDeps(baseUrl: string): ServiceDeps {
@@ -34,7 +37,17 @@ export function browserServiceDeps(baseUrl: string): ServiceDeps {
     createApi: (store) => createApi(baseUrl, store),
     visibility: () => documentVisibility(),
     election: browserLeaderElection,
+    browserId: () => browserId(safeLocalStorage(), (bytes) => void crypto.getRandomValues(bytes)),
   };
+}
+
+/** localStorage, or undefined where merely touching it throws (some privacy modes). */
+function safeLocalStorage(): Storage | undefined {
+  try {
+    return window.localStorage;
+  } catch {
+    return undefined;
+  }
 }
 
 export function createAppServices(deps: ServiceDeps): AppServices {
@@ -65,7 +78,7 @@ export function createAppServices(deps: ServiceDeps): AppServices {
       // that this brings to calls still open (the users page's stream, a ping) would
       // otherwise read as an expired session.
       store.end('signed-out');
-      if (session) await logoutWithRetries(api, session.accessToken);
+      if (session) await logoutWithRetries(api, session.accessToken, deps.browserId());
     },
   };
 }
@@ -75,10 +88,11 @@ const LOGOUT_ATTEMPTS = 3;
 const LOGOUT_RETRY_POLICY = { baseMs: 500, maxMs: 2_000 };
 
 /** Logout with the ended session's token, which the store no longer holds. */
-async function logoutWithRetries(api: Api, accessToken: string): Promise<void> {
+async function logoutWithRetries(api: Api, accessToken: string, browserId: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await api.activity.logout({}, { headers: { authorization: `Bearer ${accessToken}` } });
+      // The browser id lets the server keep the user online while another browser of theirs pings.
+      await api.activity.logout({ browserId }, { headers: { authorization: `Bearer ${accessToken}` } });
       return;
     } catch (error) {
       // Signing out locally must not hang on the network: after the last attempt the
@@ -104,7 +118,7 @@ function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(
     stop();
     if (!session) return;
     const pinger = createPinger({
-      ping: () => api.activity.ping({}),
+      ping: () => api.activity.ping({ browserId: deps.browserId() }),
       visibility: deps.visibility(),
       // One pinging tab per user: two users signed in in two tabs both keep their status.
       election: deps.election(`presence-pinger:${session.userId}`),

@@ -22,12 +22,12 @@ async fn ping_with_redis_stopped_is_unavailable_not_hanging(pool: sqlx::PgPool) 
     app.create_user("usertest1", Role::User).await;
     let token = app.login("usertest1").await.access_token;
     app.client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap();
 
     redis.stop();
-    let mut request = authorized(PingRequest {}, &token);
+    let mut request = authorized(PingRequest::default(), &token);
     request.set_timeout(CLIENT_DEADLINE);
     let status = app.client.ping(request).await.unwrap_err();
 
@@ -46,7 +46,7 @@ async fn logout_with_redis_down_still_records_the_logout_and_asks_for_a_retry(po
     let token = app.login("usertest1").await.access_token;
 
     redis.stop();
-    let mut request = authorized(LogoutRequest {}, &token);
+    let mut request = authorized(LogoutRequest::default(), &token);
     request.set_timeout(CLIENT_DEADLINE);
     let status = app.client.logout(request).await.unwrap_err();
 
@@ -73,7 +73,7 @@ async fn ping_works_while_postgresql_is_unreachable(pool: sqlx::PgPool) {
         ..Options::default()
     };
     let mut cut_off = spawn_app_with(unreachable, options).await;
-    let mut request = authorized(PingRequest {}, &login.access_token);
+    let mut request = authorized(PingRequest::default(), &login.access_token);
     request.set_timeout(CLIENT_DEADLINE);
     cut_off.client.ping(request).await.unwrap();
     assert!(cut_off.last_activity(&login.user_id).await.is_some());

@@ -143,7 +143,7 @@ impl TestApp {
             let answer = self
                 .client
                 .ping(presence_testkit::authorized(
-                    presence_proto::activity::PingRequest {},
+                    presence_proto::activity::PingRequest::default(),
                     token,
                 ))
                 .await;

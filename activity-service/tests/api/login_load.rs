@@ -161,7 +161,7 @@ async fn a_flood_of_sign_ins_stays_within_the_pods_memory_and_pings_keep_working
         async move {
             let mut answers = Vec::new();
             while flooding.load(Ordering::SeqCst) || answers.len() < 3 {
-                let mut request = authorized(PingRequest {}, &token);
+                let mut request = authorized(PingRequest::default(), &token);
                 request.set_timeout(PING_DEADLINE);
                 answers.push(client.ping(request).await.map(|_| ()));
                 tokio::time::sleep(Duration::from_millis(20)).await;

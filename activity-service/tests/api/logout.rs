@@ -15,14 +15,14 @@ async fn logout_deletes_the_activity_key_and_writes_a_logout_row(pool: sqlx::PgP
     let keys = RedisKeys::new(app.prefix.clone()).unwrap();
     let token = app.login("usertest1").await.access_token;
     app.client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap();
     let activity: Option<i64> = app.redis.get(keys.last_activity(user)).await.unwrap();
     assert!(activity.is_some(), "the ping was recorded");
 
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 
@@ -46,13 +46,13 @@ async fn a_ping_after_logout_with_the_same_token_is_refused(pool: sqlx::PgPool) 
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 
     let status = app
         .client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap_err();
 
@@ -68,11 +68,11 @@ async fn logout_is_idempotent(pool: sqlx::PgPool) {
     let token = app.login("usertest1").await.access_token;
 
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .expect("a second logout of the same token succeeds too");
 
@@ -82,7 +82,7 @@ async fn logout_is_idempotent(pool: sqlx::PgPool) {
     assert!(exists, "the logout marker is kept");
     let refused = app
         .client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap_err();
     assert_eq!(
@@ -101,13 +101,13 @@ async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: s
     let phone = app.login("usertest1").await.access_token;
 
     app.client
-        .logout(authorized(LogoutRequest {}, &laptop))
+        .logout(authorized(LogoutRequest::default(), &laptop))
         .await
         .unwrap();
 
     let refused = app
         .client
-        .ping(authorized(PingRequest {}, &laptop))
+        .ping(authorized(PingRequest::default(), &laptop))
         .await
         .unwrap_err();
     assert_eq!(
@@ -116,7 +116,7 @@ async fn another_session_of_the_same_user_keeps_working_after_one_logout(pool: s
         "the laptop signed out"
     );
     app.client
-        .ping(authorized(PingRequest {}, &phone))
+        .ping(authorized(PingRequest::default(), &phone))
         .await
         .expect("the phone's session still pings");
     let activity: Option<i64> = app.redis.get(keys.last_activity(user)).await.unwrap();
@@ -140,7 +140,7 @@ async fn the_logout_row_records_the_revoked_token_and_its_expiry(pool: sqlx::PgP
         .claims;
 
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 
@@ -161,7 +161,7 @@ async fn a_revoked_token_stays_refused_after_redis_loses_its_data(pool: sqlx::Pg
     let user_id = app.create_user("usertest1", Role::User).await.to_string();
     let token = app.login("usertest1").await.access_token;
     app.client
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 

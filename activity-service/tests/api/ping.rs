@@ -19,7 +19,7 @@ async fn ping_writes_a_fresh_timestamp_that_lives_twice_the_threshold(pool: sqlx
     let before = now();
     let response = app
         .client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap()
         .into_inner();
@@ -40,14 +40,14 @@ async fn a_second_ping_moves_the_timestamp_forward(pool: sqlx::PgPool) {
     let token = app.login("usertest1").await.access_token;
 
     app.client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap();
     let first = app.last_activity(&user_id).await.unwrap();
     // The scenario: timestamps are whole seconds, so let the next one start.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     app.client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap();
     let second = app.last_activity(&user_id).await.unwrap();
@@ -66,7 +66,7 @@ async fn ping_updates_the_presence_index_and_clears_the_logout_marker(pool: sqlx
         .unwrap();
 
     app.client
-        .ping(authorized(PingRequest {}, &token))
+        .ping(authorized(PingRequest::default(), &token))
         .await
         .unwrap();
 
@@ -130,8 +130,8 @@ async fn bad_tokens_are_refused_and_write_nothing(pool: sqlx::PgPool) {
     ];
     for (case, token) in cases {
         let request = match &token {
-            Some(token) => authorized(PingRequest {}, token),
-            None => tonic::Request::new(PingRequest {}),
+            Some(token) => authorized(PingRequest::default(), token),
+            None => tonic::Request::new(PingRequest::default()),
         };
         let status = app.client.ping(request).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");

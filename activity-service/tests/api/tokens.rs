@@ -92,7 +92,7 @@ async fn a_token_breaking_any_jwt_rule_is_refused_and_writes_nothing(pool: sqlx:
     for (case, token) in cases {
         let status = app
             .client
-            .ping(authorized(PingRequest {}, &token))
+            .ping(authorized(PingRequest::default(), &token))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");

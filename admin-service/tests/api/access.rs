@@ -49,6 +49,7 @@ async fn a_user_token_is_refused_on_every_admin_method(pool: sqlx::PgPool) {
             .update_activity_settings(authorized(
                 UpdateActivitySettingsRequest {
                     threshold_minutes: Some(5),
+                    ..Default::default()
                 },
                 &token,
             ))
@@ -101,7 +102,7 @@ async fn an_admin_token_stops_working_after_logout(pool: sqlx::PgPool) {
     let token = stack.admin_token.clone();
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 

@@ -95,7 +95,7 @@ fn with_deadline<T>(message: T, token: &str) -> tonic::Request<T> {
 }
 
 async fn ping_with_deadline(stack: &mut Stack, token: &str) -> Result<(), tonic::Status> {
-    promptly(stack.activity.ping(with_deadline(PingRequest {}, token)))
+    promptly(stack.activity.ping(with_deadline(PingRequest::default(), token)))
         .await
         .map(drop)
 }
@@ -192,7 +192,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     let (leaver, leaver_token) = (crowd.ids[0], crowd.tokens[0].clone());
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &leaver_token))
+        .logout(authorized(LogoutRequest::default(), &leaver_token))
         .await
         .unwrap();
     next_matching(&mut stream, SOON, about("crowd00", false)).await;
@@ -201,7 +201,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     assert_eq!(left, None);
     let refused = stack
         .activity
-        .ping(authorized(PingRequest {}, &leaver_token))
+        .ping(authorized(PingRequest::default(), &leaver_token))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
@@ -209,7 +209,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
     assert_eq!(written, None, "a revoked token wrote the activity key");
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &leaver_token))
+        .logout(authorized(LogoutRequest::default(), &leaver_token))
         .await
         .unwrap();
     assert_eq!(logout_rows(&stack, leaver).await, 1);
@@ -225,6 +225,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
         .update_activity_settings(authorized(
             UpdateActivitySettingsRequest {
                 threshold_minutes: Some(3),
+                ..Default::default()
             },
             &stack.admin_token,
         ))
@@ -237,7 +238,7 @@ async fn every_feature_works_on_a_three_master_cluster(pool: sqlx::PgPool) {
         let token = token.clone();
         async move {
             activity
-                .ping(authorized(PingRequest {}, &token))
+                .ping(authorized(PingRequest::default(), &token))
                 .await
                 .is_ok_and(|ping| ping.into_inner().threshold_minutes == 3)
         }
@@ -316,7 +317,7 @@ async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(p
         let token = crowd.tokens[0].clone();
         async move {
             activity
-                .ping(authorized(PingRequest {}, &token))
+                .ping(authorized(PingRequest::default(), &token))
                 .await
                 .is_ok()
         }
@@ -343,7 +344,7 @@ async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(p
     next_matching(&mut stream, SOON, about("crowd05", true)).await;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &crowd.tokens[5]))
+        .logout(authorized(LogoutRequest::default(), &crowd.tokens[5]))
         .await
         .unwrap();
     let offline = next_matching(&mut stream, SOON, about("crowd05", false)).await;

@@ -22,7 +22,7 @@ async fn without_redis_statuses_come_from_login_history_and_respect_logouts(pool
     stack.ping(&stays).await;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &leaves))
+        .logout(authorized(LogoutRequest::default(), &leaves))
         .await
         .unwrap();
 

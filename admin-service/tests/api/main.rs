@@ -5,6 +5,7 @@
 //! reads statuses through the generated admin client.
 
 mod access;
+mod browsers;
 mod cluster;
 mod counts;
 mod faults;

@@ -97,7 +97,7 @@ async fn after_a_logout_the_user_is_offline_and_the_logout_is_shown(pool: sqlx::
     let token = stack.login("usertest1").await.access_token;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
 
@@ -149,6 +149,7 @@ async fn a_ping_older_than_the_threshold_is_offline_and_the_threshold_is_returne
     let user_id = stack.create_user("usertest1", Role::User).await;
     let request = UpdateActivitySettingsRequest {
         threshold_minutes: Some(5),
+        ..Default::default()
     };
     stack
         .admin
@@ -352,7 +353,7 @@ async fn only_an_admin_may_read_a_presence(pool: sqlx::PgPool) {
     let admin_token = stack.admin_token.clone();
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &admin_token))
+        .logout(authorized(LogoutRequest::default(), &admin_token))
         .await
         .unwrap();
     let revoked = presence_with(&mut stack, &id, &admin_token).await;

@@ -13,6 +13,7 @@ use crate::helpers::spawn_stack;
 fn set(minutes: Option<u32>) -> UpdateActivitySettingsRequest {
     UpdateActivitySettingsRequest {
         threshold_minutes: minutes,
+        ..Default::default()
     }
 }
 
@@ -135,7 +136,7 @@ async fn a_change_reaches_the_other_replicas_by_notification(pool: sqlx::PgPool)
         replica_sees = listing.threshold_minutes == 3;
         let ping = stack
             .activity
-            .ping(authorized(PingRequest {}, &login.access_token))
+            .ping(authorized(PingRequest::default(), &login.access_token))
             .await
             .unwrap()
             .into_inner();

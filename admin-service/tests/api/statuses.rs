@@ -175,7 +175,7 @@ async fn a_signed_in_user_who_pings_is_online_and_offline_after_logout(pool: sql
     let online = stack.status_of("usertest1").await;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &token))
+        .logout(authorized(LogoutRequest::default(), &token))
         .await
         .unwrap();
     let offline = stack.status_of("usertest1").await;

@@ -134,7 +134,7 @@ async fn a_revoked_admin_token_stays_refused_after_redis_loses_its_data(pool: sq
     let revoked = stack.admin_token.clone();
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &revoked))
+        .logout(authorized(LogoutRequest::default(), &revoked))
         .await
         .unwrap();
     let valid = stack.login("admintest1").await.access_token;
@@ -160,7 +160,7 @@ async fn with_redis_down_a_revoked_admin_token_is_refused_and_a_valid_one_is_ser
     let revoked = stack.admin_token.clone();
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &revoked))
+        .logout(authorized(LogoutRequest::default(), &revoked))
         .await
         .unwrap();
     let valid = stack.login("admintest1").await.access_token;

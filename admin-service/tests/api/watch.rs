@@ -85,7 +85,7 @@ async fn the_stream_tells_of_pings_logouts_and_expiry(pool: sqlx::PgPool) {
     // Signed out on the laptop: offline, although the phone's token still works.
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &laptop))
+        .logout(authorized(LogoutRequest::default(), &laptop))
         .await
         .unwrap();
 
@@ -98,7 +98,7 @@ async fn the_stream_tells_of_pings_logouts_and_expiry(pool: sqlx::PgPool) {
 
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &phone))
+        .logout(authorized(LogoutRequest::default(), &phone))
         .await
         .unwrap();
     next_matching(&mut stream, SOON, about("usertest1", false)).await;
@@ -182,7 +182,7 @@ async fn a_watch_ends_unauthenticated_soon_after_its_admin_signs_out(pool: sqlx:
 
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &stack.admin_token))
+        .logout(authorized(LogoutRequest::default(), &stack.admin_token))
         .await
         .unwrap();
 
@@ -250,7 +250,7 @@ async fn a_watch_outlives_the_sign_outs_of_other_sessions_and_other_admins(pool:
     for token in [&other_admin, &other_session] {
         stack
             .activity
-            .logout(authorized(LogoutRequest {}, token))
+            .logout(authorized(LogoutRequest::default(), token))
             .await
             .unwrap();
     }

@@ -42,7 +42,7 @@ async fn ping_without_token(gateway: &Gateway, header: (&str, &str)) -> i32 {
             "POST",
             PING,
             &headers,
-            &frame(&PingRequest {}),
+            &frame(&PingRequest::default()),
             SOON,
         )
         .await,

@@ -62,7 +62,7 @@ async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(p
         "POST",
         PING,
         &[("Content-Type", BINARY), ("Origin", "https://evil.example")],
-        &crate::helpers::frame(&PingRequest {}),
+        &crate::helpers::frame(&PingRequest::default()),
         SOON,
     )
     .await;
@@ -78,7 +78,7 @@ async fn a_preflight_from_an_allowed_origin_passes_and_from_another_is_refused(p
             ("Content-Type", BINARY),
             ("Origin", "https://allowed.example"),
         ],
-        &crate::helpers::frame(&PingRequest {}),
+        &crate::helpers::frame(&PingRequest::default()),
         SOON,
     )
     .await;
@@ -124,7 +124,7 @@ async fn internal_methods_are_refused_at_the_edge(pool: sqlx::PgPool) {
         &gateway,
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         None,
-        &PingRequest {},
+        &PingRequest::default(),
     )
     .await;
 
@@ -172,7 +172,7 @@ async fn an_unreachable_service_is_unavailable() {
     let gateway = spawn_gateway_to(&closed, &closed, &["--upstream-timeout-ms=2000"]).await;
 
     // `call` gives up (and fails the test) if no answer comes at all.
-    let ping = call(&gateway, PING, None, &PingRequest {}).await;
+    let ping = call(&gateway, PING, None, &PingRequest::default()).await;
 
     assert_eq!(grpc_status(&ping), 14);
 }
@@ -191,7 +191,7 @@ async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
     let mut codes = Vec::new();
     for _ in 0..4 {
         codes.push(grpc_status(
-            &call(&gateway, PING, Some(&token), &PingRequest {}).await,
+            &call(&gateway, PING, Some(&token), &PingRequest::default()).await,
         ));
     }
     assert_eq!(codes, [0, 0, 0, 8]);
@@ -199,7 +199,7 @@ async fn the_ping_rate_limit_trips_and_recovers(pool: sqlx::PgPool) {
     // The scenario, not a synchronisation: the one-second window passes.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
-        grpc_status(&call(&gateway, PING, Some(&token), &PingRequest {}).await),
+        grpc_status(&call(&gateway, PING, Some(&token), &PingRequest::default()).await),
         0
     );
 }
@@ -272,13 +272,14 @@ async fn oversized_headers_are_refused_at_the_edge_and_other_users_calls_pass(po
         ("Authorization", heavy_bearer.as_str()),
         ("X-Padding", padding.as_str()),
     ];
-    let body = crate::helpers::frame(&PingRequest {});
+    let body = crate::helpers::frame(&PingRequest::default());
 
+    let ping = PingRequest::default();
     let (heavy, concurrent) = tokio::join!(
         http(gateway.address, "POST", PING, &heavy_headers, &body, SOON),
-        call(&gateway, PING, Some(&token), &PingRequest {}),
+        call(&gateway, PING, Some(&token), &ping),
     );
-    let following = call(&gateway, PING, Some(&token), &PingRequest {}).await;
+    let following = call(&gateway, PING, Some(&token), &PingRequest::default()).await;
 
     assert_eq!(grpc_status(&heavy), 8, "{heavy:?}");
     assert_eq!(

@@ -41,7 +41,7 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
     let parsed = GrpcWebResponse::parse(&login.body);
     let login = LoginResponse::decode(parsed.messages[0].as_slice()).unwrap();
 
-    let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest {}).await;
+    let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest::default()).await;
     assert_eq!(grpc_status(&ping), 0);
     let pong =
         PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();
@@ -70,7 +70,7 @@ async fn a_browser_call_from_the_gateways_own_origin_is_answered(pool: sqlx::PgP
             ("Origin", &origin),
             ("Authorization", &bearer),
         ],
-        &frame(&PingRequest {}),
+        &frame(&PingRequest::default()),
         SOON,
     )
     .await;
@@ -132,7 +132,8 @@ async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
         &[],
     )
     .await;
-    let ping = || call(&gateway, PING, Some(&token), &PingRequest {});
+    let request = PingRequest::default();
+    let ping = || call(&gateway, PING, Some(&token), &request);
     assert_eq!(grpc_status(&ping().await), 0);
 
     stop.send(()).unwrap();
@@ -152,7 +153,7 @@ async fn an_unauthenticated_ping_gets_status_16(pool: sqlx::PgPool) {
     let stack = spawn_stack(pool).await;
     let gateway = spawn_gateway(&stack, &[]).await;
 
-    let ping = call(&gateway, PING, None, &PingRequest {}).await;
+    let ping = call(&gateway, PING, None, &PingRequest::default()).await;
 
     assert_eq!(ping.status, 200);
     assert_eq!(grpc_status(&ping), 16);

@@ -162,7 +162,7 @@ async fn metrics_count_calls_by_method_and_status(pool: sqlx::PgPool) {
         &gateway,
         "/presence.activity.v1.ActivityService/Ping",
         None,
-        &PingRequest {},
+        &PingRequest::default(),
     )
     .await;
 
@@ -339,7 +339,7 @@ async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sql
             3 => format!("/made-up{n}\\back'slash"),
             _ => format!("/grpc.health.v1.Health/made-up{n}"),
         };
-        if browser.call(&path, &PingRequest {}).await.is_none() {
+        if browser.call(&path, &PingRequest::default()).await.is_none() {
             // Refused as HTTP (a path the parser takes for malformed): the
             // connection is closed; carry on with another.
             browser = KeepAlive::open(gateway.address).await;
@@ -349,7 +349,7 @@ async fn metrics_stay_valid_and_bounded_whatever_paths_clients_make_up(pool: sql
         &gateway,
         "/presence.activity.v1.ActivityService/Ping",
         None,
-        &PingRequest {},
+        &PingRequest::default(),
     )
     .await;
 

@@ -32,7 +32,7 @@ pub async fn ping(stack: &Stack, token: &str) -> Result<PingResponse, CallError>
     stack
         .browser()
         .await
-        .unary(PING, Some(token), &PingRequest {}, PING_DEADLINE)
+        .unary(PING, Some(token), &PingRequest::default(), PING_DEADLINE)
         .await
 }
 

@@ -34,6 +34,7 @@ async function adminOnUsersPage(server = new FakePresenceServer(someUsers(3))) {
     createApi: (store) => server.api(store),
     visibility: () => new FakeVisibility(true),
     election: () => soloElection(),
+    browserId: () => 'browser-of-the-test-1',
   });
   render(
     <ServicesProvider services={services}>
@@ -101,6 +102,19 @@ describe('the users search', () => {
       expect(shownUsers()).toEqual(['admintest1', 'user1', 'user2', 'user3', 'edurand']);
     });
     expect(screen.getByTestId('location').textContent).toBe('/admin/users');
+  });
+
+  it('says « 2 navigateurs » live when a user is online in more than one browser, and nothing for one', async () => {
+    const { server } = await adminOnUsersPage();
+    server.setOnline('user2', true, 2);
+    await waitFor(() => {
+      expect(screen.getByTestId('browsers-user2').textContent).toBe('2 navigateurs');
+    });
+    server.setOnline('user2', true, 1);
+    await waitFor(() => {
+      expect(screen.queryByTestId('browsers-user2')).toBeNull();
+    });
+    expect(screen.getByTestId('status-badge-user2').textContent).toContain('En ligne');
   });
 
   it('says when nothing matches, applies live changes to the matches and keeps the query with the filter', async () => {

@@ -11,7 +11,7 @@ import { Link, useLocation, useSearchParams } from 'react-router';
 import type { StreamState } from '../admin/status-stream';
 import { useOnlineHistory } from '../admin/use-online-history';
 import { useStatusPage } from '../admin/use-status-page';
-import { onlineLabel, sourceLabel } from '../format';
+import { browsersLabel, onlineLabel, sourceLabel } from '../format';
 import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
@@ -250,6 +250,15 @@ function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number;
           <span className="badge__dot" aria-hidden="true" />
           {onlineLabel(status.online)}
         </span>
+        {status.activeBrowsers > 1 && (
+          <span
+            className="browsers"
+            data-testid={`browsers-${status.username}`}
+            title="Navigateurs de cette personne qui ont signalé une activité dans le seuil"
+          >
+            {browsersLabel(status.activeBrowsers)}
+          </span>
+        )}
       </td>
       <td data-label="Dernière activité">
         <RelativeTime value={status.lastActivityAt} nowMs={nowMs} />

@@ -31,6 +31,8 @@ export interface FakeUser {
   online: boolean;
   /** The last ping, when there was one (also the user's last seen). */
   lastActivityMs?: number;
+  /** Browsers keeping the user online (0 when unset). */
+  activeBrowsers?: number;
 }
 
 /** The event shapes the stream sends, as plain objects (the client builds the messages). */
@@ -47,6 +49,7 @@ function statusOf(user: FakeUser) {
     source: StatusSource.ACTIVITY,
     lastActivityAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
     lastSeenAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
+    activeBrowsers: user.online ? (user.activeBrowsers ?? 0) : 0,
   };
 }
 
@@ -223,10 +226,11 @@ export class FakePresenceServer {
   }
 
   /** A user's status changes: every open stream is told at once. */
-  setOnline(username: string, online: boolean): void {
+  setOnline(username: string, online: boolean, activeBrowsers = online ? 1 : 0): void {
     const user = this.users.find((candidate) => candidate.username === username);
     if (!user) throw new Error(`no user ${username}`);
     user.online = online;
+    user.activeBrowsers = activeBrowsers;
     for (const stream of this.streams) stream.push({ status: statusOf(user) });
   }
 

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file presence/activity/v1/activity.proto.
  */
 export const file_presence_activity_v1_activity: GenFile = /*@__PURE__*/
-  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIg0KC1BpbmdSZXF1ZXN0InkKDFBpbmdSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVcGluZ19pbnRlcnZhbF9zZWNvbmRzGAIgASgNEhkKEXRocmVzaG9sZF9taW51dGVzGAMgASgNIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiKAoVUmVjb3JkQWN0aXZpdHlSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiSQoWUmVjb3JkQWN0aXZpdHlSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAy9AIKD0FjdGl2aXR5U2VydmljZRJQCgVMb2dpbhIiLnByZXNlbmNlLmFjdGl2aXR5LnYxLkxvZ2luUmVxdWVzdBojLnByZXNlbmNlLmFjdGl2aXR5LnYxLkxvZ2luUmVzcG9uc2USTQoEUGluZxIhLnByZXNlbmNlLmFjdGl2aXR5LnYxLlBpbmdSZXF1ZXN0GiIucHJlc2VuY2UuYWN0aXZpdHkudjEuUGluZ1Jlc3BvbnNlElMKBkxvZ291dBIjLnByZXNlbmNlLmFjdGl2aXR5LnYxLkxvZ291dFJlcXVlc3QaJC5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dvdXRSZXNwb25zZRJrCg5SZWNvcmRBY3Rpdml0eRIrLnByZXNlbmNlLmFjdGl2aXR5LnYxLlJlY29yZEFjdGl2aXR5UmVxdWVzdBosLnByZXNlbmNlLmFjdGl2aXR5LnYxLlJlY29yZEFjdGl2aXR5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIiEKC1BpbmdSZXF1ZXN0EhIKCmJyb3dzZXJfaWQYASABKAkieQoMUGluZ1Jlc3BvbnNlEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVwaW5nX2ludGVydmFsX3NlY29uZHMYAiABKA0SGQoRdGhyZXNob2xkX21pbnV0ZXMYAyABKA0iIwoNTG9nb3V0UmVxdWVzdBISCgpicm93c2VyX2lkGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIigKFVJlY29yZEFjdGl2aXR5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkkKFlJlY29yZEFjdGl2aXR5UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMvQCCg9BY3Rpdml0eVNlcnZpY2USUAoFTG9naW4SIi5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlcXVlc3QaIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlc3BvbnNlEk0KBFBpbmcSIS5wcmVzZW5jZS5hY3Rpdml0eS52MS5QaW5nUmVxdWVzdBoiLnByZXNlbmNlLmFjdGl2aXR5LnYxLlBpbmdSZXNwb25zZRJTCgZMb2dvdXQSIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dvdXRSZXF1ZXN0GiQucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9nb3V0UmVzcG9uc2USawoOUmVjb3JkQWN0aXZpdHkSKy5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlcXVlc3QaLC5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message presence.activity.v1.LoginRequest
@@ -98,6 +98,16 @@ export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
  * @generated from message presence.activity.v1.PingRequest
  */
 export type PingRequest = Message<"presence.activity.v1.PingRequest"> & {
+  /**
+   * This browser's id: random, chosen once and kept by the browser (its tabs
+   * share it), 16 to 64 characters of A-Z, a-z, 0-9, `-` and `_`. It says
+   * nothing about the person and is only used to count their browsers.
+   * Empty for a client that does not tell browsers apart: the ping then
+   * counts for no browser.
+   *
+   * @generated from field: string browser_id = 1;
+   */
+  browserId: string;
 };
 
 /**
@@ -144,6 +154,13 @@ export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
  * @generated from message presence.activity.v1.LogoutRequest
  */
 export type LogoutRequest = Message<"presence.activity.v1.LogoutRequest"> & {
+  /**
+   * The id this browser's pings carry (see PingRequest.browser_id); empty
+   * for a client that sends none.
+   *
+   * @generated from field: string browser_id = 1;
+   */
+  browserId: string;
 };
 
 /**
@@ -229,8 +246,11 @@ export const ActivityService: GenService<{
   },
   /**
    * Records that the caller is active now. Call it about every
-   * `ping_interval_seconds` while the user's tab is visible.
-   * Errors: UNAUTHENTICATED, UNAVAILABLE (the activity store cannot be reached,
+   * `ping_interval_seconds` while the user's tab is visible, with the
+   * browser's id: the user's browsers seen within the threshold are counted
+   * (at most 32 are kept per user; beyond, the one that pinged longest ago
+   * is dropped). Errors: INVALID_ARGUMENT (a malformed browser_id, nothing
+   * written), UNAUTHENTICATED, UNAVAILABLE (the activity store cannot be reached,
    * or for the seconds after it lost its data, until the revocations are back;
    * retry with backoff).
    *
@@ -242,9 +262,16 @@ export const ActivityService: GenService<{
     output: typeof PingResponseSchema;
   },
   /**
-   * Signs the caller out: their activity is cleared at once, the logout is
-   * recorded, and the token used for this call stops working (other sessions
-   * of the same user keep theirs). Idempotent: calling it again with the same
+   * Signs the caller's browser out: the logout is recorded and the token used
+   * for this call stops working (other sessions of the same user keep
+   * theirs). The browser leaves the user's browsers; if another of them
+   * pinged within the threshold (the user's phone while they sign out on
+   * their laptop), the user stays online, counted with the browsers left;
+   * otherwise their activity is cleared and they are offline at once. A
+   * logout without browser_id is one of a client that does not tell browsers
+   * apart: it clears the activity at once unless a browser that did send its
+   * id pinged within the threshold. INVALID_ARGUMENT for a malformed
+   * browser_id (nothing changes). Idempotent: calling it again with the same
    * token succeeds and changes nothing. UNAVAILABLE if the activity store
    * cannot be reached: the logout is recorded in login_history anyway, but
    * retry so the token is revoked.
