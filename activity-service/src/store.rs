@@ -339,7 +339,7 @@ impl ActivityStore {
                 at: now,
             },
         };
-        
+
         if self.redis.is_cluster() {
             self.sign_out_in_steps(logout).await
         } else {

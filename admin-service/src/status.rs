@@ -323,13 +323,19 @@ mod tests {
             away_at: None,
             ..idle_ping
         };
-        assert_eq!(evaluate(no_entry, NOW, threshold).state, PresenceState::Online);
+        assert_eq!(
+            evaluate(no_entry, NOW, threshold).state,
+            PresenceState::Online
+        );
         let expired = Observations {
             last_activity: Some(NOW - T - 1),
             away_at: Some(NOW - T - 1),
             ..idle_ping
         };
-        assert_eq!(evaluate(expired, NOW, threshold).state, PresenceState::Offline);
+        assert_eq!(
+            evaluate(expired, NOW, threshold).state,
+            PresenceState::Offline
+        );
         assert_eq!(
             evaluate_account(idle_ping, NOW, threshold, true).state,
             PresenceState::Offline

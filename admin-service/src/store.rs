@@ -337,13 +337,21 @@ impl Directory {
         .execute(&mut *transaction)
         .await?;
         let audited = [
-            ("threshold_minutes", threshold.to_string(), new_threshold.to_string()),
+            (
+                "threshold_minutes",
+                threshold.to_string(),
+                new_threshold.to_string(),
+            ),
             (
                 "idle_detection_enabled",
                 idle_enabled.to_string(),
                 new_idle_enabled.to_string(),
             ),
-            ("idle_after_minutes", idle_after.to_string(), new_idle_after.to_string()),
+            (
+                "idle_after_minutes",
+                idle_after.to_string(),
+                new_idle_after.to_string(),
+            ),
         ];
         for (setting, old, new) in audited.into_iter().filter(|(_, old, new)| old != new) {
             sqlx::query(

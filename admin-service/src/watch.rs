@@ -305,8 +305,11 @@ impl Follower {
         // Entries read again are judged again only if their score moved, or
         // if they are online by a login: a ping in the same second as the
         // login leaves the score as it was (`ZADD GT`), yet makes it rule 1.
-        // So are users one of whose browsers signed out.
+        // So are users one of whose browsers signed out, and those last seen
+        // in the second of the previous read: a ping later in that second
+        // (another browser, an idle report) leaves the score as it was.
         let judge_again = std::mem::take(&mut self.judge_again);
+        let same_second_as_last_read = self.cursor.map(|cursor| cursor - 1);
         let changed: Vec<Uuid> = {
             let online = self.hub.online.read();
             let by_login = |id: &Uuid| {
@@ -317,7 +320,10 @@ impl Follower {
             entries
                 .iter()
                 .filter(|(id, score)| {
-                    self.presence.get(id) != Some(score) || by_login(id) || judge_again.contains(id)
+                    self.presence.get(id) != Some(score)
+                        || by_login(id)
+                        || judge_again.contains(id)
+                        || same_second_as_last_read.is_some_and(|second| *score >= second)
                 })
                 .map(|(id, _)| *id)
                 .collect()

@@ -292,7 +292,8 @@ mod tests {
         assert!(shards.contains(&keys.presence_index_for(id)));
         // The away index is sharded the same way, so a user's two entries share a slot.
         assert_eq!(
-            keys.away_index_for(id).replace("away_index", "presence_index"),
+            keys.away_index_for(id)
+                .replace("away_index", "presence_index"),
             keys.presence_index_for(id)
         );
         assert!(!keys.last_activity(id).contains('{'));

@@ -421,7 +421,12 @@ impl Stack {
     pub async fn logout(&self, token: &str) -> Result<LogoutResponse, CallError> {
         self.browser()
             .await
-            .unary(LOGOUT, Some(token), &LogoutRequest::default(), CALL_DEADLINE)
+            .unary(
+                LOGOUT,
+                Some(token),
+                &LogoutRequest::default(),
+                CALL_DEADLINE,
+            )
             .await
     }
 

@@ -65,11 +65,17 @@ async fn two_browsers_are_counted_and_the_user_stays_online_until_the_last_signs
 
     stack.logout_from(PHONE, &phone).await;
     let status = stack.status_of("usertest1").await;
-    assert!(!status.online, "the last browser signed out: offline at once");
+    assert!(
+        !status.online,
+        "the last browser signed out: offline at once"
+    );
     assert_eq!(status.active_browsers, 0);
     next_matching(&mut watcher, SOON, browsers_of("usertest1", false, 0)).await;
     let left: bool = stack.redis.exists(stack.keys.browsers(user)).await.unwrap();
-    assert!(!left, "nothing is kept of the browsers of a user who signed out");
+    assert!(
+        !left,
+        "nothing is kept of the browsers of a user who signed out"
+    );
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
@@ -79,7 +85,9 @@ async fn a_client_inventing_browser_ids_keeps_at_most_32_and_the_newest(pool: sq
     let token = stack.login("usertest1").await.access_token;
 
     for n in 0..40 {
-        stack.ping_from(&format!("invented-browser-{n:04}"), &token).await;
+        stack
+            .ping_from(&format!("invented-browser-{n:04}"), &token)
+            .await;
     }
 
     let key = stack.keys.browsers(user);
@@ -87,7 +95,10 @@ async fn a_client_inventing_browser_ids_keeps_at_most_32_and_the_newest(pool: sq
     assert_eq!(kept.len(), 32, "{kept:?}");
     assert!(kept.contains(&"invented-browser-0039".to_owned()));
     let ttl: i64 = stack.redis.ttl(&key).await.unwrap();
-    assert!((1790..=1800).contains(&ttl), "lives as the activity key does: {ttl}");
+    assert!(
+        (1790..=1800).contains(&ttl),
+        "lives as the activity key does: {ttl}"
+    );
     assert_eq!(stack.status_of("usertest1").await.active_browsers, 32);
 }
 
@@ -110,7 +121,11 @@ async fn a_malformed_browser_id_is_refused_and_writes_nothing(pool: sqlx::PgPool
         assert_eq!(refused.code(), Code::InvalidArgument, "{browser_id}");
         assert!(refused.message().contains("browser_id"), "{refused:?}");
     }
-    let activity: Option<i64> = stack.redis.get(stack.keys.last_activity(user)).await.unwrap();
+    let activity: Option<i64> = stack
+        .redis
+        .get(stack.keys.last_activity(user))
+        .await
+        .unwrap();
     assert_eq!(activity, None, "no ping was recorded");
 }
 

@@ -95,9 +95,13 @@ fn with_deadline<T>(message: T, token: &str) -> tonic::Request<T> {
 }
 
 async fn ping_with_deadline(stack: &mut Stack, token: &str) -> Result<(), tonic::Status> {
-    promptly(stack.activity.ping(with_deadline(PingRequest::default(), token)))
-        .await
-        .map(drop)
+    promptly(
+        stack
+            .activity
+            .ping(with_deadline(PingRequest::default(), token)),
+    )
+    .await
+    .map(drop)
 }
 
 async fn list_with_deadline(stack: &mut Stack) -> Result<ListUserStatusesResponse, tonic::Status> {

@@ -5,6 +5,7 @@
 //! reads statuses through the generated admin client.
 
 mod access;
+mod away;
 mod browsers;
 mod cluster;
 mod counts;

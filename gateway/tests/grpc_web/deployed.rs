@@ -161,7 +161,13 @@ async fn a_user_signed_in_through_the_deployed_gateway_is_online_for_an_admin() 
     );
 
     let user = sign_in(gateway, &setting("DEPLOYED_USER")).await;
-    let ping = browser_call(gateway, PING, Some(&user.access_token), &PingRequest::default()).await;
+    let ping = browser_call(
+        gateway,
+        PING,
+        Some(&user.access_token),
+        &PingRequest::default(),
+    )
+    .await;
     let pong: PingResponse = single_message("Ping", &ping);
 
     let keys = RedisKeys::new(setting("DEPLOYED_KEY_PREFIX")).expect("a valid prefix");

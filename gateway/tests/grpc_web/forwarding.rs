@@ -41,7 +41,13 @@ async fn login_then_ping_through_the_gateway_writes_the_activity_key(pool: sqlx:
     let parsed = GrpcWebResponse::parse(&login.body);
     let login = LoginResponse::decode(parsed.messages[0].as_slice()).unwrap();
 
-    let ping = call(&gateway, PING, Some(&login.access_token), &PingRequest::default()).await;
+    let ping = call(
+        &gateway,
+        PING,
+        Some(&login.access_token),
+        &PingRequest::default(),
+    )
+    .await;
     assert_eq!(grpc_status(&ping), 0);
     let pong =
         PingResponse::decode(GrpcWebResponse::parse(&ping.body).messages[0].as_slice()).unwrap();

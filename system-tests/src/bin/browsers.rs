@@ -591,7 +591,12 @@ impl Browser {
         }
         let client = client.as_mut().expect("connected just now");
         client
-            .unary(PING, Some(&self.token), &PingRequest::default(), PING_DEADLINE)
+            .unary(
+                PING,
+                Some(&self.token),
+                &PingRequest::default(),
+                PING_DEADLINE,
+            )
             .await
     }
 
