@@ -43,6 +43,8 @@ export interface PingerDeps {
 export interface Pinger {
   start(): void;
   stop(): void;
+  /** Pings now rather than at the next interval (input after idle), if this tab pings. */
+  pingSoon(): void;
 }
 
 export function createPinger(deps: PingerDeps): Pinger {
@@ -138,7 +140,11 @@ export function createPinger(deps: PingerDeps): Pinger {
     deps.election.resign();
   }
 
-  return { start, stop };
+  function pingSoon() {
+    if (shouldPing()) void pingNow();
+  }
+
+  return { start, stop, pingSoon };
 }
 
 function isUnauthenticatedError(error: unknown): boolean {

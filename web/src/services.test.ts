@@ -17,7 +17,7 @@ function memoryStorage(): SessionStorage {
 }
 
 /** Services over a fake ActivityService that logs every call it receives. */
-function servicesWithFakeServer() {
+function servicesWithFakeServer(idleAfterMinutes = 0, inputEvents = new EventTarget()) {
   const calls: string[] = [];
   const activity = {
     login: vi.fn(() => {
@@ -30,9 +30,11 @@ function servicesWithFakeServer() {
         expiresAt: timestampFromMs(Date.now() + 3_600_000),
       });
     }),
-    ping: vi.fn<(request: { browserId: string }) => Promise<{ pingIntervalSeconds: number }>>(() => {
+    ping: vi.fn<
+      (request: { browserId: string; idle?: boolean }) => Promise<{ pingIntervalSeconds: number; idleAfterMinutes: number }>
+    >(() => {
       calls.push('ping');
-      return Promise.resolve({ pingIntervalSeconds: 10 });
+      return Promise.resolve({ pingIntervalSeconds: 10, idleAfterMinutes });
     }),
     logout: vi.fn<(request: { browserId: string }) => Promise<object>>(() => {
       calls.push('logout');
@@ -45,6 +47,7 @@ function servicesWithFakeServer() {
     visibility: () => new FakeVisibility(true),
     election: () => soloElection(),
     browserId: () => 'browser-of-the-test-1',
+    inputEvents: () => inputEvents,
   });
   return { services, activity, calls };
 }
@@ -80,6 +83,31 @@ describe('app services', () => {
       { browserId: 'browser-of-the-test-1' },
     ]);
     expect(activity.logout.mock.calls[0][0]).toEqual({ browserId: 'browser-of-the-test-1' });
+  });
+
+  it('send no idle field while idle detection is off, whatever the input', async () => {
+    const { services, activity } = servicesWithFakeServer(0);
+    await services.signIn('usertest1', 'Test1234!');
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(activity.ping.mock.calls.length).toBeGreaterThan(10);
+    expect(activity.ping.mock.calls.every(([request]) => !('idle' in request) || request.idle === undefined)).toBe(true);
+  });
+
+  it('with idle detection on, say idle after the delay without input, and ping at once when input returns', async () => {
+    const input = new EventTarget();
+    const { services, activity } = servicesWithFakeServer(1, input);
+    await services.signIn('usertest1', 'Test1234!');
+    await vi.advanceTimersByTimeAsync(20_000);
+    // The first ping learnt that detection is on; input within the delay is not idle.
+    expect(activity.ping.mock.calls.at(-1)?.[0].idle).toBe(false);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(activity.ping.mock.calls.at(-1)?.[0].idle).toBe(true);
+
+    const before = activity.ping.mock.calls.length;
+    input.dispatchEvent(new Event('keydown'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(activity.ping.mock.calls.length).toBe(before + 1);
+    expect(activity.ping.mock.calls.at(-1)?.[0].idle).toBe(false);
   });
 
   it('retry a Logout that met an outage, and end the session even if it never succeeds', async () => {

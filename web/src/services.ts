@@ -9,6 +9,7 @@ import { backoffDelay } from './backoff';
 import { browserId } from './browser-id';
 import { isTransientFailure } from './errors';
 import { browserLeaderElection, type LeaderElection } from './leader-election';
+import { createInputActivity } from './input-activity';
 import { createPinger, type Pinger } from './pinger';
 import { SessionStore, type Session, type SessionStorage } from './session';
 import { documentVisibility, type VisibilitySource } from './visibility';
@@ -29,6 +30,8 @@ export interface ServiceDeps {
   election: (name: string) => LeaderElection;
   /** This browser's id (see browser-id.ts), sent with every ping and the logout. */
   browserId: () => string;
+  /** Where keyboard, pointer and touch input is heard, for idle detection (the window). */
+  inputEvents: () => EventTarget;
 }
 
 export function browserServiceDeps(baseUrl: string): ServiceDeps {
@@ -38,6 +41,7 @@ export function browserServiceDeps(baseUrl: string): ServiceDeps {
     visibility: () => documentVisibility(),
     election: browserLeaderElection,
     browserId: () => browserId(safeLocalStorage(), (bytes) => void crypto.getRandomValues(bytes)),
+    inputEvents: () => window,
   };
 }
 
@@ -103,12 +107,55 @@ async function logoutWithRetries(api: Api, accessToken: string, browserId: strin
   }
 }
 
+/** What the pings say of input, following the delay the server tells (0: detection off). */
+interface IdleDetection {
+  /** The ping's `idle` field: undefined while detection is off, so nothing is sent. */
+  report(): boolean | undefined;
+  follow(idleAfterMinutes: number): void;
+  onReturn(listener: () => void): void;
+  stop(): void;
+}
+
+function idleDetection(target: EventTarget): IdleDetection {
+  const input = createInputActivity(target);
+  let delayMs = 0;
+  let reportedIdle = false;
+  let onReturn = () => {};
+  input.onInput(() => {
+    if (!reportedIdle) return;
+    reportedIdle = false;
+    onReturn();
+  });
+  return {
+    report() {
+      if (delayMs === 0) return undefined;
+      reportedIdle = input.idleFor(delayMs);
+      return reportedIdle;
+    },
+    follow(idleAfterMinutes) {
+      delayMs = idleAfterMinutes * 60_000;
+      if (delayMs > 0) input.start();
+      else {
+        input.stop();
+        reportedIdle = false;
+      }
+    },
+    onReturn(listener) {
+      onReturn = listener;
+    },
+    stop() {
+      input.stop();
+    },
+  };
+}
+
 /** Runs a pinger while the store holds a session, one per session. */
 function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(): void } {
-  let current: { session: Session; pinger: Pinger } | null = null;
+  let current: { session: Session; pinger: Pinger; idle: IdleDetection } | null = null;
 
   const stop = () => {
     current?.pinger.stop();
+    current?.idle.stop();
     current = null;
   };
 
@@ -117,8 +164,13 @@ function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(
     if (session === current?.session) return;
     stop();
     if (!session) return;
+    const idle = idleDetection(deps.inputEvents());
     const pinger = createPinger({
-      ping: () => api.activity.ping({ browserId: deps.browserId() }),
+      ping: async () => {
+        const answer = await api.activity.ping({ browserId: deps.browserId(), idle: idle.report() });
+        idle.follow(answer.idleAfterMinutes);
+        return answer;
+      },
       visibility: deps.visibility(),
       // One pinging tab per user: two users signed in in two tabs both keep their status.
       election: deps.election(`presence-pinger:${session.userId}`),
@@ -126,7 +178,9 @@ function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(
         store.end('expired');
       },
     });
-    current = { session, pinger };
+    // Back from idle: say so at once rather than at the next interval.
+    idle.onReturn(() => pinger.pingSoon());
+    current = { session, pinger, idle };
     pinger.start();
   };
 

@@ -35,6 +35,7 @@ async function adminOnUsersPage(server = new FakePresenceServer(someUsers(3))) {
     visibility: () => new FakeVisibility(true),
     election: () => soloElection(),
     browserId: () => 'browser-of-the-test-1',
+    inputEvents: () => new EventTarget(),
   });
   render(
     <ServicesProvider services={services}>

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file presence/activity/v1/activity.proto.
  */
 export const file_presence_activity_v1_activity: GenFile = /*@__PURE__*/
-  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIiEKC1BpbmdSZXF1ZXN0EhIKCmJyb3dzZXJfaWQYASABKAkieQoMUGluZ1Jlc3BvbnNlEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVwaW5nX2ludGVydmFsX3NlY29uZHMYAiABKA0SGQoRdGhyZXNob2xkX21pbnV0ZXMYAyABKA0iIwoNTG9nb3V0UmVxdWVzdBISCgpicm93c2VyX2lkGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIigKFVJlY29yZEFjdGl2aXR5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkkKFlJlY29yZEFjdGl2aXR5UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMvQCCg9BY3Rpdml0eVNlcnZpY2USUAoFTG9naW4SIi5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlcXVlc3QaIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlc3BvbnNlEk0KBFBpbmcSIS5wcmVzZW5jZS5hY3Rpdml0eS52MS5QaW5nUmVxdWVzdBoiLnByZXNlbmNlLmFjdGl2aXR5LnYxLlBpbmdSZXNwb25zZRJTCgZMb2dvdXQSIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dvdXRSZXF1ZXN0GiQucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9nb3V0UmVzcG9uc2USawoOUmVjb3JkQWN0aXZpdHkSKy5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlcXVlc3QaLC5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIj0KC1BpbmdSZXF1ZXN0EhIKCmJyb3dzZXJfaWQYASABKAkSEQoEaWRsZRgCIAEoCEgAiAEBQgcKBV9pZGxlIpUBCgxQaW5nUmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KFXBpbmdfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoDRIZChF0aHJlc2hvbGRfbWludXRlcxgDIAEoDRIaChJpZGxlX2FmdGVyX21pbnV0ZXMYBCABKA0iIwoNTG9nb3V0UmVxdWVzdBISCgpicm93c2VyX2lkGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIigKFVJlY29yZEFjdGl2aXR5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkkKFlJlY29yZEFjdGl2aXR5UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMvQCCg9BY3Rpdml0eVNlcnZpY2USUAoFTG9naW4SIi5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlcXVlc3QaIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlc3BvbnNlEk0KBFBpbmcSIS5wcmVzZW5jZS5hY3Rpdml0eS52MS5QaW5nUmVxdWVzdBoiLnByZXNlbmNlLmFjdGl2aXR5LnYxLlBpbmdSZXNwb25zZRJTCgZMb2dvdXQSIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dvdXRSZXF1ZXN0GiQucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9nb3V0UmVzcG9uc2USawoOUmVjb3JkQWN0aXZpdHkSKy5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlcXVlc3QaLC5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message presence.activity.v1.LoginRequest
@@ -108,6 +108,18 @@ export type PingRequest = Message<"presence.activity.v1.PingRequest"> & {
    * @generated from field: string browser_id = 1;
    */
   browserId: string;
+
+  /**
+   * Send only while idle detection is on (PingResponse.idle_after_minutes
+   * above 0): true when this browser saw no keyboard, pointer or touch input
+   * for that many minutes, false when it did. Only this flag is sent, nothing
+   * about what was typed or clicked, and only the present state is kept
+   * (no history of idle time). Ignored, and nothing stored, while idle
+   * detection is off or without a browser_id.
+   *
+   * @generated from field: optional bool idle = 2;
+   */
+  idle?: boolean | undefined;
 };
 
 /**
@@ -141,6 +153,15 @@ export type PingResponse = Message<"presence.activity.v1.PingResponse"> & {
    * @generated from field: uint32 threshold_minutes = 3;
    */
   thresholdMinutes: number;
+
+  /**
+   * While idle detection is on, the minutes without input after which the
+   * browser should send `idle: true` (1 to 240); 0 while it is off: then
+   * track no input and send no `idle` field.
+   *
+   * @generated from field: uint32 idle_after_minutes = 4;
+   */
+  idleAfterMinutes: number;
 };
 
 /**

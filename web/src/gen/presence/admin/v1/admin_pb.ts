@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file presence/admin/v1/admin.proto.
  */
 export const file_presence_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Ch1wcmVzZW5jZS9hZG1pbi92MS9hZG1pbi5wcm90bxIRcHJlc2VuY2UuYWRtaW4udjEiugIKClVzZXJTdGF0dXMSDwoHdXNlcl9pZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDgoGb25saW5lGAQgASgIEi8KBnNvdXJjZRgFIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c1NvdXJjZRI0ChBsYXN0X2FjdGl2aXR5X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2xvZ2luX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2FjdGl2ZV9icm93c2VycxgJIAEoDSKAAQoXTGlzdFVzZXJTdGF0dXNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSLwoGZmlsdGVyGAMgASgOMh8ucHJlc2VuY2UuYWRtaW4udjEuU3RhdHVzRmlsdGVyEg0KBXF1ZXJ5GAQgASgJIoUCChhMaXN0VXNlclN0YXR1c2VzUmVzcG9uc2USLwoIc3RhdHVzZXMYASADKAsyHS5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyU3RhdHVzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgt0b3RhbF9jb3VudBgDIAEoBBIUCgxvbmxpbmVfY291bnQYBCABKAQSFQoNb2ZmbGluZV9jb3VudBgFIAEoBBIZChF0aHJlc2hvbGRfbWludXRlcxgGIAEoDRIwCgxnZW5lcmF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRlZ3JhZGVkGAggASgIIi8KG0JhdGNoR2V0VXNlclN0YXR1c2VzUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSLBAQocQmF0Y2hHZXRVc2VyU3RhdHVzZXNSZXNwb25zZRIvCghzdGF0dXNlcxgBIAMoCzIdLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXMSEQoJbm90X2ZvdW5kGAIgAygJEhkKEXRocmVzaG9sZF9taW51dGVzGAMgASgNEjAKDGdlbmVyYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGVncmFkZWQYBSABKAgiGgoYV2F0Y2hVc2VyU3RhdHVzZXNSZXF1ZXN0Iq4BCg9Vc2VyU3RhdHVzRXZlbnQSLQoGc3RhdHVzGAEgASgLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIQCghzbmFwc2hvdBgCIAEoCBIZChFzbmFwc2hvdF9jb21wbGV0ZRgDIAEoCBIOCgZyZXN5bmMYBCABKAgSLwoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhwKGkdldEFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0IpABChBBY3Rpdml0eVNldHRpbmdzEhkKEXRocmVzaG9sZF9taW51dGVzGAEgASgNEi4KCnVwZGF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYAyABKAkSHQoVcGluZ19pbnRlcnZhbF9zZWNvbmRzGAQgASgNIlUKHVVwZGF0ZUFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0Eh4KEXRocmVzaG9sZF9taW51dGVzGAEgASgNSACIAQFCFAoSX3RocmVzaG9sZF9taW51dGVzIikKFkdldFVzZXJQcmVzZW5jZVJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSLeAgoMVXNlclByZXNlbmNlEi0KBnN0YXR1cxgBIAEoCzIdLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXMSMgoObGFzdF9sb2dvdXRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKGWxhc3RfYWN0aXZpdHlfYWdlX3NlY29uZHMYAyABKARIAIgBARIZChF0aHJlc2hvbGRfbWludXRlcxgEIAEoDRIwCgxnZW5lcmF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRlZ3JhZGVkGAYgASgIEhAKCGRpc2FibGVkGAcgASgIEjQKDXJlY2VudF9ldmVudHMYCCADKAsyHS5wcmVzZW5jZS5hZG1pbi52MS5Mb2dpbkV2ZW50QhwKGl9sYXN0X2FjdGl2aXR5X2FnZV9zZWNvbmRzIrIBCgpMb2dpbkV2ZW50Ei8KBGtpbmQYASABKA4yIS5wcmVzZW5jZS5hZG1pbi52MS5Mb2dpbkV2ZW50S2luZBIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZmFpbHVyZV9yZWFzb24YAyABKAkSFgoOY2xpZW50X2FkZHJlc3MYBCABKAkSEgoKdXNlcl9hZ2VudBgFIAEoCSKBAQoXR2V0T25saW5lSGlzdG9yeVJlcXVlc3QSKAoEZnJvbRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHN0ZXBfc2Vjb25kcxgDIAEoDSK3AQoYR2V0T25saW5lSGlzdG9yeVJlc3BvbnNlEjMKBnBvaW50cxgBIAMoCzIjLnByZXNlbmNlLmFkbWluLnYxLk9ubGluZUNvdW50UG9pbnQSFAoMc3RlcF9zZWNvbmRzGAIgASgNEigKBGZyb20YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ0ChBPbmxpbmVDb3VudFBvaW50EiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYXhfb25saW5lGAIgASgEEhMKC21lYW5fb25saW5lGAMgASgBEg8KB3NhbXBsZXMYBCABKA0qggEKDFN0YXR1c1NvdXJjZRIdChlTVEFUVVNfU09VUkNFX1VOU1BFQ0lGSUVEEAASGgoWU1RBVFVTX1NPVVJDRV9BQ1RJVklUWRABEh8KG1NUQVRVU19TT1VSQ0VfTE9HSU5fSElTVE9SWRACEhYKElNUQVRVU19TT1VSQ0VfTk9ORRADKnkKDFN0YXR1c0ZpbHRlchIdChlTVEFUVVNfRklMVEVSX1VOU1BFQ0lGSUVEEAASFQoRU1RBVFVTX0ZJTFRFUl9BTEwQARIYChRTVEFUVVNfRklMVEVSX09OTElORRACEhkKFVNUQVRVU19GSUxURVJfT0ZGTElORRADKpcBCg5Mb2dpbkV2ZW50S2luZBIgChxMT0dJTl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeTE9HSU5fRVZFTlRfS0lORF9MT0dJTl9TVUNDRVNTEAESIgoeTE9HSU5fRVZFTlRfS0lORF9MT0dJTl9GQUlMVVJFEAISGwoXTE9HSU5fRVZFTlRfS0lORF9MT0dPVVQQAzKEBgoMQWRtaW5TZXJ2aWNlEmsKEExpc3RVc2VyU3RhdHVzZXMSKi5wcmVzZW5jZS5hZG1pbi52MS5MaXN0VXNlclN0YXR1c2VzUmVxdWVzdBorLnByZXNlbmNlLmFkbWluLnYxLkxpc3RVc2VyU3RhdHVzZXNSZXNwb25zZRJ3ChRCYXRjaEdldFVzZXJTdGF0dXNlcxIuLnByZXNlbmNlLmFkbWluLnYxLkJhdGNoR2V0VXNlclN0YXR1c2VzUmVxdWVzdBovLnByZXNlbmNlLmFkbWluLnYxLkJhdGNoR2V0VXNlclN0YXR1c2VzUmVzcG9uc2USZgoRV2F0Y2hVc2VyU3RhdHVzZXMSKy5wcmVzZW5jZS5hZG1pbi52MS5XYXRjaFVzZXJTdGF0dXNlc1JlcXVlc3QaIi5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyU3RhdHVzRXZlbnQwARJdCg9HZXRVc2VyUHJlc2VuY2USKS5wcmVzZW5jZS5hZG1pbi52MS5HZXRVc2VyUHJlc2VuY2VSZXF1ZXN0Gh8ucHJlc2VuY2UuYWRtaW4udjEuVXNlclByZXNlbmNlEmsKEEdldE9ubGluZUhpc3RvcnkSKi5wcmVzZW5jZS5hZG1pbi52MS5HZXRPbmxpbmVIaXN0b3J5UmVxdWVzdBorLnByZXNlbmNlLmFkbWluLnYxLkdldE9ubGluZUhpc3RvcnlSZXNwb25zZRJpChNHZXRBY3Rpdml0eVNldHRpbmdzEi0ucHJlc2VuY2UuYWRtaW4udjEuR2V0QWN0aXZpdHlTZXR0aW5nc1JlcXVlc3QaIy5wcmVzZW5jZS5hZG1pbi52MS5BY3Rpdml0eVNldHRpbmdzEm8KFlVwZGF0ZUFjdGl2aXR5U2V0dGluZ3MSMC5wcmVzZW5jZS5hZG1pbi52MS5VcGRhdGVBY3Rpdml0eVNldHRpbmdzUmVxdWVzdBojLnByZXNlbmNlLmFkbWluLnYxLkFjdGl2aXR5U2V0dGluZ3NiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch1wcmVzZW5jZS9hZG1pbi92MS9hZG1pbi5wcm90bxIRcHJlc2VuY2UuYWRtaW4udjEi6wIKClVzZXJTdGF0dXMSDwoHdXNlcl9pZBgBIAEoCRIQCgh1c2VybmFtZRgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDgoGb25saW5lGAQgASgIEi8KBnNvdXJjZRgFIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c1NvdXJjZRI0ChBsYXN0X2FjdGl2aXR5X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2xvZ2luX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3NlZW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2FjdGl2ZV9icm93c2VycxgJIAEoDRIvCgVzdGF0ZRgKIAEoDjIgLnByZXNlbmNlLmFkbWluLnYxLlByZXNlbmNlU3RhdGUigAEKF0xpc3RVc2VyU3RhdHVzZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEi8KBmZpbHRlchgDIAEoDjIfLnByZXNlbmNlLmFkbWluLnYxLlN0YXR1c0ZpbHRlchINCgVxdWVyeRgEIAEoCSKZAgoYTGlzdFVzZXJTdGF0dXNlc1Jlc3BvbnNlEi8KCHN0YXR1c2VzGAEgAygLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEwoLdG90YWxfY291bnQYAyABKAQSFAoMb25saW5lX2NvdW50GAQgASgEEhUKDW9mZmxpbmVfY291bnQYBSABKAQSGQoRdGhyZXNob2xkX21pbnV0ZXMYBiABKA0SMAoMZ2VuZXJhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkZWdyYWRlZBgIIAEoCBISCgphd2F5X2NvdW50GAkgASgEIi8KG0JhdGNoR2V0VXNlclN0YXR1c2VzUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSLBAQocQmF0Y2hHZXRVc2VyU3RhdHVzZXNSZXNwb25zZRIvCghzdGF0dXNlcxgBIAMoCzIdLnByZXNlbmNlLmFkbWluLnYxLlVzZXJTdGF0dXMSEQoJbm90X2ZvdW5kGAIgAygJEhkKEXRocmVzaG9sZF9taW51dGVzGAMgASgNEjAKDGdlbmVyYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZGVncmFkZWQYBSABKAgiGgoYV2F0Y2hVc2VyU3RhdHVzZXNSZXF1ZXN0Iq4BCg9Vc2VyU3RhdHVzRXZlbnQSLQoGc3RhdHVzGAEgASgLMh0ucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1cxIQCghzbmFwc2hvdBgCIAEoCBIZChFzbmFwc2hvdF9jb21wbGV0ZRgDIAEoCBIOCgZyZXN5bmMYBCABKAgSLwoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhwKGkdldEFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0IswBChBBY3Rpdml0eVNldHRpbmdzEhkKEXRocmVzaG9sZF9taW51dGVzGAEgASgNEi4KCnVwZGF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYAyABKAkSHQoVcGluZ19pbnRlcnZhbF9zZWNvbmRzGAQgASgNEh4KFmlkbGVfZGV0ZWN0aW9uX2VuYWJsZWQYBSABKAgSGgoSaWRsZV9hZnRlcl9taW51dGVzGAYgASgNIs0BCh1VcGRhdGVBY3Rpdml0eVNldHRpbmdzUmVxdWVzdBIeChF0aHJlc2hvbGRfbWludXRlcxgBIAEoDUgAiAEBEiMKFmlkbGVfZGV0ZWN0aW9uX2VuYWJsZWQYAiABKAhIAYgBARIfChJpZGxlX2FmdGVyX21pbnV0ZXMYAyABKA1IAogBAUIUChJfdGhyZXNob2xkX21pbnV0ZXNCGQoXX2lkbGVfZGV0ZWN0aW9uX2VuYWJsZWRCFQoTX2lkbGVfYWZ0ZXJfbWludXRlcyIpChZHZXRVc2VyUHJlc2VuY2VSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAki3gIKDFVzZXJQcmVzZW5jZRItCgZzdGF0dXMYASABKAsyHS5wcmVzZW5jZS5hZG1pbi52MS5Vc2VyU3RhdHVzEjIKDmxhc3RfbG9nb3V0X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImChlsYXN0X2FjdGl2aXR5X2FnZV9zZWNvbmRzGAMgASgESACIAQESGQoRdGhyZXNob2xkX21pbnV0ZXMYBCABKA0SMAoMZ2VuZXJhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkZWdyYWRlZBgGIAEoCBIQCghkaXNhYmxlZBgHIAEoCBI0Cg1yZWNlbnRfZXZlbnRzGAggAygLMh0ucHJlc2VuY2UuYWRtaW4udjEuTG9naW5FdmVudEIcChpfbGFzdF9hY3Rpdml0eV9hZ2Vfc2Vjb25kcyKyAQoKTG9naW5FdmVudBIvCgRraW5kGAEgASgOMiEucHJlc2VuY2UuYWRtaW4udjEuTG9naW5FdmVudEtpbmQSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZhaWx1cmVfcmVhc29uGAMgASgJEhYKDmNsaWVudF9hZGRyZXNzGAQgASgJEhIKCnVzZXJfYWdlbnQYBSABKAkigQEKF0dldE9ubGluZUhpc3RvcnlSZXF1ZXN0EigKBGZyb20YASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzdGVwX3NlY29uZHMYAyABKA0itwEKGEdldE9ubGluZUhpc3RvcnlSZXNwb25zZRIzCgZwb2ludHMYASADKAsyIy5wcmVzZW5jZS5hZG1pbi52MS5PbmxpbmVDb3VudFBvaW50EhQKDHN0ZXBfc2Vjb25kcxgCIAEoDRIoCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidAoQT25saW5lQ291bnRQb2ludBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbWF4X29ubGluZRgCIAEoBBITCgttZWFuX29ubGluZRgDIAEoARIPCgdzYW1wbGVzGAQgASgNKoIBCgxTdGF0dXNTb3VyY2USHQoZU1RBVFVTX1NPVVJDRV9VTlNQRUNJRklFRBAAEhoKFlNUQVRVU19TT1VSQ0VfQUNUSVZJVFkQARIfChtTVEFUVVNfU09VUkNFX0xPR0lOX0hJU1RPUlkQAhIWChJTVEFUVVNfU09VUkNFX05PTkUQAyp/Cg1QcmVzZW5jZVN0YXRlEh4KGlBSRVNFTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESFwoTUFJFU0VOQ0VfU1RBVEVfQVdBWRACEhoKFlBSRVNFTkNFX1NUQVRFX09GRkxJTkUQAyp5CgxTdGF0dXNGaWx0ZXISHQoZU1RBVFVTX0ZJTFRFUl9VTlNQRUNJRklFRBAAEhUKEVNUQVRVU19GSUxURVJfQUxMEAESGAoUU1RBVFVTX0ZJTFRFUl9PTkxJTkUQAhIZChVTVEFUVVNfRklMVEVSX09GRkxJTkUQAyqXAQoOTG9naW5FdmVudEtpbmQSIAocTE9HSU5fRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEiIKHkxPR0lOX0VWRU5UX0tJTkRfTE9HSU5fU1VDQ0VTUxABEiIKHkxPR0lOX0VWRU5UX0tJTkRfTE9HSU5fRkFJTFVSRRACEhsKF0xPR0lOX0VWRU5UX0tJTkRfTE9HT1VUEAMyhAYKDEFkbWluU2VydmljZRJrChBMaXN0VXNlclN0YXR1c2VzEioucHJlc2VuY2UuYWRtaW4udjEuTGlzdFVzZXJTdGF0dXNlc1JlcXVlc3QaKy5wcmVzZW5jZS5hZG1pbi52MS5MaXN0VXNlclN0YXR1c2VzUmVzcG9uc2USdwoUQmF0Y2hHZXRVc2VyU3RhdHVzZXMSLi5wcmVzZW5jZS5hZG1pbi52MS5CYXRjaEdldFVzZXJTdGF0dXNlc1JlcXVlc3QaLy5wcmVzZW5jZS5hZG1pbi52MS5CYXRjaEdldFVzZXJTdGF0dXNlc1Jlc3BvbnNlEmYKEVdhdGNoVXNlclN0YXR1c2VzEisucHJlc2VuY2UuYWRtaW4udjEuV2F0Y2hVc2VyU3RhdHVzZXNSZXF1ZXN0GiIucHJlc2VuY2UuYWRtaW4udjEuVXNlclN0YXR1c0V2ZW50MAESXQoPR2V0VXNlclByZXNlbmNlEikucHJlc2VuY2UuYWRtaW4udjEuR2V0VXNlclByZXNlbmNlUmVxdWVzdBofLnByZXNlbmNlLmFkbWluLnYxLlVzZXJQcmVzZW5jZRJrChBHZXRPbmxpbmVIaXN0b3J5EioucHJlc2VuY2UuYWRtaW4udjEuR2V0T25saW5lSGlzdG9yeVJlcXVlc3QaKy5wcmVzZW5jZS5hZG1pbi52MS5HZXRPbmxpbmVIaXN0b3J5UmVzcG9uc2USaQoTR2V0QWN0aXZpdHlTZXR0aW5ncxItLnByZXNlbmNlLmFkbWluLnYxLkdldEFjdGl2aXR5U2V0dGluZ3NSZXF1ZXN0GiMucHJlc2VuY2UuYWRtaW4udjEuQWN0aXZpdHlTZXR0aW5ncxJvChZVcGRhdGVBY3Rpdml0eVNldHRpbmdzEjAucHJlc2VuY2UuYWRtaW4udjEuVXBkYXRlQWN0aXZpdHlTZXR0aW5nc1JlcXVlc3QaIy5wcmVzZW5jZS5hZG1pbi52MS5BY3Rpdml0eVNldHRpbmdzYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message presence.admin.v1.UserStatus
@@ -43,6 +43,8 @@ export type UserStatus = Message<"presence.admin.v1.UserStatus"> & {
   displayName: string;
 
   /**
+   * Seen within the threshold: true when `state` is online or away.
+   *
    * @generated from field: bool online = 4;
    */
   online: boolean;
@@ -83,6 +85,13 @@ export type UserStatus = Message<"presence.admin.v1.UserStatus"> & {
    * @generated from field: uint32 active_browsers = 9;
    */
   activeBrowsers: number;
+
+  /**
+   * Online, away (« Absent », only with idle detection on) or offline.
+   *
+   * @generated from field: presence.admin.v1.PresenceState state = 10;
+   */
+  state: PresenceState;
 };
 
 /**
@@ -151,13 +160,16 @@ export type ListUserStatusesResponse = Message<"presence.admin.v1.ListUserStatus
   nextPageToken: string;
 
   /**
-   * Users in the whole user base (disabled accounts excluded).
+   * Users in the whole user base (disabled accounts excluded):
+   * online_count + away_count + offline_count = total_count.
    *
    * @generated from field: uint64 total_count = 3;
    */
   totalCount: bigint;
 
   /**
+   * Online and not away.
+   *
    * @generated from field: uint64 online_count = 4;
    */
   onlineCount: bigint;
@@ -186,6 +198,13 @@ export type ListUserStatusesResponse = Message<"presence.admin.v1.ListUserStatus
    * @generated from field: bool degraded = 8;
    */
   degraded: boolean;
+
+  /**
+   * Online but away (always 0 with idle detection off, or when degraded).
+   *
+   * @generated from field: uint64 away_count = 9;
+   */
+  awayCount: bigint;
 };
 
 /**
@@ -358,6 +377,23 @@ export type ActivitySettings = Message<"presence.admin.v1.ActivitySettings"> & {
    * @generated from field: uint32 ping_interval_seconds = 4;
    */
   pingIntervalSeconds: number;
+
+  /**
+   * Whether browsers report when their user gave no input for
+   * idle_after_minutes, making users whose browsers are all idle « Absent ».
+   * Off by default. Meant to show availability, never to measure work: only
+   * the present state is kept, no history of idle time.
+   *
+   * @generated from field: bool idle_detection_enabled = 5;
+   */
+  idleDetectionEnabled: boolean;
+
+  /**
+   * 1 to 240; default 5.
+   *
+   * @generated from field: uint32 idle_after_minutes = 6;
+   */
+  idleAfterMinutes: number;
 };
 
 /**
@@ -368,15 +404,29 @@ export const ActivitySettingsSchema: GenMessage<ActivitySettings> = /*@__PURE__*
   messageDesc(file_presence_admin_v1_admin, 8);
 
 /**
+ * Each field given is changed (and audited); at least one is required.
+ *
  * @generated from message presence.admin.v1.UpdateActivitySettingsRequest
  */
 export type UpdateActivitySettingsRequest = Message<"presence.admin.v1.UpdateActivitySettingsRequest"> & {
   /**
-   * Required; 1 to 1440.
+   * 1 to 1440.
    *
    * @generated from field: optional uint32 threshold_minutes = 1;
    */
   thresholdMinutes?: number | undefined;
+
+  /**
+   * @generated from field: optional bool idle_detection_enabled = 2;
+   */
+  idleDetectionEnabled?: boolean | undefined;
+
+  /**
+   * 1 to 240.
+   *
+   * @generated from field: optional uint32 idle_after_minutes = 3;
+   */
+  idleAfterMinutes?: number | undefined;
 };
 
 /**
@@ -673,6 +723,44 @@ export const StatusSourceSchema: GenEnum<StatusSource> = /*@__PURE__*/
   enumDesc(file_presence_admin_v1_admin, 0);
 
 /**
+ * What an administrator sees of a user.
+ *
+ * @generated from enum presence.admin.v1.PresenceState
+ */
+export enum PresenceState {
+  /**
+   * @generated from enum value: PRESENCE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Online, and (with idle detection on) using at least one browser.
+   *
+   * @generated from enum value: PRESENCE_STATE_ONLINE = 1;
+   */
+  ONLINE = 1,
+
+  /**
+   * Online, but with idle detection on every browser of theirs reported no
+   * input for the idle delay (« Absent »). Never with detection off.
+   *
+   * @generated from enum value: PRESENCE_STATE_AWAY = 2;
+   */
+  AWAY = 2,
+
+  /**
+   * @generated from enum value: PRESENCE_STATE_OFFLINE = 3;
+   */
+  OFFLINE = 3,
+}
+
+/**
+ * Describes the enum presence.admin.v1.PresenceState.
+ */
+export const PresenceStateSchema: GenEnum<PresenceState> = /*@__PURE__*/
+  enumDesc(file_presence_admin_v1_admin, 1);
+
+/**
  * @generated from enum presence.admin.v1.StatusFilter
  */
 export enum StatusFilter {
@@ -689,6 +777,8 @@ export enum StatusFilter {
   ALL = 1,
 
   /**
+   * Online or away (every user with `online` set).
+   *
    * @generated from enum value: STATUS_FILTER_ONLINE = 2;
    */
   ONLINE = 2,
@@ -703,7 +793,7 @@ export enum StatusFilter {
  * Describes the enum presence.admin.v1.StatusFilter.
  */
 export const StatusFilterSchema: GenEnum<StatusFilter> = /*@__PURE__*/
-  enumDesc(file_presence_admin_v1_admin, 1);
+  enumDesc(file_presence_admin_v1_admin, 2);
 
 /**
  * @generated from enum presence.admin.v1.LoginEventKind
@@ -734,7 +824,7 @@ export enum LoginEventKind {
  * Describes the enum presence.admin.v1.LoginEventKind.
  */
 export const LoginEventKindSchema: GenEnum<LoginEventKind> = /*@__PURE__*/
-  enumDesc(file_presence_admin_v1_admin, 2);
+  enumDesc(file_presence_admin_v1_admin, 3);
 
 /**
  * @generated from service presence.admin.v1.AdminService
@@ -826,9 +916,11 @@ export const AdminService: GenService<{
     output: typeof ActivitySettingsSchema;
   },
   /**
-   * Changes the "online" threshold. INVALID_ARGUMENT if threshold_minutes is
-   * missing or outside 1 to 1440. The change is audited and takes effect in
-   * every replica of every service within one second.
+   * Changes the "online" threshold and idle detection (the fields given).
+   * INVALID_ARGUMENT if no field is given, threshold_minutes is outside 1 to
+   * 1440 or idle_after_minutes outside 1 to 240. Each change is audited and
+   * takes effect in every replica of every service within one second.
+   * Turning idle detection off also forgets who was away.
    *
    * @generated from rpc presence.admin.v1.AdminService.UpdateActivitySettings
    */
