@@ -29,7 +29,7 @@ pub struct AdminConfig {
     #[arg(long, env = "PRESENCE_MAX_WATCHERS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_watchers: u32,
-    /// Status streams one admin may have open at once; beyond, RESOURCE_EXHAUSTED.
+    /// Status streams one account (admin or service) may have open at once; beyond, RESOURCE_EXHAUSTED.
     #[arg(long, env = "PRESENCE_MAX_WATCHERS_PER_USER", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_watchers_per_user: u32,

@@ -67,7 +67,11 @@ impl AdminHandler {
         let caller = authenticate(&self.verifier, metadata)?;
         if !allowed.contains(&caller.role) {
             return Err(AdminError::PermissionDenied(
-                "this method needs an admin token",
+                if allowed.contains(&Role::Service) {
+                    "this method needs an admin or service token"
+                } else {
+                    "this method needs an admin token"
+                },
             ));
         }
         // A token revoked by logout or by its user's disabling stops working
@@ -261,7 +265,11 @@ impl AdminHandler {
         &self,
         request: Request<WatchUserStatusesRequest>,
     ) -> Result<EventStream, AdminError> {
-        let caller = self.authorize(request.metadata(), &[Role::Admin]).await?;
+        // Back-ends (a chat or scheduling service) follow statuses too; their
+        // streams end and are capped per account exactly as an admin's.
+        let caller = self
+            .authorize(request.metadata(), &[Role::Admin, Role::Service])
+            .await?;
         let slot = self.watchers.acquire(caller.user_id)?;
         let (events, receiver) = mpsc::channel(self.watch_buffer);
         let (end, ended) = oneshot::channel();
@@ -489,7 +497,7 @@ async fn follow_changes(feed: &mut Feed) -> Result<std::convert::Infallible, Fee
                 return Err(AdminError::SessionEnded("the access token expired; sign in again").into());
             }
             _ = recheck.tick() => None,
-            // A sign-out of this admin (maybe of another session of theirs),
+            // A sign-out of this caller (maybe of another session of theirs),
             // or some missed: is this session still valid?
             signed_out = sign_outs.recv() => match signed_out {
                 Ok(user_id) if user_id != feed.caller.user_id => continue,

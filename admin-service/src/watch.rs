@@ -22,7 +22,7 @@
 //! the hub stop; the status channel is pinged while idle, so a subscription
 //! whose connection died silently is replaced.
 //!
-//! `WatcherSlots` caps the open streams, in all and per admin.
+//! `WatcherSlots` caps the open streams, in all and per account (admin or service).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -562,7 +562,8 @@ struct Verdicts {
     complete: bool,
 }
 
-/// The caps on open status streams: in all, and per admin. A stream's feed
+/// The caps on open status streams: in all, and per account (an admin's or
+/// a service's). A stream's feed
 /// holds a `WatcherSlot` while it runs; when the feed ends (the client left,
 /// the session ended, the server is stopping) the slot is dropped and its
 /// place is free again.
@@ -570,7 +571,7 @@ struct Verdicts {
 pub struct WatcherSlots {
     total: Arc<Semaphore>,
     per_user: usize,
-    /// Open streams per admin; an admin with none has no entry, so the map
+    /// Open streams per account; an account with none has no entry, so the map
     /// holds at most as many entries as there are slots in all.
     by_user: Arc<Mutex<HashMap<Uuid, usize>>>,
 }
@@ -603,7 +604,7 @@ impl WatcherSlots {
         let open = by_user.entry(user_id).or_default();
         if *open >= self.per_user {
             return Err(AdminError::TooManyStreams(
-                "this admin has as many status streams open as allowed; close one first",
+                "this account has as many status streams open as allowed; close one first",
             ));
         }
         *open += 1;
@@ -627,7 +628,7 @@ impl Drop for WatcherSlot {
     }
 }
 
-/// The per-admin counts; held for a few instructions, never across an await
+/// The per-account counts; held for a few instructions, never across an await
 /// (a panic while held cannot leave the counts half-updated).
 fn lock(counts: &Mutex<HashMap<Uuid, usize>>) -> MutexGuard<'_, HashMap<Uuid, usize>> {
     counts.lock()

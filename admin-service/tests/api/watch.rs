@@ -296,7 +296,7 @@ async fn watches_are_capped_per_admin_and_in_all_and_a_closed_one_frees_its_plac
         .expect_err("a third stream of one admin");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(
-        refused.message().contains("this admin"),
+        refused.message().contains("this account"),
         "{}",
         refused.message()
     );
@@ -323,4 +323,148 @@ async fn watches_are_capped_per_admin_and_in_all_and_a_closed_one_frees_its_plac
             Err(status) => panic!("unexpected refusal: {status:?}"),
         }
     }
+}
+
+/// A `service` account (a chat or scheduling back-end, say) and its token.
+async fn service_token(stack: &Stack, username: &str) -> String {
+    let service = stack.create_user(username, Role::Service).await;
+    presence_testkit::test_token(service, Role::Service)
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_service_watches_the_snapshot_then_users_signing_in_and_pinging(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let token = service_token(&stack, "chat").await;
+    stack.create_user("usertest1", Role::User).await;
+    stack.create_user("usertest2", Role::User).await;
+    // Signed out on one device: offline until the other one pings.
+    let laptop = stack.login("usertest2").await.access_token;
+    let pinging = stack.login("usertest2").await.access_token;
+    stack
+        .activity
+        .logout(authorized(LogoutRequest {}, &laptop))
+        .await
+        .unwrap();
+    let mut stream = stack
+        .admin
+        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &token))
+        .await
+        .expect("a service token opens the stream")
+        .into_inner();
+
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    stack.login("usertest1").await;
+    let signed_in = next_matching(&mut stream, SOON, about("usertest1", true)).await;
+    assert!(!signed_in.snapshot);
+    stack.ping(&pinging).await;
+    let pinged = next_matching(&mut stream, SOON, |event| {
+        about("usertest2", true)(event)
+            && event.status.as_ref().unwrap().source == StatusSource::Activity as i32
+    })
+    .await;
+    assert!(!pinged.snapshot);
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_user_token_may_not_watch(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+
+    let refused = stack
+        .admin
+        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &token))
+        .await
+        .expect_err("a user token is refused");
+
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_service_watch_ends_unauthenticated_when_its_token_expires(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let service = stack.create_user("chat", Role::Service).await;
+    let short_lived = presence_testkit::test_issuer(3)
+        .issue(service, Role::Service, now())
+        .unwrap()
+        .token;
+
+    let mut stream = stack
+        .admin
+        .clone()
+        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &short_lived))
+        .await
+        .expect("the stream opens while the token is valid")
+        .into_inner();
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    let status = ended_with(&mut stream, Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("expired"), "{}", status.message());
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_services_watches_are_capped_per_service_account(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let chat = service_token(&stack, "chat").await;
+    let till = service_token(&stack, "till").await;
+    let capped = spawn_admin_with(
+        &stack.pool,
+        &stack.redis_target,
+        &stack.prefix,
+        &["--max-watchers=3", "--max-watchers-per-user=1"],
+    )
+    .await;
+    let client = AdminServiceClient::new(connect(capped.address).await);
+    let open = |token: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &token))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+
+    let _first = open(chat.clone()).await.expect("a first stream");
+    let refused = open(chat)
+        .await
+        .expect_err("a second stream of one service");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("this account"),
+        "{}",
+        refused.message()
+    );
+    let _other = open(till)
+        .await
+        .expect("another service still gets a stream");
+    let _admin = open(stack.admin_token.clone())
+        .await
+        .expect("and an admin too");
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_service_watch_ends_within_seconds_of_its_accounts_disabling(pool: sqlx::PgPool) {
+    let mut stack = spawn_stack(pool).await;
+    let service = stack.create_user("chat", Role::Service).await;
+    let token = presence_testkit::test_token(service, Role::Service);
+    let mut stream = stack
+        .admin
+        .clone()
+        .watch_user_statuses(authorized(WatchUserStatusesRequest {}, &token))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    next_matching(&mut stream, SOON, |event| event.snapshot_complete).await;
+
+    // Every token of the account issued until now is taken back, as a
+    // disabling records it (no announcement: the periodic check finds it).
+    let key = stack.keys.revoked_before(service);
+    let _: () = stack.redis.set_ex(key, now() + 1, 3600).await.unwrap();
+
+    let status = ended_with(&mut stream, SOON).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("revoked"), "{}", status.message());
 }

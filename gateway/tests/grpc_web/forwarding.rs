@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use presence_core::token::Role;
 use presence_proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
-use presence_proto::admin::WatchUserStatusesRequest;
+use presence_proto::admin::{BatchGetUserStatusesRequest, WatchUserStatusesRequest};
 use prost::Message;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +21,7 @@ use crate::stack::{PASSWORD, spawn_stack};
 const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
+const BATCH: &str = "/presence.admin.v1.AdminService/BatchGetUserStatuses";
 
 fn credentials(username: &str) -> LoginRequest {
     LoginRequest {
@@ -325,4 +326,54 @@ async fn a_status_stream_delivers_several_messages_then_trailers(pool: sqlx::PgP
         Some("4"),
         "ended by its deadline"
     );
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_service_token_watches_statuses_through_the_gateway_but_nothing_internal(
+    pool: sqlx::PgPool,
+) {
+    let stack = spawn_stack(pool).await;
+    let service = stack.create_user("chat", Role::Service).await;
+    let token = presence_testkit::test_token(service, Role::Service);
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let bearer = format!("Bearer {token}");
+
+    let response = http(
+        gateway.address,
+        "POST",
+        WATCH,
+        &[
+            ("Content-Type", BINARY),
+            ("X-Grpc-Web", "1"),
+            ("Authorization", &bearer),
+            ("grpc-timeout", "3S"),
+        ],
+        &frame(&WatchUserStatusesRequest {}),
+        Duration::from_secs(15),
+    )
+    .await;
+    let batch = call(
+        &gateway,
+        BATCH,
+        Some(&token),
+        &BatchGetUserStatusesRequest {
+            user_ids: vec![service.to_string()],
+        },
+    )
+    .await;
+
+    let parsed = GrpcWebResponse::parse(&response.body);
+    let events = parsed.status_events();
+    assert!(
+        events.iter().any(|event| event.snapshot_complete),
+        "{events:?}"
+    );
+    assert!(shows_online(&events, "admintest1"), "{events:?}");
+    assert_eq!(
+        parsed.trailer("grpc-status"),
+        Some("4"),
+        "ended by its deadline"
+    );
+    // The internal methods stay closed to it at the edge.
+    assert_eq!(grpc_status(&batch), 7);
 }
