@@ -3,7 +3,7 @@
  * without a browser.
  */
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { StatusSource } from './gen/presence/admin/v1/admin_pb';
+import { PresenceState, StatusSource } from './gen/presence/admin/v1/admin_pb';
 
 /** Shown where a value is unknown. */
 export const UNKNOWN = '—';
@@ -26,6 +26,12 @@ export function isoDateTime(timestamp: Timestamp | undefined): string | undefine
 
 export function onlineLabel(online: boolean): string {
   return online ? 'En ligne' : 'Hors ligne';
+}
+
+/** The badge's word: « Absent » is online with every browser idle (idle detection on). */
+export function stateLabel(online: boolean, state: PresenceState): string {
+  if (online && state === PresenceState.AWAY) return 'Absent';
+  return onlineLabel(online);
 }
 
 /** « 2 navigateurs »: how many of the user's browsers keep them online. */

@@ -179,7 +179,7 @@ function keepPresence(store: SessionStore, api: Api, deps: ServiceDeps): { stop(
       },
     });
     // Back from idle: say so at once rather than at the next interval.
-    idle.onReturn(() => pinger.pingSoon());
+    idle.onReturn(() => { pinger.pingSoon(); });
     current = { session, pinger, idle };
     pinger.start();
   };

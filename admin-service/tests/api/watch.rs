@@ -342,7 +342,7 @@ async fn a_service_watches_the_snapshot_then_users_signing_in_and_pinging(pool: 
     let pinging = stack.login("usertest2").await.access_token;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &laptop))
+        .logout(authorized(LogoutRequest::default(), &laptop))
         .await
         .unwrap();
     let mut stream = stack

@@ -5,8 +5,9 @@
 //! event:
 //!
 //! ```text
-//! online  alice (0b9c…) via activity
+//! online  alice (0b9c…) via activity, 2 browsers
 //! online  bob (5e1f…) via login
+//! away    alice (0b9c…) via activity, 2 browsers
 //! snapshot complete
 //! offline alice (0b9c…)
 //! resync
@@ -33,7 +34,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use presence_proto::admin::admin_service_client::AdminServiceClient;
-use presence_proto::admin::{StatusSource, UserStatusEvent, WatchUserStatusesRequest};
+use presence_proto::admin::{
+    PresenceState, StatusSource, UserStatusEvent, WatchUserStatusesRequest,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
@@ -225,8 +228,18 @@ fn line(event: &UserStatusEvent) -> Option<String> {
         Ok(StatusSource::LoginHistory) => "login",
         _ => "unknown",
     };
+    // « Absent » (idle detection on): online, but every browser idle.
+    let state = if status.state == PresenceState::Away as i32 {
+        "away   "
+    } else {
+        "online "
+    };
+    let browsers = match status.active_browsers {
+        0 | 1 => String::new(),
+        count => format!(", {count} browsers"),
+    };
     Some(format!(
-        "online  {} ({}) via {via}",
+        "{state} {} ({}) via {via}{browsers}",
         status.username, status.user_id
     ))
 }

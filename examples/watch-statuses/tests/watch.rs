@@ -123,7 +123,7 @@ async fn prints_who_is_online_then_users_coming_online_and_leaving(pool: sqlx::P
         .await;
     stack
         .activity
-        .logout(authorized(LogoutRequest {}, &session))
+        .logout(authorized(LogoutRequest::default(), &session))
         .await
         .unwrap();
     watcher

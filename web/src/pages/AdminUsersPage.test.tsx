@@ -118,6 +118,22 @@ describe('the users search', () => {
     expect(screen.getByTestId('status-badge-user2').textContent).toContain('En ligne');
   });
 
+  it('shows « Absent » live, and counts away users apart from online and offline ones', async () => {
+    const { server } = await adminOnUsersPage();
+    server.setOnline('user2', true);
+    server.setAway('user2', true);
+    await waitFor(() => {
+      expect(screen.getByTestId('status-badge-user2').textContent).toBe('Absent');
+    });
+    await waitFor(() => {
+      expect(screen.getByTestId('count-away').textContent).toBe('1');
+    });
+    server.setAway('user2', false);
+    await waitFor(() => {
+      expect(screen.getByTestId('status-badge-user2').textContent).toBe('En ligne');
+    });
+  });
+
   it('says when nothing matches, applies live changes to the matches and keeps the query with the filter', async () => {
     const { server } = await adminOnUsersPage();
     const field = screen.getByLabelText('Rechercher un utilisateur');

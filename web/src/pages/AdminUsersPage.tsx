@@ -11,8 +11,8 @@ import { Link, useLocation, useSearchParams } from 'react-router';
 import type { StreamState } from '../admin/status-stream';
 import { useOnlineHistory } from '../admin/use-online-history';
 import { useStatusPage } from '../admin/use-status-page';
-import { browsersLabel, onlineLabel, sourceLabel } from '../format';
-import { StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
+import { browsersLabel, sourceLabel, stateLabel } from '../format';
+import { PresenceState, StatusFilter, type UserStatus } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
 import { OnlineChart } from '../ui/OnlineChart';
@@ -129,6 +129,10 @@ export function AdminUsersPage() {
             <dd data-testid="count-online">{countFormat.format(page.onlineCount)}</dd>
           </div>
           <div>
+            <dt>Absents</dt>
+            <dd data-testid="count-away">{countFormat.format(page.awayCount)}</dd>
+          </div>
+          <div>
             <dt>Hors ligne</dt>
             <dd data-testid="count-offline">{countFormat.format(page.offlineCount)}</dd>
           </div>
@@ -233,6 +237,15 @@ export function AdminUsersPage() {
   );
 }
 
+function away(status: UserStatus): boolean {
+  return status.online && status.state === PresenceState.AWAY;
+}
+
+function badgeClass(status: UserStatus): string {
+  if (away(status)) return 'badge--away';
+  return status.online ? 'badge--online' : 'badge--offline';
+}
+
 function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number; backTo: BackTo }) {
   return (
     <tr data-testid={`user-row-${status.username}`} data-online={status.online}>
@@ -244,11 +257,12 @@ function UserRow({ status, nowMs, backTo }: { status: UserStatus; nowMs: number;
       <td data-label="Nom affiché">{status.displayName}</td>
       <td data-label="Statut">
         <span
-          className={status.online ? 'badge badge--online' : 'badge badge--offline'}
+          className={`badge ${badgeClass(status)}`}
           data-testid={`status-badge-${status.username}`}
+          title={away(status) ? 'En ligne, mais sans saisie sur aucun de ses navigateurs depuis le délai d’absence' : undefined}
         >
           <span className="badge__dot" aria-hidden="true" />
-          {onlineLabel(status.online)}
+          {stateLabel(status.online, status.state)}
         </span>
         {status.activeBrowsers > 1 && (
           <span

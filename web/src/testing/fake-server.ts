@@ -12,6 +12,7 @@ import { sessionInterceptor, type Api } from '../api';
 import { ActivityService } from '../gen/presence/activity/v1/activity_pb';
 import {
   AdminService,
+  PresenceState,
   StatusFilter,
   StatusSource,
   type GetOnlineHistoryRequest,
@@ -33,6 +34,8 @@ export interface FakeUser {
   lastActivityMs?: number;
   /** Browsers keeping the user online (0 when unset). */
   activeBrowsers?: number;
+  /** Online but every browser idle (idle detection on). */
+  away?: boolean;
 }
 
 /** The event shapes the stream sends, as plain objects (the client builds the messages). */
@@ -50,6 +53,7 @@ function statusOf(user: FakeUser) {
     lastActivityAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
     lastSeenAt: user.lastActivityMs === undefined ? undefined : timestampFromMs(user.lastActivityMs),
     activeBrowsers: user.online ? (user.activeBrowsers ?? 0) : 0,
+    state: !user.online ? PresenceState.OFFLINE : user.away ? PresenceState.AWAY : PresenceState.ONLINE,
   };
 }
 
@@ -231,6 +235,15 @@ export class FakePresenceServer {
     if (!user) throw new Error(`no user ${username}`);
     user.online = online;
     user.activeBrowsers = activeBrowsers;
+    user.away = false;
+    for (const stream of this.streams) stream.push({ status: statusOf(user) });
+  }
+
+  /** An online user's browsers all go idle (or one has input again): streams are told. */
+  setAway(username: string, away: boolean): void {
+    const user = this.users.find((candidate) => candidate.username === username);
+    if (!user) throw new Error(`no user ${username}`);
+    user.away = away;
     for (const stream of this.streams) stream.push({ status: statusOf(user) });
   }
 
@@ -294,11 +307,13 @@ export class FakePresenceServer {
     const offset = Number(request.pageToken || '0');
     const end = offset + request.pageSize;
     const online = this.users.filter((user) => user.online).length;
+    const away = this.users.filter((user) => user.online && user.away).length;
     return {
       statuses: matching.slice(offset, end).map(statusOf),
       nextPageToken: end < matching.length ? String(end) : '',
       totalCount: BigInt(this.users.length),
-      onlineCount: BigInt(online),
+      onlineCount: BigInt(online - away),
+      awayCount: BigInt(away),
       offlineCount: BigInt(this.users.length - online),
       thresholdMinutes: this.thresholdMinutes,
       generatedAt: timestampFromMs(Date.now()),
