@@ -175,6 +175,7 @@ interface World {
   userId?: string;
   intervalMs?: number;
   originalThreshold?: string;
+  idleDetectionOn?: boolean;
 }
 
 let world: World;
@@ -235,6 +236,9 @@ test.beforeAll(async ({ browser }) => {
 test.afterAll(async () => {
   await restoreThreshold().catch((error: unknown) => {
     console.log(`! could not restore the threshold: ${String(error)}`);
+  });
+  await turnIdleDetectionOff().catch((error: unknown) => {
+    console.log(`! could not turn idle detection off: ${String(error)}`);
   });
   // Leave nobody signed in, so the next run starts from "offline".
   for (const page of [world.userPage, world.adminPage]) {
@@ -454,6 +458,78 @@ test('on a 390 px wide phone the users page shows every user as a compact row, n
     if (wide) await admin.setViewportSize(wide);
   }
 });
+
+test('usertest1 in a second browser: the admin sees « 2 navigateurs », and one signing out leaves « En ligne »', async ({
+  browser,
+}) => {
+  const admin = await adminPage();
+  await userPage();
+  await admin.getByRole('link', { name: 'Utilisateurs', exact: true }).click();
+  await showUserRow(admin, USER.username);
+  await expectBadge(admin, USER.username, 'En ligne');
+  await expectLive(admin);
+  await markNoReload(admin);
+
+  // Another browser context: its own localStorage, so its own browser id (a phone, say).
+  const phoneContext = await browser.newContext();
+  try {
+    const phone = await phoneContext.newPage();
+    await signIn(phone, USER);
+    await expect(admin.getByTestId(`browsers-${USER.username}`), 'the admin to see two browsers').toHaveText('2 navigateurs', {
+      timeout: LIVE_UPDATE_TIMEOUT_MS + MAX_PING_INTERVAL_MS,
+    });
+    await screenshot(admin, '07c-admin-users-two-browsers');
+
+    await phone.getByTestId('sign-out').click();
+    await phone.getByText('Vous êtes déconnecté.').waitFor({ timeout: 5_000 });
+    await expect(admin.getByTestId(`browsers-${USER.username}`), 'one browser left').toHaveCount(0, {
+      timeout: LIVE_UPDATE_TIMEOUT_MS,
+    });
+    await expectBadge(admin, USER.username, 'En ligne');
+    await expectNotReloaded(admin);
+  } finally {
+    await phoneContext.close();
+  }
+});
+
+test('with idle detection on and a one-minute delay, the admin sees « Absent », and input brings « En ligne » back', async () => {
+  const admin = await adminPage();
+  const page = await userPage();
+  await admin.getByRole('link', { name: 'Paramètres', exact: true }).click();
+  await admin.getByTestId('idle-enabled').check();
+  await admin.getByTestId('idle-minutes').fill('1');
+  await admin.getByTestId('idle-save').click();
+  await admin.getByText('Détection d’absence activée.').waitFor({ timeout: 5_000 });
+  world.idleDetectionOn = true;
+  await screenshot(admin, '07d-admin-settings-idle-detection');
+
+  await admin.getByRole('link', { name: 'Utilisateurs', exact: true }).click();
+  await showUserRow(admin, USER.username);
+  await expectLive(admin);
+  // No input in the user's tab: after the minute, and the ping that follows, « Absent ».
+  await expectBadgeWithin(admin, USER.username, 'Absent', 60_000 + 2 * MAX_PING_INTERVAL_MS);
+  await screenshot(admin, '07e-admin-users-away');
+
+  await page.mouse.move(20, 20);
+  await page.mouse.move(60, 60);
+  await expectBadge(admin, USER.username, 'En ligne');
+
+  await turnIdleDetectionOff();
+});
+
+async function expectBadgeWithin(page: Page, username: string, text: string, timeout: number) {
+  await expect(page.getByTestId(`status-badge-${username}`), `${username} to show « ${text} »`).toHaveText(text, { timeout });
+}
+
+async function turnIdleDetectionOff() {
+  if (!world.idleDetectionOn || !world.adminPage || world.adminPage.isClosed()) return;
+  const page = world.adminPage;
+  await page.goto('/admin/settings');
+  await page.getByTestId('idle-enabled').uncheck();
+  await page.getByTestId('idle-save').click();
+  await page.getByText('Détection d’absence désactivée.').waitFor({ timeout: 5_000 });
+  world.idleDetectionOn = false;
+}
 
 test('usertest1 signs out: the key is gone and the admin sees « Hors ligne » live', async () => {
   const admin = await adminPage();
