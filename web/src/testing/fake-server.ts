@@ -9,7 +9,7 @@
 import { timestampFromMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from '@connectrpc/connect';
 import { sessionInterceptor, type Api } from '../api';
-import { ActivityService } from '../gen/presence/activity/v1/activity_pb';
+import { ActivityService, type MyPresence } from '../gen/presence/activity/v1/activity_pb';
 import {
   AdminService,
   StatusFilter,
@@ -54,6 +54,13 @@ function statusOf(user: FakeUser) {
 export type PresenceInit = Partial<Omit<UserPresence, '$typeName' | 'status' | 'recentEvents'>> & {
   status?: Partial<Omit<UserStatus, '$typeName'>>;
   recentEvents?: Partial<Omit<LoginEvent, '$typeName'>>[];
+};
+
+/** What GetMyPresence returns for a user, as plain objects. */
+export type MyPresenceInit = Partial<Omit<MyPresence, '$typeName' | 'browsers' | 'recentEvents' | 'retention'>> & {
+  browsers?: Partial<Omit<MyPresence['browsers'][number], '$typeName'>>[];
+  recentEvents?: Partial<Omit<MyPresence['recentEvents'][number], '$typeName'>>[];
+  retention?: { activitySeconds: number; thresholdMinutes: number; loginHistoryDays: number };
 };
 
 /** One open WatchUserStatuses stream: a queue of events, or the error that ends it. */
@@ -110,6 +117,10 @@ export class FakePresenceServer {
   readonly presences = new Map<string, PresenceInit>();
   /** The user ids GetUserPresence was asked for, in order. */
   readonly presenceRequests: string[] = [];
+  /** GetMyPresence's answer for a user id: only ever the caller's, as the service does. */
+  readonly myPresences = new Map<string, MyPresenceInit>();
+  /** The user ids GetMyPresence answered for (the callers'), in order. */
+  readonly myPresenceCallers: string[] = [];
   /** How many WatchUserStatuses streams were opened. */
   watchCount = 0;
   /** When set, new streams are refused with this code before any event. */
@@ -151,6 +162,17 @@ export class FakePresenceServer {
             // the browser (as it may through the gateway): let those errors land first.
             await new Promise((resolve) => setTimeout(resolve, 0));
             return {};
+          },
+          getMyPresence: (_request, context) => {
+            const user = this.tokens.get(this.caller(context));
+            if (!user) throw new ConnectError('the access token was revoked', Code.Unauthenticated);
+            this.myPresenceCallers.push(user.userId);
+            return {
+              userId: user.userId,
+              generatedAt: timestampFromMs(Date.now()),
+              retention: { activitySeconds: 2 * 60 * this.thresholdMinutes, thresholdMinutes: this.thresholdMinutes, loginHistoryDays: 365 },
+              ...this.myPresences.get(user.userId),
+            };
           },
         });
         router.service(AdminService, {
