@@ -78,8 +78,8 @@ function Records({ presence, nowMs }: { presence: MyPresence; nowMs: number }) {
 
       <h2>20 derniers événements de connexion — conservés {historyKept}</h2>
       <p className="hint">
-        Chaque connexion, échec de connexion et déconnexion, avec l'adresse et le navigateur d'où il vient, est effacé
-        au bout de {historyKept}.
+        Connexions, échecs de connexion et déconnexions, avec l'adresse et le navigateur d'où ils viennent : chacun est
+        effacé au bout de {historyKept}.
       </p>
       <Events events={presence.recentEvents} nowMs={nowMs} />
 
