@@ -10,10 +10,12 @@ use presence_core::forwarded::{ForwardedHeader, TrustedProxies};
 use presence_core::token::{Caller, Role, TokenIssuer, TokenVerifier};
 use presence_proto::activity::activity_service_server::ActivityService;
 use presence_proto::activity::{
-    LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, PingRequest, PingResponse,
+    GetMyPresenceRequest, LoginEvent, LoginEventKind, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, MyBrowser, MyPresence, MyRetention, PingRequest, PingResponse,
     RecordActivityRequest, RecordActivityResponse,
 };
-use presence_proto::timestamp;
+use presence_proto::{timestamp, timestamp_from};
+use presence_store::revocation::RedisVerdict;
 use presence_store::settings::ThresholdWatch;
 use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
@@ -23,7 +25,7 @@ use uuid::Uuid;
 use crate::browser::BrowserId;
 use crate::error::ActivityError;
 use crate::password::{Admission, PasswordChecks};
-use crate::store::{Account, Accounts, ActivityStore, ClientInfo, Input, Ping, SignOut};
+use crate::store::{Account, Accounts, ActivityStore, ClientInfo, Input, OwnEvent, Ping, SignOut};
 use crate::throttle::{LoginThrottle, Reservation, Reserved};
 
 const MAX_USERNAME_CHARS: usize = 64;
@@ -36,6 +38,10 @@ const LOGOUT_ROW_RETRY_FOR: Duration = Duration::from_secs(120);
 /// hundred bytes each); beyond, a row is given up at once, with an error in
 /// the log (its logout already took effect in Redis).
 pub const MAX_PENDING_LOGOUT_ROWS: usize = 10_000;
+/// How many login_history events `GetMyPresence` shows.
+pub const MY_RECENT_EVENTS: i64 = 20;
+/// How many characters of a browser's id name it to its user.
+const BROWSER_LABEL_CHARS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ActivityHandler {
@@ -50,6 +56,8 @@ pub struct ActivityHandler {
     pub trusted_proxies: TrustedProxies,
     /// Places for logout rows being retried (`MAX_PENDING_LOGOUT_ROWS`).
     pub pending_logout_rows: Arc<Semaphore>,
+    /// Days login_history rows are kept, told to the people they are about.
+    pub login_history_retention_days: i32,
 }
 
 /// What checking a username and password found.
@@ -364,6 +372,93 @@ impl ActivityHandler {
             server_time: Some(timestamp(now)),
         })
     }
+
+    /// The caller's own records. The user is the token's subject, never
+    /// anything the request says. Redis is read in one round trip, with the
+    /// token's revocation; when Redis cannot answer, the revocation is
+    /// checked in PostgreSQL and the answer is degraded.
+    async fn get_my_presence(
+        &self,
+        request: Request<GetMyPresenceRequest>,
+    ) -> Result<MyPresence, ActivityError> {
+        let caller = self.caller(request.metadata())?;
+        if caller.role == Role::Service {
+            return Err(ActivityError::PermissionDenied(
+                "a service token has no presence of its own",
+            ));
+        }
+        let threshold = self.threshold.current();
+        let now = now();
+        let (activity, degraded) = match self
+            .store
+            .own_activity(&caller, now - threshold.seconds())
+            .await
+        {
+            Ok((RedisVerdict::Revoked, _)) => {
+                return Err(presence_store::Error::TokenRevoked.into());
+            }
+            Ok((RedisVerdict::NotRevoked, activity)) => (activity, false),
+            Ok((RedisVerdict::Unknown, activity)) => {
+                self.ensure_not_revoked_in_postgres(&caller).await?;
+                (activity, false)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "own presence read from PostgreSQL alone: Redis is unavailable");
+                self.ensure_not_revoked_in_postgres(&caller).await?;
+                (Default::default(), true)
+            }
+        };
+        let events = self
+            .accounts
+            .recent_events(caller.user_id, MY_RECENT_EVENTS)
+            .await?;
+        Ok(MyPresence {
+            user_id: caller.user_id.to_string(),
+            generated_at: Some(timestamp(now)),
+            last_activity: activity.last_activity.map(timestamp),
+            browsers: activity
+                .browsers
+                .into_iter()
+                .map(|(id, at)| MyBrowser {
+                    label: id.chars().take(BROWSER_LABEL_CHARS).collect(),
+                    last_activity: Some(timestamp(at)),
+                })
+                .collect(),
+            recent_events: events.iter().map(login_event).collect(),
+            retention: Some(MyRetention {
+                activity_seconds: u32::try_from(threshold.key_ttl().as_secs()).unwrap_or(u32::MAX),
+                threshold_minutes: u32::from(threshold.minutes()),
+                login_history_days: u32::try_from(self.login_history_retention_days)
+                    .unwrap_or_default(),
+            }),
+            degraded,
+        })
+    }
+
+    async fn ensure_not_revoked_in_postgres(&self, caller: &Caller) -> Result<(), ActivityError> {
+        if self.accounts.is_revoked(caller).await? {
+            return Err(presence_store::Error::TokenRevoked.into());
+        }
+        Ok(())
+    }
+}
+
+/// A login_history row as the contract shows it; an event the contract
+/// does not know (a kind added to the table later) is UNSPECIFIED.
+fn login_event(row: &OwnEvent) -> LoginEvent {
+    let kind = match row.event.as_str() {
+        "login_success" => LoginEventKind::LoginSuccess,
+        "login_failure" => LoginEventKind::LoginFailure,
+        "logout" => LoginEventKind::Logout,
+        _ => LoginEventKind::Unspecified,
+    };
+    LoginEvent {
+        kind: kind as i32,
+        occurred_at: Some(timestamp_from(row.occurred_at)),
+        failure_reason: row.failure_reason.clone().unwrap_or_default(),
+        client_address: row.client_address.clone().unwrap_or_default(),
+        user_agent: row.user_agent.clone().unwrap_or_default(),
+    }
 }
 
 /// The client of a call from `peer`: the address in `x-forwarded-for` when
@@ -408,6 +503,15 @@ impl ActivityService for ActivityHandler {
     ) -> Result<Response<RecordActivityResponse>, Status> {
         Ok(Response::new(
             ActivityHandler::record_activity(self, request).await?,
+        ))
+    }
+
+    async fn get_my_presence(
+        &self,
+        request: Request<GetMyPresenceRequest>,
+    ) -> Result<Response<MyPresence>, Status> {
+        Ok(Response::new(
+            ActivityHandler::get_my_presence(self, request).await?,
         ))
     }
 }

@@ -1,5 +1,6 @@
 //! The activity service: signs users in (`Login`), records that they are here
-//! (`Ping`, `RecordActivity`) and signs them out (`Logout`).
+//! (`Ping`, `RecordActivity`), signs them out (`Logout`) and shows each user
+//! what it records about them (`GetMyPresence`).
 //!
 //! - `config`: every setting, from the environment.
 //! - `cli`: the `serve`, `migrate`, `user` and `token` commands.

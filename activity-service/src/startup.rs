@@ -133,6 +133,7 @@ impl Application {
             password_checks: config.password_checks(),
             trusted_proxies: config.trusted_proxies.clone(),
             pending_logout_rows: Arc::new(Semaphore::new(MAX_PENDING_LOGOUT_ROWS)),
+            login_history_retention_days: config.login_history_retention_days,
         };
         let listener = TcpListener::bind(config.listen_addr)
             .await

@@ -30,6 +30,9 @@
 //! may land just after it (the user then shows online until the threshold
 //! passes, as if the ping had come first).
 //!
+//! A user's own records (`GetMyPresence`) are read with their token's
+//! revocation in one batch: on a cluster its commands go to their slots at once.
+//!
 //! `Accounts` is PostgreSQL: accounts and login_history, never touched by a ping.
 //! (The sign-in throttle's counters live in `throttle`, their purge and that
 //! of old login_history rows in `retention`.)
@@ -41,7 +44,7 @@ use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role};
 use presence_store::keys::MAX_BROWSERS_PER_USER;
 use presence_store::redis_client::Redis;
-use presence_store::revocation::{RedisVerdict, check_in_redis};
+use presence_store::revocation::{RedisVerdict, check_in_redis, redis_check, redis_verdict};
 use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -475,6 +478,61 @@ impl ActivityStore {
             tracing::warn!(%error, "could not put a login in the presence index");
         }
     }
+
+    /// The caller's own activity, with what Redis says of their token, in
+    /// one round trip (on a cluster, one batch): their last ping and their
+    /// browsers that pinged at or after `since` (Unix seconds).
+    pub async fn own_activity(
+        &self,
+        caller: &Caller,
+        since: i64,
+    ) -> Result<(RedisVerdict, OwnActivity), ActivityError> {
+        let keys = self.redis.keys();
+        let mut commands = redis_check(&self.redis, caller);
+        let checks = commands.len();
+        commands.push(Cmd::get(keys.last_activity(caller.user_id)));
+        let mut browsers = Cmd::new();
+        browsers
+            .arg("ZREVRANGEBYSCORE")
+            .arg(keys.browsers(caller.user_id))
+            .arg("+inf")
+            .arg(since)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(MAX_BROWSERS_PER_USER);
+        commands.push(browsers);
+        let mut values = self.redis.batch_all(commands).await?;
+        let reads = values.split_off(checks.min(values.len()));
+        let verdict = redis_verdict(values, caller)?;
+        let mut reads = reads.into_iter();
+        let mut next = || reads.next().unwrap_or(Value::Nil);
+        let last_activity: Option<i64> =
+            redis::from_redis_value(next()).map_err(presence_store::Error::from)?;
+        // Scores are read as floats: whole seconds, however Redis spells them.
+        let browsers: Vec<(String, f64)> =
+            redis::from_redis_value(next()).map_err(presence_store::Error::from)?;
+        let browsers = browsers
+            .into_iter()
+            .map(|(id, at)| (id, at as i64))
+            .collect();
+        Ok((
+            verdict,
+            OwnActivity {
+                last_activity,
+                browsers,
+            },
+        ))
+    }
+}
+
+/// What Redis holds of one user's activity.
+#[derive(Debug, Default)]
+pub struct OwnActivity {
+    /// Their last ping (Unix seconds), while its key lives.
+    pub last_activity: Option<i64>,
+    /// (browser id, last ping in Unix seconds), most recent first.
+    pub browsers: Vec<(String, i64)>,
 }
 
 /// What one ping writes, whichever way it is sent.
@@ -682,4 +740,51 @@ impl Accounts {
         .await?;
         Ok(id)
     }
+
+    /// The last `limit` login_history rows of `user_id`, newest first, ties
+    /// (rows of one instant) by the order they were written; read through
+    /// the index login_history_by_user.
+    pub async fn recent_events(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<OwnEvent>, ActivityError> {
+        let mut rows = sqlx::query_as::<_, OwnEvent>(
+            "SELECT id, event, occurred_at, failure_reason,
+                    host(client_ip) AS client_address, left(user_agent, 256) AS user_agent
+             FROM login_history
+             WHERE user_id = $1
+             ORDER BY occurred_at DESC, id DESC
+             LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        // A logout row carries the whole second its logout took effect, a
+        // login row the instant it was written: within one second, the order
+        // of writing says which came first.
+        rows.sort_by_key(|row| std::cmp::Reverse((row.occurred_at.timestamp(), row.id)));
+        Ok(rows)
+    }
+
+    /// Whether PostgreSQL records the caller's token as revoked (for when
+    /// Redis cannot say).
+    pub async fn is_revoked(&self, caller: &Caller) -> Result<bool, ActivityError> {
+        Ok(presence_store::revocation::revoked_in_postgres(&self.pool, caller).await?)
+    }
+}
+
+/// One login_history row as its user sees it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct OwnEvent {
+    /// Its row in login_history: the order rows were written.
+    pub id: i64,
+    pub event: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub failure_reason: Option<String>,
+    /// `host(client_ip)`: the address without its mask.
+    pub client_address: Option<String>,
+    /// At most 256 characters (cut in SQL, on characters, not bytes).
+    pub user_agent: Option<String>,
 }

@@ -40,15 +40,28 @@ pub fn revoked_by_disabling(revoked_before: Option<i64>, issued_at: i64) -> bool
 
 /// The revocation state of `caller`'s token in Redis, in one round trip.
 pub async fn check_in_redis(redis: &Redis, caller: &Caller) -> Result<RedisVerdict, Error> {
+    let values = redis.batch_all(redis_check(redis, caller)).await?;
+    redis_verdict(values, caller)
+}
+
+/// The commands that tell whether Redis holds `caller`'s token as revoked,
+/// for a caller that sends them in a batch with its own reads: their values,
+/// in order, go to `redis_verdict`.
+pub fn redis_check(redis: &Redis, caller: &Caller) -> Vec<Cmd> {
     let keys = redis.keys();
-    let mut values = redis
-        .batch_all(vec![
-            Cmd::exists(keys.revocations_complete()),
-            Cmd::exists(keys.revoked_token(&caller.token_id)),
-            Cmd::get(keys.revoked_before(caller.user_id)),
-        ])
-        .await?
-        .into_iter();
+    vec![
+        Cmd::exists(keys.revocations_complete()),
+        Cmd::exists(keys.revoked_token(&caller.token_id)),
+        Cmd::get(keys.revoked_before(caller.user_id)),
+    ]
+}
+
+/// What the values of `redis_check`'s commands say of `caller`'s token.
+pub fn redis_verdict(
+    values: impl IntoIterator<Item = redis::Value>,
+    caller: &Caller,
+) -> Result<RedisVerdict, Error> {
+    let mut values = values.into_iter();
     let mut next = || values.next().unwrap_or(redis::Value::Nil);
     let complete: bool = redis::from_redis_value(next())?;
     let revoked: bool = redis::from_redis_value(next())?;

@@ -1,7 +1,8 @@
 // End-to-end test of presence (sign-in, pings, statuses, threshold, sign-out) in real
 // headless Chromium, against a running stack.
 //
-// usertest1 signs in and pings (the Redis key appears), a hidden tab stops pinging,
+// usertest1 signs in and pings (the Redis key appears) and reads what presence records
+// about them (« Ce que nous enregistrons »), a hidden tab stops pinging,
 // admintest1 sees usertest1 online without reloading, the threshold is edited and
 // persists, and sign-out removes the key and turns usertest1 offline on the admin page
 // within seconds.
@@ -339,6 +340,24 @@ test("admintest1 opens usertest1's page: online by a recent ping, the sign-in li
   await admin.getByRole('link', { name: /Retour à la liste/ }).click();
   await admin.waitForURL('/admin/users', { timeout: 5_000 });
   await showUserRow(admin, USER.username);
+});
+
+test('usertest1 opens « Ce que nous enregistrons »: their own sign-in, last signal and retention', async () => {
+  const page = await userPage();
+  await page.getByRole('navigation', { name: 'Navigation principale' }).getByRole('link', { name: 'Ce que nous enregistrons' }).click();
+  await page.waitForURL('/my-records', { timeout: 5_000 });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Ce que nous enregistrons');
+  await expect(page.getByTestId('my-last-activity')).toHaveText(/Dernier signal : (il y a \d+\s*(s|min)|à l'instant).*— conservé \d+ (min|h)/, {
+    timeout: 5_000,
+  });
+  const events = page.getByTestId('my-login-events').locator('tbody tr');
+  await expect(events.first(), 'the newest event is their sign-in').toContainText('Connexion');
+  await expect(events.first()).toContainText('127.0.0.1');
+  await expect(page.getByRole('heading', { name: /20 derniers événements de connexion — conservés \d+ jours?/ })).toBeVisible();
+  await expect(page.getByTestId('my-online-counts')).toContainText('seulement des totaux, jamais qui');
+  await screenshot(page, '04e-user-my-records');
+  await page.getByRole('link', { name: 'Accueil' }).click();
+  await page.getByTestId('home-signed-in').waitFor({ timeout: 5_000 });
 });
 
 test('admintest1 sees the online count chart with at least one point, and its table', async () => {

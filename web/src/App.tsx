@@ -5,6 +5,7 @@ import { AdminUserPage } from './pages/AdminUserPage';
 import { AdminUsersPage } from './pages/AdminUsersPage';
 import { HomePage } from './pages/HomePage';
 import { LoginPage } from './pages/LoginPage';
+import { MyPresencePage } from './pages/MyPresencePage';
 import { AdminOnly } from './ui/AdminOnly';
 import { SignedInLayout } from './ui/SignedInLayout';
 import { paths } from './ui/paths';
@@ -15,6 +16,7 @@ export function App() {
       <Route path={paths.login} element={<LoginPage />} />
       <Route element={<SignedInLayout />}>
         <Route index element={<HomePage />} />
+        <Route path={paths.myPresence} element={<MyPresencePage />} />
         <Route path="admin" element={<AdminOnly />}>
           <Route index element={<Navigate to={paths.adminUsers} replace />} />
           <Route path="users" element={<AdminUsersPage />} />

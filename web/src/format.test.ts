@@ -1,6 +1,19 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
-import { browsersLabel, formatDateTime, isoDateTime, onlineLabel, ruleLabel, sourceLabel, statusSentence, timeAgo, UNKNOWN } from './format';
+import {
+  browsersLabel,
+  daysLabel,
+  durationLabel,
+  formatDateTime,
+  isoDateTime,
+  loginEventLabel,
+  onlineLabel,
+  ruleLabel,
+  sourceLabel,
+  statusSentence,
+  timeAgo,
+  UNKNOWN,
+} from './format';
 import { StatusSource } from './gen/presence/admin/v1/admin_pb';
 
 const moment = timestampFromMs(Date.UTC(2025, 10, 25, 14, 3, 7));
@@ -116,5 +129,26 @@ describe('ruleLabel', () => {
     expect(ruleLabel({ ...base, lastActivityMs: 30, lastLogoutMs: 20 })).toBe('seuil dépassé depuis la dernière activité');
     expect(ruleLabel(base)).toBe('aucune activité ni connexion connue');
     expect(ruleLabel({ ...base, disabled: true })).toBe('compte désactivé');
+  });
+});
+
+describe('durationLabel', () => {
+  it('says a retention in minutes, hours or days', () => {
+    expect(durationLabel(30 * 60)).toBe('30 min');
+    expect(durationLabel(2 * 3_600)).toBe('2 h');
+    expect(durationLabel(90 * 60)).toBe('1 h 30 min');
+    expect(durationLabel(2 * 86_400)).toBe('2 jours');
+    expect(daysLabel(1)).toBe('1 jour');
+    expect(daysLabel(365)).toBe('365 jours');
+  });
+});
+
+describe('loginEventLabel', () => {
+  it('names the event and, in French, why a sign-in failed', () => {
+    expect(loginEventLabel(1, '')).toBe('Connexion');
+    expect(loginEventLabel(2, 'wrong_password')).toBe('Échec de connexion (mot de passe incorrect)');
+    expect(loginEventLabel(2, 'something_new')).toBe('Échec de connexion (something_new)');
+    expect(loginEventLabel(3, '')).toBe('Déconnexion');
+    expect(loginEventLabel(42, '')).toBe('Événement inconnu');
   });
 });

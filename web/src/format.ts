@@ -125,3 +125,40 @@ export function ruleLabel(evidence: StatusEvidence): string {
   if (evidence.lastLogoutMs !== undefined && evidence.lastLogoutMs >= lastSeenMs) return 'déconnexion';
   return lastSeenMs === -Infinity ? 'aucune activité ni connexion connue' : 'seuil dépassé depuis la dernière activité';
 }
+
+/** What a login_history event was, the same in both contracts (their kinds share numbers). */
+const EVENT_LABELS: Record<number, string> = {
+  0: 'Événement inconnu',
+  1: 'Connexion',
+  2: 'Échec de connexion',
+  3: 'Déconnexion',
+};
+
+const FAILURE_REASONS: Record<string, string> = {
+  wrong_password: 'mot de passe incorrect',
+  unknown_user: 'utilisateur inconnu',
+  account_disabled: 'compte désactivé',
+  service_account: 'compte de service',
+  throttled: 'trop de tentatives',
+};
+
+/** « Connexion », « Échec de connexion (mot de passe incorrect) », « Déconnexion ». */
+export function loginEventLabel(kind: number, failureReason: string): string {
+  const label = EVENT_LABELS[kind] ?? EVENT_LABELS[0];
+  return failureReason ? `${label} (${FAILURE_REASONS[failureReason] ?? failureReason})` : label;
+}
+
+/** A retention in plain French: « 30 min », « 2 h », « 1 h 30 min », « 2 jours ». */
+export function durationLabel(seconds: number): string {
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${Math.max(minutes, 1)} min`;
+  if (minutes % 1_440 === 0) return daysLabel(minutes / 1_440);
+  const hours = Math.floor(minutes / 60);
+  const rest = minutes % 60;
+  return rest === 0 ? `${hours} h` : `${hours} h ${rest} min`;
+}
+
+/** « 1 jour », « 365 jours ». */
+export function daysLabel(days: number): string {
+  return days === 1 ? '1 jour' : `${days} jours`;
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use presence_core::token::Role;
-use presence_proto::activity::{LogoutRequest, PingRequest};
+use presence_proto::activity::{GetMyPresenceRequest, LoginEventKind, LogoutRequest, PingRequest};
 use sqlx::postgres::PgPoolOptions;
 use tonic::Code;
 
@@ -77,4 +77,52 @@ async fn ping_works_while_postgresql_is_unreachable(pool: sqlx::PgPool) {
     request.set_timeout(CLIENT_DEADLINE);
     cut_off.client.ping(request).await.unwrap();
     assert!(cut_off.last_activity(&login.user_id).await.is_some());
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn my_presence_with_redis_stopped_comes_from_login_history_marked_degraded(
+    pool: sqlx::PgPool,
+) {
+    let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
+    app.create_user("usertest1", Role::User).await;
+    let token = app.login("usertest1").await.access_token;
+    app.client
+        .ping(authorized(PingRequest::default(), &token))
+        .await
+        .unwrap();
+
+    redis.stop();
+    let mut request = authorized(GetMyPresenceRequest {}, &token);
+    request.set_timeout(CLIENT_DEADLINE);
+    let presence = app
+        .client
+        .get_my_presence(request)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(presence.degraded);
+    assert_eq!(presence.last_activity, None);
+    assert!(presence.browsers.is_empty());
+    let kinds: Vec<LoginEventKind> = presence.recent_events.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds, [LoginEventKind::LoginSuccess]);
+    assert_eq!(presence.retention.unwrap().login_history_days, 365);
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn my_presence_with_redis_stopped_still_refuses_a_signed_out_token(pool: sqlx::PgPool) {
+    let (mut app, mut redis) = TestApp::on_throwaway_redis(pool).await;
+    app.create_user("usertest1", Role::User).await;
+    let token = app.login("usertest1").await.access_token;
+    app.client
+        .logout(authorized(LogoutRequest::default(), &token))
+        .await
+        .unwrap();
+
+    redis.stop();
+    let mut request = authorized(GetMyPresenceRequest {}, &token);
+    request.set_timeout(CLIENT_DEADLINE);
+    let status = app.client.get_my_presence(request).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }

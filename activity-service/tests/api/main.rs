@@ -10,6 +10,7 @@ mod login;
 mod login_load;
 mod login_throttle;
 mod logout;
+mod my_presence;
 mod ping;
 mod record_activity;
 mod retention;

@@ -354,3 +354,33 @@ async fn a_restarted_master_rejoins_and_the_services_recover_without_a_restart(p
     let offline = next_matching(&mut stream, SOON, about("crowd05", false)).await;
     assert!(!offline.snapshot);
 }
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn get_my_presence_reads_the_callers_keys_across_slots_on_a_cluster(pool: sqlx::PgPool) {
+    use presence_proto::activity::GetMyPresenceRequest;
+    let cluster = ThrowawayCluster::start().await;
+    let mut stack = spawn_stack_on(pool, cluster.redis()).await;
+    let user_id = stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    stack.ping(&token).await;
+    // Pings may not write it yet: placed as they will, id scored by the last ping.
+    let _: () = stack
+        .redis
+        .zadd(stack.keys.browsers(user_id), "0123456789abcdef", now())
+        .await
+        .unwrap();
+
+    let presence = stack
+        .activity
+        .get_my_presence(authorized(GetMyPresenceRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(!presence.degraded);
+    assert_eq!(presence.user_id, user_id.to_string());
+    assert!(presence.last_activity.is_some());
+    let labels: Vec<&str> = presence.browsers.iter().map(|b| b.label.as_str()).collect();
+    assert_eq!(labels, ["01234567"]);
+    assert_eq!(presence.recent_events.len(), 1);
+}

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use presence_core::token::Role;
-use presence_proto::activity::{LoginRequest, LoginResponse, PingRequest, PingResponse};
+use presence_proto::activity::{
+    GetMyPresenceRequest, LoginEventKind, LoginRequest, LoginResponse, MyPresence, PingRequest,
+    PingResponse,
+};
 use presence_proto::admin::{BatchGetUserStatusesRequest, WatchUserStatusesRequest};
 use prost::Message;
 use redis::AsyncCommands;
@@ -22,6 +25,7 @@ const LOGIN: &str = "/presence.activity.v1.ActivityService/Login";
 const PING: &str = "/presence.activity.v1.ActivityService/Ping";
 const WATCH: &str = "/presence.admin.v1.AdminService/WatchUserStatuses";
 const BATCH: &str = "/presence.admin.v1.AdminService/BatchGetUserStatuses";
+const MY_PRESENCE: &str = "/presence.activity.v1.ActivityService/GetMyPresence";
 
 fn credentials(username: &str) -> LoginRequest {
     LoginRequest {
@@ -153,6 +157,44 @@ async fn a_restarted_service_is_reached_again(pool: sqlx::PgPool) {
         0,
         "the next call opens a new connection"
     );
+}
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn a_user_reads_their_own_records_through_the_gateway(pool: sqlx::PgPool) {
+    let stack = spawn_stack(pool).await;
+    let user_id = stack.create_user("usertest1", Role::User).await;
+    let gateway = spawn_gateway(&stack, &[]).await;
+    let login = call(&gateway, LOGIN, None, &credentials("usertest1")).await;
+    let login =
+        LoginResponse::decode(GrpcWebResponse::parse(&login.body).messages[0].as_slice()).unwrap();
+    let ping = call(
+        &gateway,
+        PING,
+        Some(&login.access_token),
+        &PingRequest::default(),
+    )
+    .await;
+    assert_eq!(grpc_status(&ping), 0);
+
+    let mine = call(
+        &gateway,
+        MY_PRESENCE,
+        Some(&login.access_token),
+        &GetMyPresenceRequest {},
+    )
+    .await;
+    let anonymous = call(&gateway, MY_PRESENCE, None, &GetMyPresenceRequest {}).await;
+
+    assert_eq!(grpc_status(&mine), 0);
+    let mine =
+        MyPresence::decode(GrpcWebResponse::parse(&mine.body).messages[0].as_slice()).unwrap();
+    assert_eq!(mine.user_id, user_id.to_string());
+    assert!(mine.last_activity.is_some());
+    let newest = &mine.recent_events[0];
+    assert_eq!(newest.kind(), LoginEventKind::LoginSuccess);
+    // The gateway names the browser's address, as for the admin's view.
+    assert_eq!(newest.client_address, "127.0.0.1");
+    assert_eq!(grpc_status(&anonymous), 16);
 }
 
 #[sqlx::test(migrator = "presence_store::db::MIGRATOR")]

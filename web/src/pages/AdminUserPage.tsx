@@ -6,26 +6,11 @@
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Link, useLocation, useParams } from 'react-router';
 import { useUserPresence } from '../admin/use-user-presence';
-import { ruleLabel, statusSentence, UNKNOWN, type StatusEvidence } from '../format';
+import { loginEventLabel, ruleLabel, statusSentence, UNKNOWN, type StatusEvidence } from '../format';
 import { LoginEventKind, StatusSource, type LoginEvent, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
 import { usePageTitle, useServices } from '../ui/services-context';
-
-const EVENT_LABELS: Record<LoginEventKind, string> = {
-  [LoginEventKind.UNSPECIFIED]: 'Événement inconnu',
-  [LoginEventKind.LOGIN_SUCCESS]: 'Connexion',
-  [LoginEventKind.LOGIN_FAILURE]: 'Échec de connexion',
-  [LoginEventKind.LOGOUT]: 'Déconnexion',
-};
-
-const FAILURE_REASONS: Record<string, string> = {
-  wrong_password: 'mot de passe incorrect',
-  unknown_user: 'utilisateur inconnu',
-  account_disabled: 'compte désactivé',
-  service_account: 'compte de service',
-  throttled: 'trop de tentatives',
-};
 
 const ms = (value: Timestamp | undefined) => (value ? timestampMs(value) : undefined);
 
@@ -133,10 +118,7 @@ function EventTable({ events, nowMs }: { events: LoginEvent[]; nowMs: number }) 
               <td>
                 <RelativeTime value={event.occurredAt} nowMs={nowMs} />
               </td>
-              <td>
-                {EVENT_LABELS[event.kind]}
-                {event.failureReason && ` (${FAILURE_REASONS[event.failureReason] ?? event.failureReason})`}
-              </td>
+              <td>{loginEventLabel(event.kind, event.failureReason)}</td>
               <td>{event.clientAddress || UNKNOWN}</td>
               <td className="user-agent">{event.userAgent || UNKNOWN}</td>
             </tr>

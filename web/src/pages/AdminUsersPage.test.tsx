@@ -7,10 +7,7 @@ import { LoginEventKind, StatusFilter } from '../gen/presence/admin/v1/admin_pb'
 import { USER_NOT_FOUND_MESSAGE } from '../admin/use-user-presence';
 import { App } from '../App';
 import { SESSION_EXPIRED_MESSAGE } from '../errors';
-import { soloElection } from '../leader-election';
-import { createAppServices } from '../services';
-import { FAKE_PASSWORD, FakePresenceServer, someUsers } from '../testing/fake-server';
-import { FakeVisibility, memoryStorage } from '../testing/fakes';
+import { FAKE_PASSWORD, FakePresenceServer, servicesOver, someUsers } from '../testing/fake-server';
 import { ServicesProvider } from '../ui/services-context';
 
 afterEach(cleanup);
@@ -29,14 +26,7 @@ const shownUsers = () =>
 
 /** The whole app over a fake server, with admintest1 signed in on the live users page. */
 async function adminOnUsersPage(server = new FakePresenceServer(someUsers(3))) {
-  const services = createAppServices({
-    storage: memoryStorage(),
-    createApi: (store) => server.api(store),
-    visibility: () => new FakeVisibility(true),
-    election: () => soloElection(),
-    browserId: () => 'browser-of-the-test-1',
-    inputEvents: () => new EventTarget(),
-  });
+  const services = servicesOver(server);
   render(
     <ServicesProvider services={services}>
       <MemoryRouter initialEntries={['/login']}>

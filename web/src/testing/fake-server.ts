@@ -9,7 +9,7 @@
 import { timestampFromMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from '@connectrpc/connect';
 import { sessionInterceptor, type Api } from '../api';
-import { ActivityService } from '../gen/presence/activity/v1/activity_pb';
+import { ActivityService, type MyPresence } from '../gen/presence/activity/v1/activity_pb';
 import {
   AdminService,
   PresenceState,
@@ -22,7 +22,10 @@ import {
   type UserStatus,
   type UserStatusEvent,
 } from '../gen/presence/admin/v1/admin_pb';
+import { soloElection } from '../leader-election';
+import { createAppServices, type AppServices } from '../services';
 import type { SessionStore } from '../session';
+import { FakeVisibility, memoryStorage } from './fakes';
 
 export interface FakeUser {
   userId: string;
@@ -36,6 +39,18 @@ export interface FakeUser {
   activeBrowsers?: number;
   /** Online but every browser idle (idle detection on). */
   away?: boolean;
+}
+
+/** The app's services over `server`, with the fakes a page test needs (one visible tab, pinging). */
+export function servicesOver(server: FakePresenceServer): AppServices {
+  return createAppServices({
+    storage: memoryStorage(),
+    createApi: (store) => server.api(store),
+    visibility: () => new FakeVisibility(true),
+    election: () => soloElection(),
+    browserId: () => 'browser-of-the-test-1',
+    inputEvents: () => new EventTarget(),
+  });
 }
 
 /** The event shapes the stream sends, as plain objects (the client builds the messages). */
@@ -61,6 +76,13 @@ function statusOf(user: FakeUser) {
 export type PresenceInit = Partial<Omit<UserPresence, '$typeName' | 'status' | 'recentEvents'>> & {
   status?: Partial<Omit<UserStatus, '$typeName'>>;
   recentEvents?: Partial<Omit<LoginEvent, '$typeName'>>[];
+};
+
+/** What GetMyPresence returns for a user, as plain objects. */
+export type MyPresenceInit = Partial<Omit<MyPresence, '$typeName' | 'browsers' | 'recentEvents' | 'retention'>> & {
+  browsers?: Partial<Omit<MyPresence['browsers'][number], '$typeName'>>[];
+  recentEvents?: Partial<Omit<MyPresence['recentEvents'][number], '$typeName'>>[];
+  retention?: { activitySeconds: number; thresholdMinutes: number; loginHistoryDays: number };
 };
 
 /** One open WatchUserStatuses stream: a queue of events, or the error that ends it. */
@@ -117,6 +139,10 @@ export class FakePresenceServer {
   readonly presences = new Map<string, PresenceInit>();
   /** The user ids GetUserPresence was asked for, in order. */
   readonly presenceRequests: string[] = [];
+  /** GetMyPresence's answer for a user id: only ever the caller's, as the service does. */
+  readonly myPresences = new Map<string, MyPresenceInit>();
+  /** The user ids GetMyPresence answered for (the callers'), in order. */
+  readonly myPresenceCallers: string[] = [];
   /** How many WatchUserStatuses streams were opened. */
   watchCount = 0;
   /** When set, new streams are refused with this code before any event. */
@@ -158,6 +184,17 @@ export class FakePresenceServer {
             // the browser (as it may through the gateway): let those errors land first.
             await new Promise((resolve) => setTimeout(resolve, 0));
             return {};
+          },
+          getMyPresence: (_request, context) => {
+            const user = this.tokens.get(this.caller(context));
+            if (!user) throw new ConnectError('the access token was revoked', Code.Unauthenticated);
+            this.myPresenceCallers.push(user.userId);
+            return {
+              userId: user.userId,
+              generatedAt: timestampFromMs(Date.now()),
+              retention: { activitySeconds: 2 * 60 * this.thresholdMinutes, thresholdMinutes: this.thresholdMinutes, loginHistoryDays: 365 },
+              ...this.myPresences.get(user.userId),
+            };
           },
         });
         router.service(AdminService, {

@@ -4,6 +4,7 @@
  */
 import { useState } from 'react';
 import { Navigate, NavLink, Outlet, useLocation } from 'react-router';
+import { MY_PRESENCE_TITLE } from '../pages/MyPresencePage';
 import { isAdmin } from '../session';
 import { paths, type ReturnTo } from './paths';
 import { useServices, useSessionState } from './services-context';
@@ -50,6 +51,9 @@ export function SignedInLayout() {
                 <NavLink to={paths.home}>Accueil</NavLink>
               </li>
             )}
+            <li>
+              <NavLink to={paths.myPresence}>{MY_PRESENCE_TITLE}</NavLink>
+            </li>
           </ul>
         </nav>
         <div className="account">

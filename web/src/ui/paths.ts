@@ -4,6 +4,7 @@ import { isAdmin, type Session } from '../session';
 export const paths = {
   login: '/login',
   home: '/',
+  myPresence: '/my-records',
   adminUsers: '/admin/users',
   adminSettings: '/admin/settings',
   adminUser: (userId: string) => `/admin/users/${encodeURIComponent(userId)}`,

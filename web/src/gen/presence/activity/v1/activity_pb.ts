@@ -9,8 +9,8 @@
 // @generated from file presence/activity/v1/activity.proto (package presence.activity.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file presence/activity/v1/activity.proto.
  */
 export const file_presence_activity_v1_activity: GenFile = /*@__PURE__*/
-  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIj0KC1BpbmdSZXF1ZXN0EhIKCmJyb3dzZXJfaWQYASABKAkSEQoEaWRsZRgCIAEoCEgAiAEBQgcKBV9pZGxlIpUBCgxQaW5nUmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KFXBpbmdfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoDRIZChF0aHJlc2hvbGRfbWludXRlcxgDIAEoDRIaChJpZGxlX2FmdGVyX21pbnV0ZXMYBCABKA0iIwoNTG9nb3V0UmVxdWVzdBISCgpicm93c2VyX2lkGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIigKFVJlY29yZEFjdGl2aXR5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkkKFlJlY29yZEFjdGl2aXR5UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMvQCCg9BY3Rpdml0eVNlcnZpY2USUAoFTG9naW4SIi5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlcXVlc3QaIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dpblJlc3BvbnNlEk0KBFBpbmcSIS5wcmVzZW5jZS5hY3Rpdml0eS52MS5QaW5nUmVxdWVzdBoiLnByZXNlbmNlLmFjdGl2aXR5LnYxLlBpbmdSZXNwb25zZRJTCgZMb2dvdXQSIy5wcmVzZW5jZS5hY3Rpdml0eS52MS5Mb2dvdXRSZXF1ZXN0GiQucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9nb3V0UmVzcG9uc2USawoOUmVjb3JkQWN0aXZpdHkSKy5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlcXVlc3QaLC5wcmVzZW5jZS5hY3Rpdml0eS52MS5SZWNvcmRBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiNwcmVzZW5jZS9hY3Rpdml0eS92MS9hY3Rpdml0eS5wcm90bxIUcHJlc2VuY2UuYWN0aXZpdHkudjEiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIooBCg1Mb2dpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJEgwKBHJvbGUYBCABKAkSFAoMZGlzcGxheV9uYW1lGAUgASgJIj0KC1BpbmdSZXF1ZXN0EhIKCmJyb3dzZXJfaWQYASABKAkSEQoEaWRsZRgCIAEoCEgAiAEBQgcKBV9pZGxlIpUBCgxQaW5nUmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KFXBpbmdfaW50ZXJ2YWxfc2Vjb25kcxgCIAEoDRIZChF0aHJlc2hvbGRfbWludXRlcxgDIAEoDRIaChJpZGxlX2FmdGVyX21pbnV0ZXMYBCABKA0iIwoNTG9nb3V0UmVxdWVzdBISCgpicm93c2VyX2lkGAEgASgJIhAKDkxvZ291dFJlc3BvbnNlIigKFVJlY29yZEFjdGl2aXR5UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkkKFlJlY29yZEFjdGl2aXR5UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhYKFEdldE15UHJlc2VuY2VSZXF1ZXN0IrYCCgpNeVByZXNlbmNlEg8KB3VzZXJfaWQYASABKAkSMAoMZ2VuZXJhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2FjdGl2aXR5GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCghicm93c2VycxgEIAMoCzIfLnByZXNlbmNlLmFjdGl2aXR5LnYxLk15QnJvd3NlchI3Cg1yZWNlbnRfZXZlbnRzGAUgAygLMiAucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9naW5FdmVudBI0CglyZXRlbnRpb24YBiABKAsyIS5wcmVzZW5jZS5hY3Rpdml0eS52MS5NeVJldGVudGlvbhIQCghkZWdyYWRlZBgHIAEoCCJNCglNeUJyb3dzZXISDQoFbGFiZWwYASABKAkSMQoNbGFzdF9hY3Rpdml0eRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitQEKCkxvZ2luRXZlbnQSMgoEa2luZBgBIAEoDjIkLnByZXNlbmNlLmFjdGl2aXR5LnYxLkxvZ2luRXZlbnRLaW5kEi8KC29jY3VycmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5mYWlsdXJlX3JlYXNvbhgDIAEoCRIWCg5jbGllbnRfYWRkcmVzcxgEIAEoCRISCgp1c2VyX2FnZW50GAUgASgJIl4KC015UmV0ZW50aW9uEhgKEGFjdGl2aXR5X3NlY29uZHMYASABKA0SGQoRdGhyZXNob2xkX21pbnV0ZXMYAiABKA0SGgoSbG9naW5faGlzdG9yeV9kYXlzGAMgASgNKpcBCg5Mb2dpbkV2ZW50S2luZBIgChxMT0dJTl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIgoeTE9HSU5fRVZFTlRfS0lORF9MT0dJTl9TVUNDRVNTEAESIgoeTE9HSU5fRVZFTlRfS0lORF9MT0dJTl9GQUlMVVJFEAISGwoXTE9HSU5fRVZFTlRfS0lORF9MT0dPVVQQAzLTAwoPQWN0aXZpdHlTZXJ2aWNlElAKBUxvZ2luEiIucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9naW5SZXF1ZXN0GiMucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9naW5SZXNwb25zZRJNCgRQaW5nEiEucHJlc2VuY2UuYWN0aXZpdHkudjEuUGluZ1JlcXVlc3QaIi5wcmVzZW5jZS5hY3Rpdml0eS52MS5QaW5nUmVzcG9uc2USUwoGTG9nb3V0EiMucHJlc2VuY2UuYWN0aXZpdHkudjEuTG9nb3V0UmVxdWVzdBokLnByZXNlbmNlLmFjdGl2aXR5LnYxLkxvZ291dFJlc3BvbnNlEmsKDlJlY29yZEFjdGl2aXR5EisucHJlc2VuY2UuYWN0aXZpdHkudjEuUmVjb3JkQWN0aXZpdHlSZXF1ZXN0GiwucHJlc2VuY2UuYWN0aXZpdHkudjEuUmVjb3JkQWN0aXZpdHlSZXNwb25zZRJdCg1HZXRNeVByZXNlbmNlEioucHJlc2VuY2UuYWN0aXZpdHkudjEuR2V0TXlQcmVzZW5jZVJlcXVlc3QaIC5wcmVzZW5jZS5hY3Rpdml0eS52MS5NeVByZXNlbmNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message presence.activity.v1.LoginRequest
@@ -243,6 +243,224 @@ export const RecordActivityResponseSchema: GenMessage<RecordActivityResponse> = 
   messageDesc(file_presence_activity_v1_activity, 7);
 
 /**
+ * @generated from message presence.activity.v1.GetMyPresenceRequest
+ */
+export type GetMyPresenceRequest = Message<"presence.activity.v1.GetMyPresenceRequest"> & {
+};
+
+/**
+ * Describes the message presence.activity.v1.GetMyPresenceRequest.
+ * Use `create(GetMyPresenceRequestSchema)` to create a new message.
+ */
+export const GetMyPresenceRequestSchema: GenMessage<GetMyPresenceRequest> = /*@__PURE__*/
+  messageDesc(file_presence_activity_v1_activity, 8);
+
+/**
+ * @generated from message presence.activity.v1.MyPresence
+ */
+export type MyPresence = Message<"presence.activity.v1.MyPresence"> & {
+  /**
+   * The caller's id: the token's subject.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The server's clock when the records were read.
+   *
+   * @generated from field: google.protobuf.Timestamp generated_at = 2;
+   */
+  generatedAt?: Timestamp | undefined;
+
+  /**
+   * The caller's last ping; unset when none is kept (or when `degraded`).
+   *
+   * @generated from field: google.protobuf.Timestamp last_activity = 3;
+   */
+  lastActivity?: Timestamp | undefined;
+
+  /**
+   * The caller's browsers that pinged within the threshold, most recent first.
+   *
+   * @generated from field: repeated presence.activity.v1.MyBrowser browsers = 4;
+   */
+  browsers: MyBrowser[];
+
+  /**
+   * The caller's last 20 login_history events, newest first.
+   *
+   * @generated from field: repeated presence.activity.v1.LoginEvent recent_events = 5;
+   */
+  recentEvents: LoginEvent[];
+
+  /**
+   * How long each of the records above is kept.
+   *
+   * @generated from field: presence.activity.v1.MyRetention retention = 6;
+   */
+  retention?: MyRetention | undefined;
+
+  /**
+   * The activity store could not be read: `last_activity` and `browsers`
+   * are left empty because they are unknown, not because none is kept; the
+   * events come from login_history as usual.
+   *
+   * @generated from field: bool degraded = 7;
+   */
+  degraded: boolean;
+};
+
+/**
+ * Describes the message presence.activity.v1.MyPresence.
+ * Use `create(MyPresenceSchema)` to create a new message.
+ */
+export const MyPresenceSchema: GenMessage<MyPresence> = /*@__PURE__*/
+  messageDesc(file_presence_activity_v1_activity, 9);
+
+/**
+ * @generated from message presence.activity.v1.MyBrowser
+ */
+export type MyBrowser = Message<"presence.activity.v1.MyBrowser"> & {
+  /**
+   * The first 8 characters of the id the browser chose: enough to tell the
+   * caller's browsers apart, not the id itself.
+   *
+   * @generated from field: string label = 1;
+   */
+  label: string;
+
+  /**
+   * The browser's last ping.
+   *
+   * @generated from field: google.protobuf.Timestamp last_activity = 2;
+   */
+  lastActivity?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message presence.activity.v1.MyBrowser.
+ * Use `create(MyBrowserSchema)` to create a new message.
+ */
+export const MyBrowserSchema: GenMessage<MyBrowser> = /*@__PURE__*/
+  messageDesc(file_presence_activity_v1_activity, 10);
+
+/**
+ * One row of login_history, as its user sees it.
+ *
+ * @generated from message presence.activity.v1.LoginEvent
+ */
+export type LoginEvent = Message<"presence.activity.v1.LoginEvent"> & {
+  /**
+   * @generated from field: presence.activity.v1.LoginEventKind kind = 1;
+   */
+  kind: LoginEventKind;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 2;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * Why a sign-in failed (e.g. `wrong_password`); empty otherwise.
+   *
+   * @generated from field: string failure_reason = 3;
+   */
+  failureReason: string;
+
+  /**
+   * The client's address as the service saw it; empty if unknown.
+   *
+   * @generated from field: string client_address = 4;
+   */
+  clientAddress: string;
+
+  /**
+   * The browser's User-Agent, cut to 256 characters; empty if unknown.
+   *
+   * @generated from field: string user_agent = 5;
+   */
+  userAgent: string;
+};
+
+/**
+ * Describes the message presence.activity.v1.LoginEvent.
+ * Use `create(LoginEventSchema)` to create a new message.
+ */
+export const LoginEventSchema: GenMessage<LoginEvent> = /*@__PURE__*/
+  messageDesc(file_presence_activity_v1_activity, 11);
+
+/**
+ * How long presence keeps each record. The per-minute online-count history
+ * keeps totals only, never who was online: nothing in it is about the caller.
+ *
+ * @generated from message presence.activity.v1.MyRetention
+ */
+export type MyRetention = Message<"presence.activity.v1.MyRetention"> & {
+  /**
+   * The last ping and the browsers live this many seconds after the last
+   * ping: twice the threshold.
+   *
+   * @generated from field: uint32 activity_seconds = 1;
+   */
+  activitySeconds: number;
+
+  /**
+   * The "online" threshold in force, in minutes: a browser counts as seen
+   * lately within it.
+   *
+   * @generated from field: uint32 threshold_minutes = 2;
+   */
+  thresholdMinutes: number;
+
+  /**
+   * login_history rows (sign-ins, failures, logouts) are deleted after this
+   * many days.
+   *
+   * @generated from field: uint32 login_history_days = 3;
+   */
+  loginHistoryDays: number;
+};
+
+/**
+ * Describes the message presence.activity.v1.MyRetention.
+ * Use `create(MyRetentionSchema)` to create a new message.
+ */
+export const MyRetentionSchema: GenMessage<MyRetention> = /*@__PURE__*/
+  messageDesc(file_presence_activity_v1_activity, 12);
+
+/**
+ * @generated from enum presence.activity.v1.LoginEventKind
+ */
+export enum LoginEventKind {
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGIN_SUCCESS = 1;
+   */
+  LOGIN_SUCCESS = 1,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGIN_FAILURE = 2;
+   */
+  LOGIN_FAILURE = 2,
+
+  /**
+   * @generated from enum value: LOGIN_EVENT_KIND_LOGOUT = 3;
+   */
+  LOGOUT = 3,
+}
+
+/**
+ * Describes the enum presence.activity.v1.LoginEventKind.
+ */
+export const LoginEventKindSchema: GenEnum<LoginEventKind> = /*@__PURE__*/
+  enumDesc(file_presence_activity_v1_activity, 0);
+
+/**
  * @generated from service presence.activity.v1.ActivityService
  */
 export const ActivityService: GenService<{
@@ -316,6 +534,24 @@ export const ActivityService: GenService<{
     methodKind: "unary";
     input: typeof RecordActivityRequestSchema;
     output: typeof RecordActivityResponseSchema;
+  },
+  /**
+   * What presence records about the caller right now, and how long each
+   * record is kept: their last ping, their browsers seen within the
+   * threshold, their last 20 sign-in events, and the retention of each. The
+   * user is always the token's subject (the request names nobody), so a
+   * caller only ever sees their own records. Any signed-in `user` or `admin`
+   * token; a `service` token is PERMISSION_DENIED (it has no records of its
+   * own). Errors: UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE (the user
+   * database cannot be reached). When the activity store cannot be reached
+   * the answer comes from login_history alone, with `degraded` set.
+   *
+   * @generated from rpc presence.activity.v1.ActivityService.GetMyPresence
+   */
+  getMyPresence: {
+    methodKind: "unary";
+    input: typeof GetMyPresenceRequestSchema;
+    output: typeof MyPresenceSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_presence_activity_v1_activity, 0);
