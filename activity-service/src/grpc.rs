@@ -387,7 +387,9 @@ impl ActivityHandler {
                 "a service token has no presence of its own",
             ));
         }
-        let threshold = self.threshold.current();
+        let settings = self.threshold.settings();
+        let threshold = settings.threshold;
+        let idle_delay = settings.idle.delay();
         let now = now();
         let (activity, degraded) = match self
             .store
@@ -432,6 +434,8 @@ impl ActivityHandler {
                     .unwrap_or_default(),
             }),
             degraded,
+            idle_after_minutes: idle_delay.map_or(0, |delay| u32::from(delay.minutes())),
+            away: idle_delay.is_some() && activity.away,
         })
     }
 

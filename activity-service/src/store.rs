@@ -502,6 +502,10 @@ impl ActivityStore {
             .arg(0)
             .arg(MAX_BROWSERS_PER_USER);
         commands.push(browsers);
+        commands.push(Cmd::zscore(
+            keys.away_index_for(caller.user_id),
+            caller.user_id.to_string(),
+        ));
         let mut values = self.redis.batch_all(commands).await?;
         let reads = values.split_off(checks.min(values.len()));
         let verdict = redis_verdict(values, caller)?;
@@ -516,11 +520,18 @@ impl ActivityStore {
             .into_iter()
             .map(|(id, at)| (id, at as i64))
             .collect();
+        let away_at: Option<f64> =
+            redis::from_redis_value(next()).map_err(presence_store::Error::from)?;
+        // As the admin service judges it: the last ping put the user there.
+        let away = away_at
+            .zip(last_activity)
+            .is_some_and(|(away, ping)| away as i64 >= ping && away as i64 >= since);
         Ok((
             verdict,
             OwnActivity {
                 last_activity,
                 browsers,
+                away,
             },
         ))
     }
@@ -533,6 +544,9 @@ pub struct OwnActivity {
     pub last_activity: Option<i64>,
     /// (browser id, last ping in Unix seconds), most recent first.
     pub browsers: Vec<(String, i64)>,
+    /// In the away index by their last ping (read whatever the setting; it
+    /// only counts while idle detection is on).
+    pub away: bool,
 }
 
 /// What one ping writes, whichever way it is sent.

@@ -80,7 +80,15 @@ while True:
 print(message[index:index + size].decode())
 PY
 )
-printf '\0\0\0\0\0' > "$work/ping.bin"
+# A ping as the web app sends it: PingRequest{browser_id} (20 characters) in one
+# gRPC frame; BENCH_NO_BROWSER=1 sends the empty request of a client without one.
+if [ "${BENCH_NO_BROWSER:-0}" = 1 ]; then
+  printf '\0\0\0\0\0' > "$work/ping.bin"
+  lua_body='\0\0\0\0\0'
+else
+  printf '\0\0\0\0\026\012\024bench-browser-000001' > "$work/ping.bin"
+  lua_body='\0\0\0\0\22\10\20bench-browser-000001'
+fi
 
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -97,7 +105,7 @@ cpu_per_ping() {
 
 cat > "$work/ping.lua" <<LUA
 wrk.method = "POST"
-wrk.body = "\0\0\0\0\0"
+wrk.body = "$lua_body"
 wrk.headers["Content-Type"] = "application/grpc-web+proto"
 wrk.headers["X-Grpc-Web"] = "1"
 wrk.headers["Authorization"] = "Bearer $token"

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use presence_core::token::Role;
-use presence_proto::activity::PingRequest;
+use presence_proto::activity::{GetMyPresenceRequest, PingRequest};
 use presence_proto::admin::{
     ActivitySettings, PresenceState, StatusFilter, UpdateActivitySettingsRequest,
 };
@@ -137,6 +137,21 @@ async fn without_input_for_the_delay_a_user_is_away_and_input_brings_them_back(p
         in_state("usertest1", PresenceState::Away),
     )
     .await;
+    // The person sees it too, on « Ce que nous enregistrons ».
+    let mine = stack
+        .activity
+        .get_my_presence(authorized(GetMyPresenceRequest {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.away, "{mine:?}");
+    assert_eq!(mine.idle_after_minutes, 1);
+    assert!(
+        mine.browsers
+            .iter()
+            .any(|browser| LAPTOP.starts_with(&browser.label)),
+        "the pinging browser is listed: {mine:?}"
+    );
     let page = stack.list(StatusFilter::All, 50, "").await;
     assert_eq!(page.away_count, 1);
     assert_eq!(

@@ -6,9 +6,10 @@
 import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Link, useLocation, useParams } from 'react-router';
 import { useUserPresence } from '../admin/use-user-presence';
-import { loginEventLabel, ruleLabel, statusSentence, UNKNOWN, type StatusEvidence } from '../format';
-import { LoginEventKind, StatusSource, type LoginEvent, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
+import { ruleLabel, statusSentence, type StatusEvidence } from '../format';
+import { StatusSource, type UserPresence } from '../gen/presence/admin/v1/admin_pb';
 import { paths, type BackTo } from '../ui/paths';
+import { LoginEventsTable } from '../ui/LoginEventsTable';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
 import { usePageTitle, useServices } from '../ui/services-context';
 
@@ -90,41 +91,10 @@ export function AdminUserPage() {
             </div>
           </dl>
           <h2>Derniers événements de connexion</h2>
-          <EventTable events={presence.recentEvents} nowMs={nowMs} />
+          <LoginEventsTable events={presence.recentEvents} nowMs={nowMs} caption="Derniers événements de connexion, du plus récent au plus ancien" testId="login-events" />
         </>
       )}
     </section>
   );
 }
 
-function EventTable({ events, nowMs }: { events: LoginEvent[]; nowMs: number }) {
-  if (events.length === 0) return <p data-testid="no-events">Aucun événement enregistré.</p>;
-  return (
-    <div className="table-wrap">
-      <table data-testid="login-events">
-        <caption className="visually-hidden">Derniers événements de connexion, du plus récent au plus ancien</caption>
-        <thead>
-          <tr>
-            <th scope="col">Quand</th>
-            <th scope="col">Événement</th>
-            <th scope="col">Adresse</th>
-            <th scope="col">Navigateur</th>
-          </tr>
-        </thead>
-        <tbody>
-          {events.map((event, index) => (
-            // Two events may share a time; their order is the server's.
-            <tr key={`${String(ms(event.occurredAt))}-${index}`} data-kind={LoginEventKind[event.kind]}>
-              <td>
-                <RelativeTime value={event.occurredAt} nowMs={nowMs} />
-              </td>
-              <td>{loginEventLabel(event.kind, event.failureReason)}</td>
-              <td>{event.clientAddress || UNKNOWN}</td>
-              <td className="user-agent">{event.userAgent || UNKNOWN}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
-}

@@ -84,6 +84,20 @@ describe('« Ce que nous enregistrons »', () => {
     expect(new Set(server.myPresenceCallers)).toEqual(new Set(['user-1']));
   });
 
+  it('says whether idle detection observes anything, and what admins see now', async () => {
+    const server = new FakePresenceServer(someUsers(1));
+    server.myPresences.set('user-1', { idleAfterMinutes: 5, away: true });
+    await onMyRecordsPage(server, 'user1');
+    const idle = await screen.findByTestId('my-idle-detection');
+    expect(text(idle)).toMatch(/^Activée : .* depuis 5 min, jamais laquelle\..*vous voient « Absent »\.$/);
+  });
+
+  it('says idle detection observes nothing while it is off', async () => {
+    const server = new FakePresenceServer(someUsers(1));
+    await onMyRecordsPage(server, 'user1');
+    expect(text(await screen.findByTestId('my-idle-detection'))).toBe('Désactivée : rien n’est observé de vos saisies.');
+  });
+
   it('says when nothing is kept', async () => {
     const server = new FakePresenceServer(someUsers(1));
     server.thresholdMinutes = 60;

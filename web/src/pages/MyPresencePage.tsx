@@ -3,10 +3,10 @@
  * (GetMyPresence: only their own records), and how long each is kept, in plain French.
  * Fetched again every `MY_PRESENCE_REFRESH_MS`, so the last signal follows the pings.
  */
-import { timestampMs, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { usePolled } from '../admin/use-polled';
-import { daysLabel, durationLabel, loginEventLabel, UNKNOWN } from '../format';
-import { LoginEventKind, type LoginEvent, type MyPresence } from '../gen/presence/activity/v1/activity_pb';
+import { daysLabel, durationLabel, UNKNOWN } from '../format';
+import { type MyPresence } from '../gen/presence/activity/v1/activity_pb';
+import { LoginEventsTable } from '../ui/LoginEventsTable';
 import { RelativeTime, useNow } from '../ui/RelativeTime';
 import { usePageTitle, useServices, useSessionState } from '../ui/services-context';
 
@@ -76,12 +76,25 @@ function Records({ presence, nowMs }: { presence: MyPresence; nowMs: number }) {
       </p>
       <Browsers presence={presence} nowMs={nowMs} />
 
+      <h2>Détection d’absence</h2>
+      {presence.idleAfterMinutes > 0 ? (
+        <p data-testid="my-idle-detection">
+          Activée : à chaque signal, votre navigateur indique seulement s’il y a eu une saisie (clavier, souris ou toucher)
+          depuis {presence.idleAfterMinutes} min, jamais laquelle. Seul l’état présent est gardé, aucun historique.{' '}
+          {presence.away
+            ? 'En ce moment, les administrateurs vous voient « Absent ».'
+            : 'En ce moment, les administrateurs vous voient « En ligne ».'}
+        </p>
+      ) : (
+        <p data-testid="my-idle-detection">Désactivée : rien n’est observé de vos saisies.</p>
+      )}
+
       <h2>20 derniers événements de connexion — conservés {historyKept}</h2>
       <p className="hint">
         Connexions, échecs de connexion et déconnexions, avec l'adresse et le navigateur d'où ils viennent : chacun est
         effacé au bout de {historyKept}.
       </p>
-      <Events events={presence.recentEvents} nowMs={nowMs} />
+      <LoginEventsTable events={presence.recentEvents} nowMs={nowMs} caption="Vos derniers événements de connexion, du plus récent au plus ancien" testId="my-login-events" />
 
       <h2>Nombre d'utilisateurs en ligne</h2>
       <p data-testid="my-online-counts">
@@ -106,36 +119,3 @@ function Browsers({ presence, nowMs }: { presence: MyPresence; nowMs: number }) 
   );
 }
 
-const ms = (value: Timestamp | undefined) => (value ? timestampMs(value) : undefined);
-
-function Events({ events, nowMs }: { events: LoginEvent[]; nowMs: number }) {
-  if (events.length === 0) return <p data-testid="no-events">Aucun événement enregistré.</p>;
-  return (
-    <div className="table-wrap">
-      <table data-testid="my-login-events">
-        <caption className="visually-hidden">Vos derniers événements de connexion, du plus récent au plus ancien</caption>
-        <thead>
-          <tr>
-            <th scope="col">Quand</th>
-            <th scope="col">Événement</th>
-            <th scope="col">Adresse</th>
-            <th scope="col">Navigateur</th>
-          </tr>
-        </thead>
-        <tbody>
-          {events.map((event, index) => (
-            // Two events may share a time; their order is the server's.
-            <tr key={`${String(ms(event.occurredAt))}-${index}`} data-kind={LoginEventKind[event.kind]}>
-              <td>
-                <RelativeTime value={event.occurredAt} nowMs={nowMs} />
-              </td>
-              <td>{loginEventLabel(event.kind, event.failureReason)}</td>
-              <td>{event.clientAddress || UNKNOWN}</td>
-              <td className="user-agent">{event.userAgent || UNKNOWN}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
-}
