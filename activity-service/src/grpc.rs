@@ -25,7 +25,9 @@ use uuid::Uuid;
 use crate::browser::BrowserId;
 use crate::error::ActivityError;
 use crate::password::{Admission, PasswordChecks};
-use crate::store::{Account, Accounts, ActivityStore, ClientInfo, Input, OwnEvent, Ping, SignOut};
+use presence_store::login_history::EventRow;
+
+use crate::store::{Account, Accounts, ActivityStore, ClientInfo, Input, Ping, SignOut};
 use crate::throttle::{LoginThrottle, Reservation, Reserved};
 
 const MAX_USERNAME_CHARS: usize = 64;
@@ -449,7 +451,7 @@ impl ActivityHandler {
 
 /// A login_history row as the contract shows it; an event the contract
 /// does not know (a kind added to the table later) is UNSPECIFIED.
-fn login_event(row: &OwnEvent) -> LoginEvent {
+fn login_event(row: &EventRow) -> LoginEvent {
     let kind = match row.event.as_str() {
         "login_success" => LoginEventKind::LoginSuccess,
         "login_failure" => LoginEventKind::LoginFailure,

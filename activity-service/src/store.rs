@@ -43,6 +43,7 @@ use presence_core::events::{StatusChange, StatusEvent};
 use presence_core::threshold::ThresholdMinutes;
 use presence_core::token::{Caller, Role};
 use presence_store::keys::MAX_BROWSERS_PER_USER;
+use presence_store::login_history::{self, EventRow};
 use presence_store::redis_client::Redis;
 use presence_store::revocation::{RedisVerdict, check_in_redis, redis_check, redis_verdict};
 use redis::{Cmd, ExistenceCheck, Script, SetExpiry, SetOptions, Value};
@@ -755,31 +756,13 @@ impl Accounts {
         Ok(id)
     }
 
-    /// The last `limit` login_history rows of `user_id`, newest first, ties
-    /// (rows of one instant) by the order they were written; read through
-    /// the index login_history_by_user.
+    /// The last `limit` login_history rows of `user_id`, newest first.
     pub async fn recent_events(
         &self,
         user_id: Uuid,
         limit: i64,
-    ) -> Result<Vec<OwnEvent>, ActivityError> {
-        let mut rows = sqlx::query_as::<_, OwnEvent>(
-            "SELECT id, event, occurred_at, failure_reason,
-                    host(client_ip) AS client_address, left(user_agent, 256) AS user_agent
-             FROM login_history
-             WHERE user_id = $1
-             ORDER BY occurred_at DESC, id DESC
-             LIMIT $2",
-        )
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        // A logout row carries the whole second its logout took effect, a
-        // login row the instant it was written: within one second, the order
-        // of writing says which came first.
-        rows.sort_by_key(|row| std::cmp::Reverse((row.occurred_at.timestamp(), row.id)));
-        Ok(rows)
+    ) -> Result<Vec<EventRow>, ActivityError> {
+        Ok(login_history::recent_events(&self.pool, user_id, limit).await?)
     }
 
     /// Whether PostgreSQL records the caller's token as revoked (for when
@@ -787,18 +770,4 @@ impl Accounts {
     pub async fn is_revoked(&self, caller: &Caller) -> Result<bool, ActivityError> {
         Ok(presence_store::revocation::revoked_in_postgres(&self.pool, caller).await?)
     }
-}
-
-/// One login_history row as its user sees it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct OwnEvent {
-    /// Its row in login_history: the order rows were written.
-    pub id: i64,
-    pub event: String,
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    pub failure_reason: Option<String>,
-    /// `host(client_ip)`: the address without its mask.
-    pub client_address: Option<String>,
-    /// At most 256 characters (cut in SQL, on characters, not bytes).
-    pub user_agent: Option<String>,
 }

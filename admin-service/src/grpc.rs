@@ -36,7 +36,7 @@ use crate::error::AdminError;
 use crate::listing::StatusReader;
 use crate::online_history;
 use crate::page_token::PageTokens;
-use crate::presence::EventRow;
+use crate::presence::login_event;
 use crate::search::SearchQuery;
 use crate::status::to_proto;
 use crate::store::{ListFilter, SettingsChange};
@@ -210,11 +210,7 @@ impl AdminHandler {
             generated_at: Some(timestamp(presence.generated_at)),
             degraded: presence.degraded,
             disabled: presence.disabled,
-            recent_events: presence
-                .recent_events
-                .iter()
-                .map(EventRow::to_proto)
-                .collect(),
+            recent_events: presence.recent_events.iter().map(login_event).collect(),
         })
     }
 

@@ -3,12 +3,10 @@
 //! rule, degraded to login_history alone when Redis cannot answer), the facts
 //! it was judged on, and their last login_history events.
 
-use std::cmp::Reverse;
-
-use chrono::{DateTime, Utc};
 use presence_core::threshold::ThresholdMinutes;
 use presence_proto::admin::{LoginEvent, LoginEventKind};
 use presence_proto::timestamp_from;
+use presence_store::login_history::EventRow;
 use uuid::Uuid;
 
 use crate::error::AdminError;
@@ -38,29 +36,14 @@ pub struct Presence {
     pub recent_events: Vec<EventRow>,
 }
 
-/// One login_history row as the presence shows it.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct EventRow {
-    /// Its row in login_history: the order rows were written.
-    pub id: i64,
-    pub event: String,
-    pub occurred_at: DateTime<Utc>,
-    pub failure_reason: Option<String>,
-    /// `host(client_ip)`: the address without its mask.
-    pub client_address: Option<String>,
-    /// At most 256 characters (cut in SQL, on characters, not bytes).
-    pub user_agent: Option<String>,
-}
-
-impl EventRow {
-    pub fn to_proto(&self) -> LoginEvent {
-        LoginEvent {
-            kind: kind_of(&self.event) as i32,
-            occurred_at: Some(timestamp_from(self.occurred_at)),
-            failure_reason: self.failure_reason.clone().unwrap_or_default(),
-            client_address: self.client_address.clone().unwrap_or_default(),
-            user_agent: self.user_agent.clone().unwrap_or_default(),
-        }
+/// The contract's message for one login_history row.
+pub fn login_event(row: &EventRow) -> LoginEvent {
+    LoginEvent {
+        kind: kind_of(&row.event) as i32,
+        occurred_at: Some(timestamp_from(row.occurred_at)),
+        failure_reason: row.failure_reason.clone().unwrap_or_default(),
+        client_address: row.client_address.clone().unwrap_or_default(),
+        user_agent: row.user_agent.clone().unwrap_or_default(),
     }
 }
 
@@ -75,15 +58,6 @@ pub fn kind_of(event: &str) -> LoginEventKind {
     }
 }
 
-/// A logout row carries the whole second the logout took effect (it may be
-/// written later, on a retry), a login row the instant it was written: by
-/// time alone, a logout in the same second as its login would look older.
-/// Events are ordered as the status rule compares them: by the second, then
-/// in the order they were written.
-fn newest_first(event: &EventRow) -> Reverse<(i64, i64)> {
-    Reverse((event.occurred_at.timestamp(), event.id))
-}
-
 impl StatusReader {
     /// The presence of user `id`; NOT_FOUND when there is no such user.
     pub async fn presence(&self, id: Uuid) -> Result<Presence, AdminError> {
@@ -93,8 +67,7 @@ impl StatusReader {
         else {
             return Err(AdminError::NotFound("no user has this id"));
         };
-        let mut recent_events = self.directory.recent_events(id, RECENT_EVENTS).await?;
-        recent_events.sort_by_key(newest_first);
+        let recent_events = self.directory.recent_events(id, RECENT_EVENTS).await?;
         let seen = self.activity_of(&[id], now - threshold.seconds()).await;
         let degraded = seen.is_none();
         let seen = observe(
@@ -122,36 +95,9 @@ impl StatusReader {
 
 #[cfg(test)]
 mod tests {
+    use chrono::DateTime;
+
     use super::*;
-
-    fn event(id: i64, event: &str, at: DateTime<Utc>) -> EventRow {
-        EventRow {
-            id,
-            event: event.into(),
-            occurred_at: at,
-            failure_reason: None,
-            client_address: None,
-            user_agent: None,
-        }
-    }
-
-    #[test]
-    fn a_logout_in_the_second_of_its_login_comes_first() {
-        let second = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let mut events = [
-            event(4, "login_success", second + chrono::Duration::seconds(5)),
-            event(
-                2,
-                "login_success",
-                second + chrono::Duration::milliseconds(400),
-            ),
-            event(3, "logout", second),
-            event(1, "login_failure", second - chrono::Duration::seconds(1)),
-        ];
-        events.sort_by_key(newest_first);
-        let ids: Vec<i64> = events.iter().map(|event| event.id).collect();
-        assert_eq!(ids, [4, 3, 2, 1]);
-    }
 
     #[test]
     fn every_event_of_the_table_has_its_kind_and_others_are_unspecified() {
@@ -172,7 +118,7 @@ mod tests {
             client_address: None,
             user_agent: None,
         };
-        let event = row.to_proto();
+        let event = login_event(&row);
         assert_eq!(event.kind, LoginEventKind::Unspecified as i32);
         assert_eq!(event.occurred_at.unwrap().seconds, 1_800_000_000);
         assert!(event.failure_reason.is_empty());

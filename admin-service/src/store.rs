@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::AdminError;
-use crate::presence::EventRow;
 use crate::search::SearchQuery;
 use crate::status::Observations;
+use presence_store::login_history::{self, EventRow};
 
 /// Which users a listing shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,23 +279,9 @@ impl Directory {
         Ok(rows)
     }
 
-    /// The last `limit` login_history rows of `user`, newest first, ties (rows
-    /// of the same instant) by the order they were written; read through the
-    /// index login_history_by_user.
+    /// The last `limit` login_history rows of `user`, newest first.
     pub async fn recent_events(&self, user: Uuid, limit: i64) -> Result<Vec<EventRow>, AdminError> {
-        let rows = sqlx::query_as::<_, EventRow>(
-            "SELECT id, event, occurred_at, failure_reason,
-                    host(client_ip) AS client_address, left(user_agent, 256) AS user_agent
-             FROM login_history
-             WHERE user_id = $1
-             ORDER BY occurred_at DESC, id DESC
-             LIMIT $2",
-        )
-        .bind(user)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        Ok(login_history::recent_events(&self.pool, user, limit).await?)
     }
 
     pub async fn settings(&self) -> Result<ActivitySettings, AdminError> {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod keys;
+pub mod login_history;
 pub mod redis_client;
 pub mod revocation;
 pub mod settings;
