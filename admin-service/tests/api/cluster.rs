@@ -384,3 +384,52 @@ async fn get_my_presence_reads_the_callers_keys_across_slots_on_a_cluster(pool: 
     assert_eq!(labels, ["01234567"]);
     assert_eq!(presence.recent_events.len(), 1);
 }
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn browsers_and_away_work_across_slots_on_a_cluster(pool: sqlx::PgPool) {
+    use presence_proto::admin::{PresenceState, UpdateActivitySettingsRequest};
+    let cluster = ThrowawayCluster::start().await;
+    let mut stack = spawn_stack_on(pool, cluster.redis()).await;
+    stack.create_user("usertest1", Role::User).await;
+    let laptop = stack.login("usertest1").await.access_token;
+    let phone = stack.login("usertest1").await.access_token;
+    stack.ping_from("laptop-browser-0001", &laptop).await;
+    stack.ping_from("phone-browser-00002", &phone).await;
+    assert_eq!(stack.status_of("usertest1").await.active_browsers, 2);
+
+    stack.logout_from("laptop-browser-0001", &laptop).await;
+    let status = stack.status_of("usertest1").await;
+    assert!(status.online, "the phone keeps the user online: {status:?}");
+    assert_eq!(status.active_browsers, 1);
+
+    let request = UpdateActivitySettingsRequest {
+        idle_detection_enabled: Some(true),
+        ..Default::default()
+    };
+    stack
+        .admin
+        .update_activity_settings(authorized(request, &stack.admin_token))
+        .await
+        .unwrap();
+    // Both services follow the setting within a second; the phone then reports idle.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = stack
+            .ping_reporting("phone-browser-00002", true, &phone)
+            .await;
+        if response.idle_after_minutes > 0
+            && stack.status_of("usertest1").await.state == PresenceState::Away as i32
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the user never showed away on the cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    stack.logout_from("phone-browser-00002", &phone).await;
+    let status = stack.status_of("usertest1").await;
+    assert!(!status.online, "the last browser signed out: {status:?}");
+}
