@@ -590,13 +590,13 @@ impl Browser {
             self.shared.open.fetch_add(1, Ordering::Relaxed);
         }
         let client = client.as_mut().expect("connected just now");
+        // Each simulated browser has its own id, as the web app's browsers do.
+        let request = PingRequest {
+            browser_id: format!("load-browser-{:010}", self.index),
+            idle: None,
+        };
         client
-            .unary(
-                PING,
-                Some(&self.token),
-                &PingRequest::default(),
-                PING_DEADLINE,
-            )
+            .unary(PING, Some(&self.token), &request, PING_DEADLINE)
             .await
     }
 
