@@ -60,7 +60,8 @@ use crate::password;
 /// ARGV: now (Unix s), key TTL (s), user id, the token's iat (Unix s),
 /// browser id ('' for none), the oldest ping still within the threshold,
 /// the most browsers kept, what the ping says of input (`Input::as_arg`),
-/// the oldest ping reporting input that still counts.
+/// the oldest ping reporting input that still counts, the status channel and
+/// the event announcing that the user became away or came back.
 /// Returns 0 if the token is revoked, 2 if Redis cannot vouch for it (its
 /// revocations are not restored yet), nothing written either way; 1 otherwise.
 const PING_SCRIPT: &str = r"
@@ -78,8 +79,9 @@ if ARGV[5] ~= '' then
   redis.call('EXPIRE', KEYS[7], ARGV[2])
 end
 local input = ARGV[8]
+local moved = 0
 if input == 'unknown' then
-  redis.call('ZREM', KEYS[9], ARGV[3])
+  moved = redis.call('ZREM', KEYS[9], ARGV[3])
 elseif input ~= '' then
   if input == 'input' then
     redis.call('ZADD', KEYS[8], ARGV[1], ARGV[5])
@@ -89,12 +91,13 @@ elseif input ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[9])
   redis.call('ZREMRANGEBYRANK', KEYS[8], 0, -tonumber(ARGV[7]) - 1)
   if redis.call('ZCARD', KEYS[8]) == 0 then
-    redis.call('ZADD', KEYS[9], ARGV[1], ARGV[3])
+    moved = redis.call('ZADD', KEYS[9], ARGV[1], ARGV[3])
   else
     redis.call('EXPIRE', KEYS[8], ARGV[2])
-    redis.call('ZREM', KEYS[9], ARGV[3])
+    moved = redis.call('ZREM', KEYS[9], ARGV[3])
   end
 end
+if moved == 1 then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
 return 1
 ";
 
@@ -223,7 +226,9 @@ impl ActivityStore {
             .arg(ping.now - ping.threshold.seconds())
             .arg(MAX_BROWSERS_PER_USER)
             .arg(ping.input().as_arg())
-            .arg(ping.now - ping.input_counts_for);
+            .arg(ping.now - ping.input_counts_for)
+            .arg(keys.status_channel())
+            .arg(ping.away_event()?);
         let outcome: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -303,7 +308,18 @@ impl ActivityStore {
             } else {
                 Cmd::zrem(&away_index, &member)
             };
-            self.redis.batch_all(vec![away]).await?;
+            let moved: u64 = match self.redis.batch_all(vec![away]).await?.pop() {
+                Some(value) => {
+                    redis::from_redis_value(value).map_err(presence_store::Error::from)?
+                }
+                None => 0,
+            };
+            if moved == 1 {
+                let announce = Cmd::publish(keys.status_channel(), ping.away_event()?);
+                if let Err(error) = self.redis.batch_all(vec![announce]).await {
+                    tracing::warn!(%error, "could not announce an away change to status watchers");
+                }
+            }
         }
         Ok(RedisVerdict::NotRevoked)
     }
@@ -569,6 +585,20 @@ pub struct Ping<'a> {
 }
 
 impl Ping<'_> {
+    /// Announces that the user became away or came back (sent only then;
+    /// not even encoded while idle detection is off).
+    fn away_event(&self) -> Result<String, ActivityError> {
+        if self.input == Input::Off {
+            return Ok(String::new());
+        }
+        let event = StatusEvent {
+            user_id: self.user_id,
+            change: StatusChange::AwayChanged,
+            at: self.now,
+        };
+        Ok(event.to_json()?)
+    }
+
     /// Input can only be told of a browser: without its id, presence alone.
     fn input(&self) -> Input {
         match (self.input, self.browser) {

@@ -8,7 +8,11 @@
 //!   every `TICK`, and re-reads the whole online range every `FULL_RESYNC`
 //!   (and after Redis comes back) to heal anything missed;
 //! - logouts and logins: the activity service publishes them on the status
-//!   channel, so a logout shows at once;
+//!   channel, so a logout shows at once; so are a user becoming away or
+//!   coming back, and one browser of several signing out: the users they
+//!   name are judged again and told of even if this hub's view did not
+//!   change (their away spell may have lasted less than a tick, yet shown in
+//!   a listing);
 //! - expiry and logins without pings: every `TICK` it re-evaluates the rule
 //!   against the clock and the recent logins in login_history.
 //!
@@ -102,6 +106,7 @@ impl StatusHub {
             known: HashMap::new(),
             judge_again: HashSet::new(),
             idle_detection: false,
+            tell_anyway: HashSet::new(),
         };
         tokio::spawn(follower.run(logouts_rx));
         hub
@@ -220,6 +225,9 @@ struct Follower {
     judge_again: HashSet<Uuid>,
     /// Whether idle detection was on at the last refresh.
     idle_detection: bool,
+    /// Users whose status is told at the next publish whether or not it
+    /// changed (an announcement named them).
+    tell_anyway: HashSet<Uuid>,
 }
 
 #[derive(Clone, Debug)]
@@ -243,8 +251,9 @@ impl Follower {
                         StatusChange::Logout => {
                             self.presence.remove(&event.user_id);
                         }
-                        // Their score did not move, yet their browsers did.
-                        StatusChange::BrowserLogout => {
+                        // Their score may not have moved, yet their browsers
+                        // or their away state did.
+                        StatusChange::BrowserLogout | StatusChange::AwayChanged => {
                             self.judge_again.insert(event.user_id);
                         }
                         StatusChange::Login => {}
@@ -309,6 +318,9 @@ impl Follower {
         // in the second of the previous read: a ping later in that second
         // (another browser, an idle report) leaves the score as it was.
         let judge_again = std::mem::take(&mut self.judge_again);
+        // Announced changes are told even when this hub's view did not
+        // change: a listing may have shown a state that lasted less than a tick.
+        self.tell_anyway.clone_from(&judge_again);
         let same_second_as_last_read = self.cursor.map(|cursor| cursor - 1);
         let changed: Vec<Uuid> = {
             let online = self.hub.online.read();
@@ -495,7 +507,18 @@ impl Follower {
         let (gone, changes) = {
             let online = self.hub.online.read();
             let gone: Vec<Uuid> = online.keys().filter(|id| !stays(id)).copied().collect();
-            let changes = status_changes(&online, &updates, &gone);
+            let mut changes = status_changes(&online, &updates, &gone);
+            let already: std::collections::HashSet<&str> = changes
+                .iter()
+                .map(|status| status.user_id.as_str())
+                .collect();
+            let again: Vec<UserStatus> = updates
+                .iter()
+                .filter(|(id, _)| self.tell_anyway.contains(id))
+                .map(|(_, user)| user.status.clone())
+                .filter(|status| !already.contains(status.user_id.as_str()))
+                .collect();
+            changes.extend(again);
             (gone, changes)
         };
         {
@@ -511,6 +534,7 @@ impl Follower {
             // No receiver is fine: nobody is watching.
             let _ = self.hub.changes.send(status);
         }
+        self.tell_anyway.clear();
     }
 
     /// Drops index entries older than twice the threshold (their activity

@@ -1,7 +1,7 @@
 //! The messages the activity service publishes on the status channel when a
-//! user signs in or out, so status watchers hear of it at once. (Pings are not
-//! published: watchers read them from the presence index, which keeps a ping
-//! to one round trip.)
+//! user signs in or out, or becomes away or comes back, so status watchers
+//! hear of it at once. (Other pings are not published: watchers read them
+//! from the presence index, which keeps a ping to one round trip.)
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,6 +16,9 @@ pub enum StatusChange {
     /// One browser signed out (its token is revoked) while another of the
     /// user's browsers keeps them online: their browser count changed.
     BrowserLogout,
+    /// The user became away or came back (idle detection on): a ping may
+    /// undo it within the second, which the index alone would not show.
+    AwayChanged,
 }
 
 impl StatusChange {

@@ -282,3 +282,41 @@ async fn an_empty_or_out_of_range_change_is_refused_and_changes_nothing(pool: sq
     assert!(!settings.idle_detection_enabled, "still off");
     assert_eq!(settings.idle_after_minutes, 5);
 }
+
+#[sqlx::test(migrator = "presence_store::db::MIGRATOR")]
+async fn input_in_the_second_of_an_idle_report_brings_the_user_back_on_the_stream(
+    pool: sqlx::PgPool,
+) {
+    let mut stack = spawn_stack(pool).await;
+    stack.create_user("usertest1", Role::User).await;
+    let token = stack.login("usertest1").await.access_token;
+    turn_idle_detection_on(&mut stack, 1, &token).await;
+    let mut watcher = stack.watch().await;
+    for _ in 0..3 {
+        stack.ping_reporting(LAPTOP, false, &token).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+
+    // Idle, then input at once, as a browser does when its person comes
+    // back just after it reported idle; then pings
+    // with input every second. The stream must tell of it, and its last
+    // word must be « online », even when the status stream's own reading of
+    // the stores never caught the moment the user was away (a listing may).
+    // What the stream said so far is not the point: drain it.
+    while let Ok(Ok(Some(_))) =
+        tokio::time::timeout(Duration::from_millis(1500), watcher.message()).await
+    {}
+    stack.ping_reporting(LAPTOP, true, &token).await;
+    let mut last_state = None;
+    for _ in 0..6 {
+        stack.ping_reporting(LAPTOP, false, &token).await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(Some(event))) = tokio::time::timeout_at(until, watcher.message()).await {
+            if let Some(status) = event.status.filter(|status| status.username == "usertest1") {
+                last_state = Some(status.state);
+            }
+        }
+    }
+    assert_eq!(last_state, Some(PresenceState::Online as i32));
+    status_once(&mut stack, "usertest1", PresenceState::Online).await;
+}
