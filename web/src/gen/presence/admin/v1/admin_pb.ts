@@ -864,7 +864,9 @@ export const AdminService: GenService<{
    * to users coming online or leaving: first every user online now (each as
    * an event with `snapshot` set), then one `snapshot_complete` marker, then
    * every change as it happens: a user coming online, going offline (at
-   * logout at once; at expiry within two seconds of crossing the threshold).
+   * logout at once; at expiry within two seconds of crossing the threshold),
+   * becoming away or coming back (with idle detection on), and a change of
+   * active_browsers.
    * A watcher that falls behind receives `resync` followed by a fresh
    * snapshot. The stream ends with UNAUTHENTICATED at its token's expiry and
    * within seconds of its revocation (a sign-out, or its account disabled),
