@@ -583,12 +583,6 @@ impl ActivityReader {
         Ok(())
     }
 
-    /// The last ping of each of `users` that has one.
-    pub async fn last_activity(&self, users: &[Uuid]) -> Result<HashMap<Uuid, i64>, AdminError> {
-        self.values_of(users, |id| self.redis.keys().last_activity(id))
-            .await
-    }
-
     async fn values_of(
         &self,
         users: &[Uuid],
